@@ -1,0 +1,44 @@
+# `make run` serves the API on the embedded defaults; `make test` runs the whole suite
+# (SQLite pass, then MariaDB pass). Both set up the virtual environment first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+MARIADB_TEST_URL ?= mysql+pymysql://root@127.0.0.1:3306/madang_test?charset=utf8mb4
+PYTEST_ARGS ?=
+
+.PHONY: install migrate run test test-sqlite test-mariadb lint format clean
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	touch $@
+
+install: $(BIN)/.installed
+
+migrate: install
+	$(BIN)/alembic upgrade head
+
+run: migrate
+	$(BIN)/uvicorn main:app --host $(HOST) --port $(PORT)
+
+test: test-sqlite test-mariadb
+
+test-sqlite: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-mariadb: install
+	TEST_DATABASE_URL='$(MARIADB_TEST_URL)' $(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

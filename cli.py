@@ -1,0 +1,66 @@
+"""Server-side administration. `python cli.py create-superuser` is the only way to make an
+administrator: the API never grants that right."""
+
+import sys
+from typing import Annotated
+
+import typer
+from pydantic import TypeAdapter, ValidationError
+
+from database import SessionLocal
+from errors import Conflict
+from schemas import Email, Password, UserName
+from services import admin as admin_service
+
+app = typer.Typer(help="Madang server administration.", no_args_is_help=True)
+
+
+def _valid(kind: object, value: str, label: str) -> str:
+    try:
+        return str(TypeAdapter(kind).validate_python(value))
+    except ValidationError as exc:
+        raise typer.BadParameter(exc.errors()[0]["msg"], param_hint=label) from exc
+
+
+@app.command("create-superuser")
+def create_superuser(
+    name: Annotated[str, typer.Option(prompt=True, help="The administrator's user name.")],
+    email: Annotated[str, typer.Option(help="Required for a new account.")] = "",
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input (scripts).")
+    ] = False,
+    promote: Annotated[
+        bool, typer.Option("--promote", help="Make an existing user (by name) an administrator.")
+    ] = False,
+) -> None:
+    """Create an administrator, or promote an existing user with --promote."""
+    name = _valid(UserName, name, "--name")
+    with SessionLocal() as session:
+        if promote:
+            try:
+                user = admin_service.promote_to_superuser(session, name=name)
+            except Conflict as exc:
+                typer.echo(f"error: {exc.detail}", err=True)
+                raise typer.Exit(1) from exc
+            typer.echo(f"{user.name} (id {user.id}) is now an administrator")
+            return
+        if not email:
+            email = typer.prompt("Email")
+        email = _valid(Email, email, "--email")
+        if password_stdin:
+            password = sys.stdin.readline().rstrip("\r\n")
+        else:
+            password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+        password = _valid(Password, password, "password")
+        try:
+            user = admin_service.create_superuser(session, name=name, email=email, password=password)
+        except Conflict as exc:
+            typer.echo(
+                f"error: {exc.detail} (use --promote to make an existing user an administrator)", err=True
+            )
+            raise typer.Exit(1) from exc
+        typer.echo(f"administrator {user.name} (id {user.id}) created")
+
+
+if __name__ == "__main__":
+    app()

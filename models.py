@@ -1,0 +1,303 @@
+"""The tables: the seed's, with the changes DESIGN.md §2 gives and the README explains.
+
+Relationships default to lazy="raise" so a stray per-row lazy load fails loudly in tests;
+a query that needs related rows says so with an explicit load option or a join.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+    true,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from database import UTCDateTime, utcnow
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# MariaDB: full Unicode (Korean, emoji) and case-insensitive comparison, as users expect of
+# names and search. Other backends ignore these options.
+MYSQL_TABLE_OPTIONS: dict[str, Any] = {
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_unicode_ci",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime()}
+
+
+def table_args(*items: Any) -> tuple[Any, ...]:
+    return (*items, MYSQL_TABLE_OPTIONS)
+
+
+USER_FK = "user.id"
+
+board_access = Table(
+    "board_access",
+    Base.metadata,
+    Column("user_id", ForeignKey(USER_FK, ondelete="CASCADE"), primary_key=True),
+    Column("board_id", ForeignKey("board.id", ondelete="CASCADE"), primary_key=True, index=True),
+    **MYSQL_TABLE_OPTIONS,
+)
+
+
+class User(Base):
+    __tablename__ = "user"
+    __table_args__ = table_args()
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    # Nullable so an anonymized (deleted) account frees its address; unique still holds.
+    email: Mapped[str | None] = mapped_column(String(256), unique=True)
+    # One Argon2id string (pwdlib): algorithm, cost and salt live inside the hash.
+    password_hash: Mapped[str] = mapped_column(String(256))
+    join_date: Mapped[datetime] = mapped_column(default=utcnow)
+    is_superuser: Mapped[bool] = mapped_column(default=False, server_default=false())
+    is_banned: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Bumped by a password change, a reset or account deletion: every token carrying an
+    # older version stops working.
+    token_version: Mapped[int] = mapped_column(default=0, server_default="0")
+    deleted_date: Mapped[datetime | None]
+
+    boards: Mapped[list["Board"]] = relationship(secondary=board_access, back_populates="users", lazy="raise")
+
+
+class Board(Base):
+    __tablename__ = "board"
+    __table_args__ = table_args()
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    information: Mapped[str] = mapped_column(String(512))
+    is_public: Mapped[bool] = mapped_column(default=True, server_default=true())
+    is_visible: Mapped[bool] = mapped_column(default=True, server_default=true())
+    create_date: Mapped[datetime] = mapped_column(default=utcnow)
+
+    users: Mapped[list[User]] = relationship(secondary=board_access, back_populates="boards", lazy="raise")
+
+
+class Post(Base):
+    __tablename__ = "post"
+    __table_args__ = table_args(
+        Index("ix_post_board_listing", "board_id", "is_visible", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    board_id: Mapped[int] = mapped_column(ForeignKey("board.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey(USER_FK), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    content: Mapped[str] = mapped_column(Text)
+    create_date: Mapped[datetime] = mapped_column(default=utcnow)
+    update_date: Mapped[datetime] = mapped_column(default=utcnow)
+    number_of_view: Mapped[int] = mapped_column(default=0, server_default="0")
+    number_of_comment: Mapped[int] = mapped_column(default=0, server_default="0")
+    number_of_like: Mapped[int] = mapped_column(default=0, server_default="0")
+    is_file_attached: Mapped[bool] = mapped_column(default=False, server_default=false())
+    is_visible: Mapped[bool] = mapped_column(default=True, server_default=true())
+
+    user: Mapped[User] = relationship(lazy="raise")
+    board: Mapped[Board] = relationship(lazy="raise")
+
+
+class Comment(Base):
+    __tablename__ = "comment"
+    __table_args__ = table_args(
+        Index("ix_comment_post_listing", "post_id", "is_visible", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey(USER_FK), index=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("post.id", ondelete="CASCADE"))
+    content: Mapped[str] = mapped_column(String(256))
+    create_date: Mapped[datetime] = mapped_column(default=utcnow)
+    update_date: Mapped[datetime] = mapped_column(default=utcnow)
+    is_file_attached: Mapped[bool] = mapped_column(default=False, server_default=false())
+    is_visible: Mapped[bool] = mapped_column(default=True, server_default=true())
+
+    user: Mapped[User] = relationship(lazy="raise")
+    post: Mapped[Post] = relationship(lazy="raise")
+
+
+class PostLike(Base):
+    __tablename__ = "post_like"
+    __table_args__ = table_args()
+
+    user_id: Mapped[int] = mapped_column(ForeignKey(USER_FK, ondelete="CASCADE"), primary_key=True)
+    post_id: Mapped[int] = mapped_column(
+        ForeignKey("post.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    create_date: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PostView(Base):
+    """The last time a user was counted as a reader of a post, to count each reader once
+    per VIEW_DEDUPE_MINUTES."""
+
+    __tablename__ = "post_view"
+    __table_args__ = table_args()
+
+    user_id: Mapped[int] = mapped_column(ForeignKey(USER_FK, ondelete="CASCADE"), primary_key=True)
+    post_id: Mapped[int] = mapped_column(
+        ForeignKey("post.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    last_viewed_date: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Attachment(Base):
+    __tablename__ = "attachment"
+    __table_args__ = table_args()
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    post_id: Mapped[int | None] = mapped_column(ForeignKey("post.id", ondelete="CASCADE"), index=True)
+    comment_id: Mapped[int | None] = mapped_column(ForeignKey("comment.id", ondelete="CASCADE"), index=True)
+    uploader_id: Mapped[int] = mapped_column(ForeignKey(USER_FK), index=True)
+    original_name: Mapped[str] = mapped_column(String(255))
+    # A random name on disk; never derived from what the user sent.
+    storage_key: Mapped[str] = mapped_column(String(64), unique=True)
+    content_type: Mapped[str] = mapped_column(String(128))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    create_date: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ChatSession(Base):
+    __tablename__ = "chat_session"
+    __table_args__ = table_args()
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The user who opened the conversation; administrators join every conversation.
+    user_id: Mapped[int] = mapped_column(ForeignKey(USER_FK), index=True)
+    name: Mapped[str] = mapped_column(String(256))
+    create_date: Mapped[datetime] = mapped_column(default=utcnow)
+    update_date: Mapped[datetime] = mapped_column(default=utcnow)
+    is_closed: Mapped[bool] = mapped_column(default=False, server_default=false())
+    is_visible: Mapped[bool] = mapped_column(default=True, server_default=true())
+
+    members: Mapped[list["ChatSessionMember"]] = relationship(back_populates="chat_session", lazy="raise")
+
+
+class ChatSessionMember(Base):
+    """The seed's N:M between users and chat sessions, with each member's read marker."""
+
+    __tablename__ = "chat_session_member"
+    __table_args__ = table_args()
+
+    chat_session_id: Mapped[int] = mapped_column(
+        ForeignKey("chat_session.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey(USER_FK, ondelete="CASCADE"), primary_key=True, index=True
+    )
+    last_read_chat_id: Mapped[int | None]
+    join_date: Mapped[datetime] = mapped_column(default=utcnow)
+
+    chat_session: Mapped[ChatSession] = relationship(back_populates="members", lazy="raise")
+
+
+class Chat(Base):
+    __tablename__ = "chat"
+    __table_args__ = table_args(
+        Index("ix_chat_session_listing", "chat_session_id", "id"),
+        # A client resending a message with the same client_id gets the stored one back.
+        UniqueConstraint("user_id", "client_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey(USER_FK))
+    chat_session_id: Mapped[int] = mapped_column(ForeignKey("chat_session.id", ondelete="CASCADE"))
+    content: Mapped[str] = mapped_column(String(256))
+    client_id: Mapped[str | None] = mapped_column(String(64))
+    create_date: Mapped[datetime] = mapped_column(default=utcnow)
+    edit_date: Mapped[datetime | None]
+    is_visible: Mapped[bool] = mapped_column(default=True, server_default=true())
+
+    user: Mapped[User] = relationship(lazy="raise")
+
+
+class AI(Base):
+    __tablename__ = "ai"
+    __table_args__ = table_args()
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    information: Mapped[str] = mapped_column(String(256))
+    is_visible: Mapped[bool] = mapped_column(default=True, server_default=true())
+
+
+class AIlog(Base):
+    """One AI job: the seed's columns (content is the input) plus its life cycle."""
+
+    __tablename__ = "ai_log"
+    __table_args__ = table_args(
+        Index("ix_ai_log_user_listing", "user_id", "id"),
+        Index("ix_ai_log_status", "status"),
+        UniqueConstraint("user_id", "idempotency_key"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey(USER_FK))
+    ai_id: Mapped[int] = mapped_column(ForeignKey("ai.id"), index=True)
+    content: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="queued", server_default="queued")
+    result: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    create_date: Mapped[datetime] = mapped_column(default=utcnow)
+    started_date: Mapped[datetime | None]
+    finish_date: Mapped[datetime | None]
+    is_finished: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # False once the owner clears it from their history; administrators still see it.
+    is_visible: Mapped[bool] = mapped_column(default=True, server_default=true())
+
+    ai: Mapped[AI] = relationship(lazy="raise")
+
+
+class RefreshToken(Base):
+    """A refresh token, stored only as its SHA-256. Tokens issued from one login share a
+    family; presenting a rotated token again revokes the whole family."""
+
+    __tablename__ = "refresh_token"
+    __table_args__ = table_args()
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey(USER_FK, ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    family_id: Mapped[str] = mapped_column(String(32), index=True)
+    token_version: Mapped[int]
+    create_date: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_date: Mapped[datetime]
+    rotated_date: Mapped[datetime | None]
+    revoked_date: Mapped[datetime | None]
+
+
+class PasswordResetToken(Base):
+    __tablename__ = "password_reset_token"
+    __table_args__ = table_args()
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey(USER_FK, ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    create_date: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_date: Mapped[datetime]
+    used_date: Mapped[datetime | None]

@@ -1,0 +1,61 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from deps import AdminUser, AnyBoard, AnyUser, Pagination, SessionDep
+from models import Board, User
+from schemas import (
+    AdminUserDetail,
+    AdminUserUpdate,
+    BoardAccess,
+    BoardAccessUpdate,
+    BoardCreate,
+    BoardPublic,
+    BoardUpdate,
+    Page,
+    UserPublic,
+)
+from services import admin as admin_service
+from services import boards as boards_service
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+@router.get("/users", response_model=Page[UserPublic], summary="Find users")
+def list_users(
+    _: AdminUser,
+    session: SessionDep,
+    page: Pagination,
+    q: Annotated[str | None, Query(max_length=256, description="Part of a name or email")] = None,
+    is_banned: bool | None = None,
+) -> Page[UserPublic]:
+    return admin_service.list_users(session, q=q, is_banned=is_banned, offset=page.offset, limit=page.limit)
+
+
+@router.get("/users/{user_id}", response_model=AdminUserDetail, summary="A user with activity counts")
+def read_user(user: AnyUser, session: SessionDep) -> AdminUserDetail:
+    return admin_service.describe_user(session, user)
+
+
+@router.patch("/users/{user_id}", response_model=UserPublic, summary="Ban or unban a user")
+def update_user(user: AnyUser, changes: AdminUserUpdate, admin: AdminUser, session: SessionDep) -> User:
+    return admin_service.update_user(session, admin=admin, user=user, changes=changes)
+
+
+@router.put(
+    "/users/{user_id}/boards", response_model=BoardAccess, summary="Replace a user's board access list"
+)
+def replace_board_access(user: AnyUser, data: BoardAccessUpdate, session: SessionDep) -> BoardAccess:
+    return admin_service.grant_board_access(session, user=user, board_ids=data.board_ids)
+
+
+@router.post(
+    "/boards", status_code=status.HTTP_201_CREATED, response_model=BoardPublic, summary="Add a board"
+)
+def create_board(data: BoardCreate, _: AdminUser, session: SessionDep) -> Board:
+    return boards_service.create(session, data)
+
+
+@router.patch("/boards/{board_id}", response_model=BoardPublic, summary="Edit a board")
+def update_board(board: AnyBoard, changes: BoardUpdate, session: SessionDep) -> Board:
+    return boards_service.update(session, board=board, changes=changes)

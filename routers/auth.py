@@ -1,0 +1,64 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, status
+from fastapi.security import OAuth2PasswordRequestForm
+
+from deps import ClientIP, SessionDep
+from schemas import (
+    Message,
+    PasswordResetConfirm,
+    PasswordResetRequest,
+    RefreshRequest,
+    TokenPair,
+    UserCreate,
+    UserPublic,
+)
+from services import auth as auth_service
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+RESET_ACCEPTED = "If this address has an account, a reset code is on its way."
+
+
+@router.post(
+    "/signup", status_code=status.HTTP_201_CREATED, response_model=UserPublic, summary="Create an account"
+)
+def signup(data: UserCreate, session: SessionDep) -> object:
+    return auth_service.signup(session, data)
+
+
+@router.post("/login", response_model=TokenPair, summary="Log in with name or email")
+def login(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep, ip: ClientIP
+) -> TokenPair:
+    return auth_service.login(session, login=form.username, password=form.password, client_ip=ip)
+
+
+@router.post("/refresh", response_model=TokenPair, summary="Trade a refresh token for a new pair")
+def refresh(data: RefreshRequest, session: SessionDep) -> TokenPair:
+    return auth_service.refresh(session, data.refresh_token)
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, summary="Revoke a refresh token")
+def logout(data: RefreshRequest, session: SessionDep) -> None:
+    auth_service.logout(session, data.refresh_token)
+
+
+@router.post(
+    "/password-reset",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Message,
+    summary="Mail a password reset code",
+)
+def request_password_reset(data: PasswordResetRequest, session: SessionDep, ip: ClientIP) -> Message:
+    auth_service.request_password_reset(session, email=data.email, client_ip=ip)
+    return Message(detail=RESET_ACCEPTED)
+
+
+@router.post(
+    "/password-reset/confirm",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Set a new password with a reset code",
+)
+def confirm_password_reset(data: PasswordResetConfirm, session: SessionDep) -> None:
+    auth_service.confirm_password_reset(session, token=data.token, new_password=data.new_password)

@@ -1,0 +1,21 @@
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from deps import SessionDep
+from services import health
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health", summary="The process is up")
+def read_health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/ready", summary="The database answers")
+def read_ready(session: SessionDep) -> JSONResponse:
+    problems = health.readiness_problems(session)
+    status_code = 503 if problems else 200
+    return JSONResponse(
+        {"status": "fail" if problems else "ok", "problems": problems}, status_code=status_code
+    )

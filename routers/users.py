@@ -1,0 +1,33 @@
+from fastapi import APIRouter, status
+
+from deps import CurrentUser, SessionDep
+from models import User
+from schemas import BoardPublic, PasswordChange, UserPublic, UserUpdate
+from services import access
+from services import users as users_service
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+
+@router.get("/me", response_model=UserPublic, summary="My profile")
+def read_me(user: CurrentUser) -> User:
+    return user
+
+
+@router.patch("/me", response_model=UserPublic, summary="Edit my profile")
+def update_me(changes: UserUpdate, user: CurrentUser, session: SessionDep) -> User:
+    return users_service.update_profile(session, user=user, changes=changes)
+
+
+@router.put(
+    "/me/password", status_code=status.HTTP_204_NO_CONTENT, summary="Change my password (ends every session)"
+)
+def change_password(data: PasswordChange, user: CurrentUser, session: SessionDep) -> None:
+    users_service.change_password(
+        session, user=user, current_password=data.current_password, new_password=data.new_password
+    )
+
+
+@router.get("/me/boards", response_model=list[BoardPublic], summary="Boards I may use")
+def my_boards(user: CurrentUser, session: SessionDep) -> object:
+    return access.usable_boards(session, user=user)

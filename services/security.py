@@ -1,0 +1,105 @@
+"""Passwords, access tokens and opaque tokens: the only module that knows the algorithms."""
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import lru_cache
+
+import jwt
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+
+from config import settings
+from database import utcnow
+from errors import Unauthorized
+
+JWT_ALGORITHM = "HS256"
+ACCESS_TOKEN_TYPE = "access"
+
+
+@lru_cache
+def _password_hash() -> PasswordHash:
+    return PasswordHash(
+        (
+            Argon2Hasher(
+                time_cost=settings.PASSWORD_HASH_TIME_COST,
+                memory_cost=settings.PASSWORD_HASH_MEMORY_KIB,
+                parallelism=settings.PASSWORD_HASH_PARALLELISM,
+            ),
+        )
+    )
+
+
+@lru_cache
+def _dummy_hash() -> str:
+    return _password_hash().hash(secrets.token_urlsafe(16))
+
+
+def hash_password(password: str) -> str:
+    return _password_hash().hash(password)
+
+
+def verify_password(password: str, password_hash: str | None) -> bool:
+    """Checks a password; with no account (None) it still spends one verify on a dummy hash,
+    so an unknown name costs the same time as a wrong password."""
+    if password_hash is None:
+        _password_hash().verify(password, _dummy_hash())
+        return False
+    try:
+        return _password_hash().verify(password, password_hash)
+    except Exception:  # a malformed or foreign hash never matches
+        return False
+
+
+def unusable_password_hash() -> str:
+    """A value no password verifies against (not a valid Argon2 string)."""
+    return "!" + secrets.token_hex(16)
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: int
+    token_version: int
+
+
+def create_access_token(user_id: int, token_version: int) -> str:
+    now = utcnow()
+    claims = {
+        "sub": str(user_id),
+        "ver": token_version,
+        "type": ACCESS_TOKEN_TYPE,
+        "iat": now,
+        "exp": now + timedelta(minutes=settings.ACCESS_TOKEN_MINUTES),
+    }
+    return jwt.encode(claims, settings.signing_key, algorithm=JWT_ALGORITHM)
+
+
+def decode_access_token(token: str) -> AccessClaims:
+    try:
+        claims = jwt.decode(
+            token,
+            settings.signing_key,
+            algorithms=[JWT_ALGORITHM],
+            options={"require": ["exp", "iat", "sub"]},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise Unauthorized("access token expired", code="token_expired") from exc
+    except jwt.PyJWTError as exc:
+        raise Unauthorized("invalid access token", code="invalid_token") from exc
+    try:
+        if claims.get("type") != ACCESS_TOKEN_TYPE:
+            raise ValueError("not an access token")
+        return AccessClaims(user_id=int(claims["sub"]), token_version=int(claims["ver"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise Unauthorized("invalid access token", code="invalid_token") from exc
+
+
+def new_opaque_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def hash_opaque_token(token: str) -> str:
+    """Refresh and reset tokens are 256-bit random, so a plain SHA-256 is enough to store
+    them: a leaked table gives nothing usable, and look-up stays one indexed query."""
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -1,0 +1,219 @@
+"""The world every test starts from: a migrated database emptied after each test, a client,
+and users made to order.
+
+The database is SQLite unless TEST_DATABASE_URL names another (the MariaDB pass of
+`make test` sets it). Settings are fixed here, before the app is imported.
+"""
+
+import os
+import socket
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+_tmp = Path(tempfile.mkdtemp(prefix="madang-test-"))
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL") or f"sqlite:///{_tmp / 'test.sqlite3'}"
+os.environ.update(
+    {
+        "ENV": "development",
+        "DATABASE_URL": TEST_DATABASE_URL,
+        "SECRET_KEY": "test-secret-key-that-is-long-enough-for-hs256",
+        "PASSWORD_HASH_TIME_COST": "1",
+        "PASSWORD_HASH_MEMORY_KIB": "1024",
+        "PASSWORD_HASH_PARALLELISM": "1",
+        "UPLOAD_DIR": str(_tmp / "uploads"),
+        "MODEL_DIR": str(_tmp / "models"),
+        "REDIS_URL": "",
+        "SMTP_HOST": "",
+    }
+)
+
+from alembic import command  # noqa: E402
+from alembic.config import Config  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+from sqlalchemy import create_engine, delete, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy.exc import OperationalError  # noqa: E402
+
+import models  # noqa: E402
+from config import BASE_DIR, settings  # noqa: E402
+from database import SessionLocal, engine  # noqa: E402
+from main import app  # noqa: E402
+from services import rate_limit, security  # noqa: E402
+
+IS_MARIADB = TEST_DATABASE_URL.startswith("mysql")
+PASSWORD = "correct horse battery"
+
+
+def alembic_config(url: str) -> Config:
+    config = Config(str(BASE_DIR / "alembic.ini"))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    config.attributes["configure_logging"] = False
+    return config
+
+
+def recreate_mariadb_database(url: str) -> None:
+    """Drops and creates the test database, so each run starts from nothing."""
+    parsed = make_url(url)
+    server = create_engine(parsed.set(database=""))
+    try:
+        with server.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS `{parsed.database}`"))
+            conn.execute(
+                text(
+                    f"CREATE DATABASE `{parsed.database}` "
+                    "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+                )
+            )
+    except OperationalError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.exit(f"MariaDB is not reachable at {parsed.host}: {exc.orig}", returncode=0)
+    finally:
+        server.dispose()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def database_schema() -> Iterator[None]:
+    if IS_MARIADB:
+        recreate_mariadb_database(TEST_DATABASE_URL)
+    command.upgrade(alembic_config(TEST_DATABASE_URL), "head")
+    yield
+    engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def clean_state() -> Iterator[None]:
+    """Every test starts from empty tables and fresh rate-limit counters."""
+    rate_limit.get_rate_limiter().reset()
+    yield
+    with engine.begin() as conn:
+        for table in reversed(models.Base.metadata.sorted_tables):
+            conn.execute(delete(table))
+    rate_limit.get_rate_limiter().reset()
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@dataclass
+class Person:
+    """A user as a test sees them: the row's id and name, a password and ready headers."""
+
+    id: int
+    name: str
+    email: str
+    password: str = PASSWORD
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+MakeUser = Callable[..., Person]
+
+
+@pytest.fixture
+def make_user() -> MakeUser:
+    counter = iter(range(1, 10_000))
+
+    def make(
+        name: str | None = None,
+        *,
+        email: str | None = None,
+        is_superuser: bool = False,
+        is_banned: bool = False,
+        password: str = PASSWORD,
+    ) -> Person:
+        name = name or f"user{next(counter)}"
+        email = email or f"{name.lower()}@example.com"
+        with SessionLocal() as session:
+            user = models.User(
+                name=name,
+                email=email,
+                password_hash=security.hash_password(password),
+                is_superuser=is_superuser,
+                is_banned=is_banned,
+            )
+            session.add(user)
+            session.commit()
+            token = security.create_access_token(user.id, user.token_version)
+            return Person(user.id, name, email, password, {"Authorization": f"Bearer {token}"})
+
+    return make
+
+
+@pytest.fixture
+def user(make_user: MakeUser) -> Person:
+    return make_user("minji")
+
+
+@pytest.fixture
+def other_user(make_user: MakeUser) -> Person:
+    return make_user("jisoo")
+
+
+@pytest.fixture
+def admin(make_user: MakeUser) -> Person:
+    return make_user("root_admin", is_superuser=True)
+
+
+@pytest.fixture
+def make_board() -> Callable[..., models.Board]:
+    def make(name: str, *, is_public: bool = True, is_visible: bool = True, members: tuple[Person, ...] = ()) -> models.Board:
+        with SessionLocal() as session:
+            board = models.Board(name=name, information=f"about {name}", is_public=is_public, is_visible=is_visible)
+            session.add(board)
+            session.flush()
+            for person in members:
+                session.execute(models.board_access.insert().values(user_id=person.id, board_id=board.id))
+            session.commit()
+            return board
+
+    return make
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Mailbox:
+    """Messages a real SMTP server (aiosmtpd) received during the test."""
+
+    messages: list[str] = field(default_factory=list)
+    arrived: threading.Condition = field(default_factory=threading.Condition)
+
+    def wait_for(self, count: int = 1, timeout: float = 5.0) -> list[str]:
+        with self.arrived:
+            self.arrived.wait_for(lambda: len(self.messages) >= count, timeout=timeout)
+        assert len(self.messages) >= count, f"expected {count} mail(s), got {len(self.messages)}"
+        return self.messages
+
+
+@pytest.fixture
+def smtp_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Mailbox]:
+    from aiosmtpd.controller import Controller
+
+    mailbox = Mailbox()
+
+    class Handler:
+        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+            with mailbox.arrived:
+                mailbox.messages.append(envelope.content.decode())  # type: ignore[attr-defined]
+                mailbox.arrived.notify_all()
+            return "250 OK"
+
+    port = free_port()
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    monkeypatch.setattr(settings, "SMTP_HOST", "127.0.0.1")
+    monkeypatch.setattr(settings, "SMTP_PORT", port)
+    yield mailbox
+    controller.stop()
