@@ -64,10 +64,7 @@ def recreate_mariadb_database(url: str) -> None:
         with server.connect() as conn:
             conn.execute(text(f"DROP DATABASE IF EXISTS `{parsed.database}`"))
             conn.execute(
-                text(
-                    f"CREATE DATABASE `{parsed.database}` "
-                    "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-                )
+                text(f"CREATE DATABASE `{parsed.database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
             )
     except OperationalError as exc:
         if os.environ.get("CI"):
@@ -164,9 +161,13 @@ def admin(make_user: MakeUser) -> Person:
 
 @pytest.fixture
 def make_board() -> Callable[..., models.Board]:
-    def make(name: str, *, is_public: bool = True, is_visible: bool = True, members: tuple[Person, ...] = ()) -> models.Board:
+    def make(
+        name: str, *, is_public: bool = True, is_visible: bool = True, members: tuple[Person, ...] = ()
+    ) -> models.Board:
         with SessionLocal() as session:
-            board = models.Board(name=name, information=f"about {name}", is_public=is_public, is_visible=is_visible)
+            board = models.Board(
+                name=name, information=f"about {name}", is_public=is_public, is_visible=is_visible
+            )
             session.add(board)
             session.flush()
             for person in members:
