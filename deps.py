@@ -12,7 +12,7 @@ from config import settings
 from crud import users as users_crud
 from database import SessionLocal
 from errors import Forbidden, Unauthorized, banned
-from models import Board, User
+from models import Board, Comment, Post, User
 from schemas import MAX_DB_ID
 from services import access, admin, security
 
@@ -102,3 +102,29 @@ def any_user(user_id: Annotated[int, Path(ge=1, le=MAX_DB_ID)], session: Session
 
 
 AnyUser = Annotated[User, Depends(any_user)]
+
+
+PostId = Annotated[int, Path(ge=1, le=MAX_DB_ID)]
+CommentId = Annotated[int, Path(ge=1, le=MAX_DB_ID)]
+
+
+def readable_post(post_id: PostId, session: SessionDep, user: CurrentUser) -> Post:
+    return access.readable_post(session, user=user, post_id=post_id)
+
+
+def writable_post(post_id: PostId, session: SessionDep, user: CurrentUser) -> Post:
+    return access.writable_post(session, user=user, post_id=post_id)
+
+
+def readable_comment(comment_id: CommentId, session: SessionDep, user: CurrentUser) -> Comment:
+    return access.readable_comment(session, user=user, comment_id=comment_id)
+
+
+def writable_comment(comment_id: CommentId, session: SessionDep, user: CurrentUser) -> Comment:
+    return access.writable_comment(session, user=user, comment_id=comment_id)
+
+
+ReadablePost = Annotated[Post, Depends(readable_post)]
+WritablePost = Annotated[Post, Depends(writable_post)]
+ReadableComment = Annotated[Comment, Depends(readable_comment)]
+WritableComment = Annotated[Comment, Depends(writable_comment)]

@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 
 from config import settings
 from errors import DomainError
-from routers import admin, auth, boards, health, users
+from routers import admin, attachments, auth, boards, chat, comments, health, posts, users
 
 log = logging.getLogger("madang")
 
@@ -47,7 +47,7 @@ def create_app() -> FastAPI:
     )
     app.add_exception_handler(DomainError, domain_error_handler)
     app.add_exception_handler(HTTPException, http_error_handler)
-    for module in (auth, users, boards, admin):
+    for module in (auth, users, boards, posts, comments, attachments, chat, admin):
         app.include_router(module.router, prefix=settings.API_PREFIX)
     app.include_router(health.router)
     return app
