@@ -7,8 +7,12 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 MARIADB_TEST_URL ?= mysql+pymysql://root@127.0.0.1:3306/madang_test?charset=utf8mb4
 PYTEST_ARGS ?=
+# `make bench` / `make bench-mariadb`: the board benchmark (bench/run.py); the MariaDB database is
+# dropped and created again, so it must be a throwaway one named madang_bench...
+MARIADB_BENCH_URL ?= mysql+pymysql://root@127.0.0.1:3306/madang_bench?charset=utf8mb4
+BENCH_ARGS ?=
 
-.PHONY: install migrate run test test-sqlite test-mariadb lint format clean
+.PHONY: install migrate run test test-sqlite test-mariadb bench bench-mariadb bench-ai lint format clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +35,16 @@ test-sqlite: install
 
 test-mariadb: install
 	TEST_DATABASE_URL='$(MARIADB_TEST_URL)' $(BIN)/pytest $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-mariadb: install
+	$(BIN)/python -m bench --database-url '$(MARIADB_BENCH_URL)' $(BENCH_ARGS)
+
+# The AI benchmark (bench/ai_bench.py): raw model vs served through HTTP; AI_BENCH_ARGS for options.
+bench-ai: install
+	$(BIN)/python -m bench.ai_bench $(AI_BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -15,6 +15,13 @@ from services import admin as admin_service
 app = typer.Typer(help="Madang server administration.", no_args_is_help=True)
 
 
+@app.callback()
+def main() -> None:
+    """Madang server administration."""
+    # A callback keeps `create-superuser` a named sub-command: a Typer app with a single
+    # command would otherwise run it bare and refuse `python cli.py create-superuser`.
+
+
 def _valid(kind: object, value: str, label: str) -> str:
     try:
         return str(TypeAdapter(kind).validate_python(value))
@@ -60,6 +67,19 @@ def create_superuser(
             )
             raise typer.Exit(1) from exc
         typer.echo(f"administrator {user.name} (id {user.id}) created")
+
+
+@app.command("reindex")
+def reindex(
+    everything: Annotated[
+        bool, typer.Option("--all", help="Embed every post again, not only those missing or out of date.")
+    ] = False,
+) -> None:
+    """Compute the similar-posts embeddings of posts that have none (or an outdated one)."""
+    from services import ai as ai_service  # loads the model only for this command
+
+    stored = ai_service.reindex(everything=everything)
+    typer.echo(f"{stored} post(s) embedded")
 
 
 if __name__ == "__main__":

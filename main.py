@@ -5,21 +5,36 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from config import settings
-from errors import DomainError
-from routers import admin, attachments, auth, boards, chat, comments, health, posts, users
+from database import RequestSlots
+from errors import DomainError, PayloadTooLarge, Unprocessable
+from routers import admin, ai, attachments, auth, boards, chat, comments, health, posts, users
+from services import ai as ai_service
+from services import broker, security
 
 log = logging.getLogger("madang")
 
 
 @asynccontextmanager
-async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings.signing_key  # noqa: B018 - create the development key file before the first request
-    yield
+    security.prepare_dummy_hash()  # the first unknown-user login must not cost an extra hash
+    # Sync endpoints run in this pool; a few threads keep the GIL busy, forty only fight over it.
+    anyio.to_thread.current_default_thread_limiter().total_tokens = settings.WORKER_THREADS
+    app.state.db_slots = RequestSlots(settings.DATABASE_POOL_SIZE)
+    # Live events (in-process, or Redis pub/sub when REDIS_URL is set), then AI jobs (the embedded
+    # runner or Celery, with the recovery of jobs a crash left behind), which publish through them.
+    async with broker.running(), ai_service.running():
+        yield
 
 
 def domain_error_handler(_: Request, exc: Exception) -> JSONResponse:
@@ -27,17 +42,84 @@ def domain_error_handler(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": exc.detail, "code": exc.code}, status_code=exc.status, headers=exc.headers)
 
 
+# Framework statuses that have a domain error get that error's code, so a 413 reads the same
+# whether Starlette's body limit or an upload service refused the body.
+FRAMEWORK_CODES = {PayloadTooLarge.status: PayloadTooLarge.code}
+
+
 def http_error_handler(_: Request, exc: Exception) -> JSONResponse:
     """Framework errors (unknown route, wrong method, body too large) in the same shape."""
     assert isinstance(exc, HTTPException)
-    code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
     return JSONResponse(
-        {"detail": exc.detail, "code": code}, status_code=exc.status_code, headers=exc.headers
+        {"detail": exc.detail, "code": framework_code(exc.status_code)},
+        status_code=exc.status_code,
+        headers=exc.headers,
     )
 
 
+def framework_code(status: int) -> str:
+    phrase = HTTPStatus(status).phrase
+    return FRAMEWORK_CODES.get(status) or phrase.lower().replace(" ", "_").replace("-", "_")
+
+
+def server_error_handler(_: Request, exc: Exception) -> JSONResponse:
+    """A bug still answers in the API's shape. Starlette re-raises the error afterwards, so the
+    server logs its traceback; the client sees none of it."""
+    return JSONResponse({"detail": "internal server error", "code": "internal_error"}, status_code=500)
+
+
+def validation_error_handler(_: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422 list, without echoing the input: it may be a password, a quarter megabyte,
+    or a NaN that JSON cannot even encode (which made the default handler answer 500)."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {key: value for key, value in error.items() if key not in ("input", "url")} for error in exc.errors()
+    ]
+    return JSONResponse({"detail": jsonable_encoder(errors), "code": Unprocessable.code}, status_code=422)
+
+
+class TooLargeAsJSON:
+    """Starlette answers a body over `max_body_size` with a plain-text 413 sent from outside
+    every exception handler; this outermost layer rewrites it into the {"detail", "code"} shape."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        replaced = False
+
+        async def send_as_json(message: Message) -> None:
+            nonlocal replaced
+            if replaced:
+                return  # the plain-text body of the answer already replaced
+            if not is_plain_text_413(message):
+                await send(message)
+                return
+            replaced = True
+            body = {"detail": "request body too large", "code": PayloadTooLarge.code}
+            await JSONResponse(body, status_code=PayloadTooLarge.status)(scope, receive, send)
+
+        await self.app(scope, receive, send_as_json)
+
+
+def is_plain_text_413(message: Message) -> bool:
+    return (
+        message["type"] == "http.response.start"
+        and message["status"] == PayloadTooLarge.status
+        and Headers(raw=message["headers"]).get("content-type", "").startswith("text/plain")
+    )
+
+
+class MadangAPI(FastAPI):
+    def build_middleware_stack(self) -> ASGIApp:
+        return TooLargeAsJSON(super().build_middleware_stack())
+
+
 def create_app() -> FastAPI:
-    app = FastAPI(
+    app = MadangAPI(
         title=settings.PROJECT_NAME,
         version="0.1.0",
         description="Boards, live support chat and asynchronous AI jobs for an online community.",
@@ -47,9 +129,12 @@ def create_app() -> FastAPI:
     )
     app.add_exception_handler(DomainError, domain_error_handler)
     app.add_exception_handler(HTTPException, http_error_handler)
-    for module in (auth, users, boards, posts, comments, attachments, chat, admin):
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(Exception, server_error_handler)
+    for module in (auth, users, boards, posts, comments, attachments, chat, admin, ai):
         app.include_router(module.router, prefix=settings.API_PREFIX)
     app.include_router(health.router)
+    app.include_router(chat.page_router)  # GET /chat, the example chat client
     return app
 
 

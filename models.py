@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -34,10 +35,11 @@ NAMING_CONVENTION = {
 }
 
 # MariaDB: full Unicode (Korean, emoji) and case-insensitive comparison, as users expect of
-# names and search. Other backends ignore these options.
+# names and search. unicode_520, not unicode_ci: the older UCA 4.0 weights give every emoji
+# the same weight, so "🍕 맛집" and "🍔 맛집" would be one unique name. Other backends ignore these.
 MYSQL_TABLE_OPTIONS: dict[str, Any] = {
     "mysql_charset": "utf8mb4",
-    "mysql_collate": "utf8mb4_unicode_ci",
+    "mysql_collate": "utf8mb4_unicode_520_ci",
 }
 
 
@@ -100,6 +102,10 @@ class Post(Base):
     __tablename__ = "post"
     __table_args__ = table_args(
         Index("ix_post_board_listing", "board_id", "is_visible", "id"),
+        # The other sort orders of a board's list: a page is read off the index, no sort.
+        Index("ix_post_board_by_views", "board_id", "is_visible", "number_of_view", "id"),
+        Index("ix_post_board_by_likes", "board_id", "is_visible", "number_of_like", "id"),
+        Index("ix_post_board_by_comments", "board_id", "is_visible", "number_of_comment", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -193,6 +199,7 @@ class ChatSession(Base):
     is_closed: Mapped[bool] = mapped_column(default=False, server_default=false())
     is_visible: Mapped[bool] = mapped_column(default=True, server_default=true())
 
+    user: Mapped[User] = relationship(lazy="raise")
     members: Mapped[list["ChatSessionMember"]] = relationship(back_populates="chat_session", lazy="raise")
 
 
@@ -301,3 +308,17 @@ class PasswordResetToken(Base):
     create_date: Mapped[datetime] = mapped_column(default=utcnow)
     expires_date: Mapped[datetime]
     used_date: Mapped[datetime | None]
+
+
+class PostEmbedding(Base):
+    """A post's sentence embedding for similar-posts: float32 bytes (1.5 KB for 384 numbers),
+    with the name of the model that made it, so vectors of another model are never compared.
+    Rewritten when the post is written; `python cli.py reindex` fills in what is missing."""
+
+    __tablename__ = "post_embedding"
+    __table_args__ = table_args()
+
+    post_id: Mapped[int] = mapped_column(ForeignKey("post.id", ondelete="CASCADE"), primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(64))
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    update_date: Mapped[datetime] = mapped_column(default=utcnow)

@@ -4,17 +4,22 @@ Request bodies forbid unknown fields so a typo is a 422, not a silent no-op. PAT
 declare optional fields with a non-null type: a field may be left out, never set to null.
 """
 
+import re
 from datetime import datetime
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
+    AliasChoices,
     BaseModel,
     ConfigDict,
     EmailStr,
     Field,
     StringConstraints,
+    computed_field,
 )
+
+from config import settings
 
 # Ids are INT columns; anything larger can name no row and must not reach the database.
 MAX_DB_ID = 2**31 - 1
@@ -31,8 +36,37 @@ Email = Annotated[
     AfterValidator(lambda value: value.lower()),
 ]
 Password = Annotated[str, Field(min_length=8, max_length=128)]
-BoardName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
-BoardInformation = Annotated[str, StringConstraints(strip_whitespace=True, max_length=512)]
+
+
+# C0 controls and DEL: a NUL or an escape code in a name is never meant, and some databases
+# refuse NUL outright. Multi-line text keeps tab and line breaks.
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_CHARS_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _check_text(value: str, controls: re.Pattern[str]) -> str:
+    # Lone surrogates never get here: pydantic refuses them as string_unicode.
+    if controls.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def single_line_text(value: str) -> str:
+    return _check_text(value, _CONTROL_CHARS)
+
+
+def multi_line_text(value: str) -> str:
+    return _check_text(value, _CONTROL_CHARS_BUT_LINES)
+
+
+BoardName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=128),
+    AfterValidator(single_line_text),
+]
+BoardInformation = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=512), AfterValidator(multi_line_text)
+]
 
 
 class RequestBody(BaseModel):
@@ -164,3 +198,272 @@ class UserActivity(BaseModel):
 class AdminUserDetail(UserPublic):
     counts: UserActivity
     boards: list[BoardPublic]
+
+
+# --- posts, comments, likes ---------------------------------------------------------------
+
+
+def _storable_text(value: str) -> str:
+    """Refuses blank text and text that is not valid Unicode (a lone surrogate from a JSON
+    escape), which no database column can store."""
+    if not value.strip():
+        raise ValueError("must not be blank")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("must be valid Unicode text") from exc
+    return value
+
+
+PostTitle = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=64), AfterValidator(_storable_text)
+]
+# Content keeps its whitespace (line breaks, indentation); only its length is bounded.
+PostContent = Annotated[
+    str, Field(max_length=settings.POST_CONTENT_MAX_CHARS), AfterValidator(_storable_text)
+]
+CommentContent = Annotated[str, Field(max_length=256), AfterValidator(_storable_text)]
+PostSort = Literal["latest", "views", "likes", "comments"]
+
+
+class AuthorPublic(BaseModel):
+    """Who wrote a post or comment. A deleted account keeps its id and its anonymized name."""
+
+    id: int
+    name: str
+
+
+class AttachmentPublic(ORMModel):
+    model_config = ConfigDict(from_attributes=True, populate_by_name=True)
+
+    id: int
+    # models.Attachment calls it original_name; the API calls it filename.
+    filename: str = Field(validation_alias=AliasChoices("filename", "original_name"))
+    content_type: str
+    size: int
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def url(self) -> str:
+        return f"{settings.API_PREFIX}/attachments/{self.id}"
+
+
+class PostSummary(BaseModel):
+    """A post as a list shows it (no content)."""
+
+    id: int
+    board_id: int
+    name: str
+    author: AuthorPublic
+    create_date: datetime
+    update_date: datetime
+    number_of_view: int
+    number_of_comment: int
+    number_of_like: int
+    is_file_attached: bool
+    is_visible: bool = Field(description="False only for administrators' eyes: a deleted (hidden) post.")
+
+
+class PostDetail(PostSummary):
+    content: str
+    liked_by_me: bool
+    attachments: list[AttachmentPublic]
+
+
+class PostCreate(RequestBody):
+    name: PostTitle
+    content: PostContent
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"name": "질문 있습니다", "content": "마당에 처음 왔어요."}]}
+    )
+
+
+class PostUpdate(RequestBody):
+    name: PostTitle = None  # type: ignore[assignment]
+    content: PostContent = None  # type: ignore[assignment]
+    is_visible: bool = Field(  # type: ignore[assignment]
+        None, description="Administrators only: false hides (deletes) the post, true restores it."
+    )
+
+
+class LikeState(BaseModel):
+    liked: bool
+    number_of_like: int
+
+
+class CommentPublic(BaseModel):
+    id: int
+    post_id: int
+    author: AuthorPublic
+    content: str
+    create_date: datetime
+    update_date: datetime
+    is_file_attached: bool
+    is_visible: bool = Field(description="False only for administrators' eyes: a deleted (hidden) comment.")
+
+
+class CommentCreate(RequestBody):
+    content: CommentContent
+
+
+class CommentUpdate(RequestBody):
+    content: CommentContent = None  # type: ignore[assignment]
+    is_visible: bool = Field(  # type: ignore[assignment]
+        None, description="Administrators only: false hides (deletes) the comment, true restores it."
+    )
+
+
+# --- chat ---------------------------------------------------------------------------------
+
+CHAT_MESSAGE_MAX_CHARS = 256  # models.Chat.content is String(256)
+
+ChatContent = Annotated[
+    str, Field(min_length=1, max_length=CHAT_MESSAGE_MAX_CHARS), AfterValidator(_storable_text)
+]
+ConversationName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=256),
+    AfterValidator(_storable_text),
+]
+ClientId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$"),
+    Field(description="Chosen by the client (e.g. a UUID); a resend with the same id stores nothing twice."),
+]
+
+
+class ChatUser(ORMModel):
+    id: int
+    name: str
+
+
+class ChatMessagePublic(ORMModel):
+    model_config = ConfigDict(from_attributes=True, populate_by_name=True)
+
+    id: int
+    session_id: int = Field(validation_alias=AliasChoices("session_id", "chat_session_id"))
+    user: ChatUser
+    content: str
+    create_date: datetime
+    edit_date: datetime | None
+    is_visible: bool = Field(description="False only for administrators' eyes: a deleted message.")
+
+
+class ChatSessionPublic(ORMModel):
+    id: int
+    name: str
+    user: ChatUser = Field(description="The user who opened the conversation.")
+    create_date: datetime
+    is_closed: bool
+    is_visible: bool
+
+
+class ChatSessionSummary(ChatSessionPublic):
+    last_message: ChatMessagePublic | None
+    last_read_id: int | None = Field(description="My read marker: the last message id I have read.")
+    unread_count: int = Field(description="Messages from others after my read marker.")
+
+
+class ChatSessionCreate(RequestBody):
+    name: ConversationName
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "로그인이 안 돼요"}]})
+
+
+class ChatSessionUpdate(RequestBody):
+    name: ConversationName = Field(None, description="The opener only.")  # type: ignore[assignment]
+    is_closed: bool = Field(None, description="Administrators only.")  # type: ignore[assignment]
+
+
+class ChatMessageCreate(RequestBody):
+    content: ChatContent
+    client_id: ClientId | None = None
+
+
+class ChatMessageUpdate(RequestBody):
+    content: ChatContent
+
+
+class ChatReadMarker(RequestBody):
+    last_read_id: DbId
+
+
+# What a client may send on the socket (`WS /ws`). Unknown extra fields are ignored so a
+# client may add its own (e.g. a request id); a missing or unknown `type` is an error event.
+
+
+class ChatSendEvent(BaseModel):
+    type: Literal["chat.send"]
+    session_id: DbId
+    content: ChatContent
+    client_id: ClientId
+
+
+class ChatReadEvent(BaseModel):
+    type: Literal["chat.read"]
+    session_id: DbId
+    last_read_id: DbId
+
+
+class ChatTypingEvent(BaseModel):
+    type: Literal["chat.typing"]
+    session_id: DbId
+
+
+class PingEvent(BaseModel):
+    type: Literal["ping"]
+
+
+class PongEvent(BaseModel):
+    type: Literal["pong"]
+
+
+ClientEvent = Annotated[
+    ChatSendEvent | ChatReadEvent | ChatTypingEvent | PingEvent | PongEvent, Field(discriminator="type")
+]
+
+
+# --- AI -----------------------------------------------------------------------------------
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
+JobInput = Annotated[
+    str,
+    Field(max_length=settings.POST_CONTENT_MAX_CHARS, description="The text the model reads."),
+    AfterValidator(_storable_text),
+]
+IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
+
+
+class AIModelPublic(ORMModel):
+    id: int
+    name: str
+    information: str
+    is_visible: bool
+
+
+class AIModelUpdate(RequestBody):
+    information: Annotated[str, StringConstraints(strip_whitespace=True, max_length=256)] = None  # type: ignore[assignment]
+    is_visible: bool = None  # type: ignore[assignment]
+
+
+class JobCreate(RequestBody):
+    input: JobInput
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"input": "게시판에 사진을 올리는 방법"}]})
+
+
+class JobPublic(BaseModel):
+    """An AI job (a row of AIlog): its input, where it is in its life, and how it ended."""
+
+    id: int
+    model: str
+    status: JobStatus
+    input: str
+    result: Any = Field(None, description="The model's answer (JSON) once the job succeeded.")
+    error: str | None
+    attempts: int = Field(description="Runs started; a job is failed after AI_MAX_ATTEMPTS.")
+    create_date: datetime
+    started_date: datetime | None
+    finish_date: datetime | None
+    is_finished: bool

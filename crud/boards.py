@@ -2,10 +2,10 @@
 
 from collections.abc import Sequence
 
-from sqlalchemy import Select, delete, exists, insert, or_, select
+from sqlalchemy import ColumnElement, Select, delete, exists, func, insert, select
 from sqlalchemy.orm import Session
 
-from models import Board, User, board_access
+from models import Board, board_access
 
 
 def get(session: Session, board_id: int) -> Board | None:
@@ -19,25 +19,28 @@ def get_many(session: Session, board_ids: Sequence[int]) -> list[Board]:
 
 
 def name_taken(session: Session, name: str, *, except_id: int | None = None) -> bool:
-    query = select(Board.id).where(Board.name == name)
+    """Ignoring case on every backend (MariaDB's collation already does, SQLite's does not)."""
+    query = select(Board.id).where(func.lower(Board.name) == name.lower())
     if except_id is not None:
         query = query.where(Board.id != except_id)
     return session.scalar(query.limit(1)) is not None
 
 
-def is_member(session: Session, *, board_id: int, user_id: int) -> bool:
-    query = select(exists().where(board_access.c.board_id == board_id, board_access.c.user_id == user_id))
-    return bool(session.scalar(query))
+def lists_user(user_id: int) -> ColumnElement[bool]:
+    """SQL condition: the board's access list names this user."""
+    return exists().where(board_access.c.board_id == Board.id, board_access.c.user_id == user_id)
 
 
-def usable_by(user: User) -> Select[tuple[Board]]:
-    """Boards the user may read and write: everything for an administrator; otherwise the
-    visible boards that are public or list the user."""
-    query = select(Board).order_by(Board.id)
-    if user.is_superuser:
-        return query
-    member = exists().where(board_access.c.board_id == Board.id, board_access.c.user_id == user.id)
-    return query.where(Board.is_visible.is_(True), or_(Board.is_public.is_(True), member))
+def get_with_condition(
+    session: Session, board_id: int, condition: ColumnElement[bool]
+) -> tuple[Board, bool] | None:
+    """The board and whether it meets the condition, in one query; None when there is no board."""
+    row = session.execute(select(Board, condition).where(Board.id == board_id)).first()
+    return None if row is None else (row[0], bool(row[1]))
+
+
+def select_where(condition: ColumnElement[bool]) -> Select[tuple[Board]]:
+    return select(Board).where(condition).order_by(Board.id)
 
 
 def member_boards(session: Session, user_id: int) -> list[Board]:

@@ -1,14 +1,54 @@
 """The one way a list becomes a page: one COUNT and one SELECT, whatever the page size."""
 
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Integer, Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 T = TypeVar("T")
 
 
-def fetch_page(session: Session, query: Select[Any], *, offset: int, limit: int) -> tuple[list[Any], int]:
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-    rows = list(session.scalars(query.offset(offset).limit(limit))) if total > offset else []
+class Listing(NamedTuple):
+    """A list's statements, built once per shape with bind parameters, and the values that
+    fill them for one request: what crud hands a service for `fetch_page`."""
+
+    query: Select[Any]
+    count_query: Select[Any]
+    params: dict[str, Any]
+
+
+PAGE_OFFSET = "page_offset"
+PAGE_LIMIT = "page_limit"
+
+
+def fetch_page(
+    session: Session,
+    query: Select[Any],
+    *,
+    offset: int,
+    limit: int,
+    count_query: Select[Any] | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> tuple[list[Any], int]:
+    """The page's rows (ORM objects for a one-entity query, Rows for a query of several
+    columns) and the total. `count_query` may give a cheaper COUNT (same filters, no joins).
+    `params` fill the bind parameters of a statement built once and reused (see crud/posts.py):
+    such a statement is neither rebuilt nor re-keyed for SQLAlchemy's compiled cache."""
+    values = dict(params or {})
+    if count_query is None:
+        count_query = select(func.count()).select_from(query.order_by(None).subquery())
+    total = session.scalar(count_query, values) or 0
+    if total <= offset:
+        return [], total
+    result = session.execute(_windowed(query), {**values, PAGE_OFFSET: offset, PAGE_LIMIT: limit})
+    rows = list(result.scalars() if len(query.column_descriptions) == 1 else result.all())
     return rows, total
+
+
+@lru_cache(maxsize=256)
+def _windowed(query: Select[Any]) -> Select[Any]:
+    """The query with OFFSET and LIMIT as bind parameters, kept per statement object (the cache
+    holds it, so its identity cannot be reused by another statement while cached)."""
+    return query.offset(bindparam(PAGE_OFFSET, type_=Integer)).limit(bindparam(PAGE_LIMIT, type_=Integer))

@@ -1,8 +1,9 @@
 """Queries over users. No commits here: the calling service owns the transaction."""
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import Session
 
+from crud.search import escape_like
 from models import AIlog, ChatSession, Comment, Post, User
 
 
@@ -10,12 +11,23 @@ def get(session: Session, user_id: int) -> User | None:
     return session.get(User, user_id)
 
 
+def name_is(session: Session, name: str) -> ColumnElement[bool]:
+    """`User.name` equals `name`, ignoring case, in a form the name's unique index can serve.
+
+    MariaDB/MySQL compare under the column's case-insensitive collation already, and LOWER()
+    there would turn each login into a scan of the whole index; SQLite compares exactly.
+    """
+    if session.get_bind().dialect.name in ("mysql", "mariadb"):
+        return User.name == name
+    return func.lower(User.name) == name.lower()
+
+
 def get_by_login(session: Session, login: str) -> User | None:
     """A user by email (when the login holds '@') or by name, ignoring case."""
     login = login.strip()
     if "@" in login:
         return session.scalar(select(User).where(User.email == login.lower()))
-    return session.scalar(select(User).where(func.lower(User.name) == login.lower()))
+    return session.scalar(select(User).where(name_is(session, login)))
 
 
 def get_by_email(session: Session, email: str) -> User | None:
@@ -23,7 +35,7 @@ def get_by_email(session: Session, email: str) -> User | None:
 
 
 def name_taken(session: Session, name: str, *, except_id: int | None = None) -> bool:
-    query = select(User.id).where(func.lower(User.name) == name.lower())
+    query = select(User.id).where(name_is(session, name))
     if except_id is not None:
         query = query.where(User.id != except_id)
     return session.scalar(query.limit(1)) is not None
@@ -54,7 +66,3 @@ def activity_counts(session: Session, user_id: int) -> dict[str, int]:
 
     row = session.execute(select(count(Post), count(Comment), count(ChatSession), count(AIlog))).one()
     return {"posts": row[0], "comments": row[1], "conversations": row[2], "ai_jobs": row[3]}
-
-
-def escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

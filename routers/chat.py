@@ -1,3 +1,134 @@
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query, WebSocket, status
+from fastapi.responses import FileResponse
+
+from config import BASE_DIR
+from deps import ChatMessageId, CurrentUser, Pagination, ReadableConversation, SessionDep
+from schemas import (
+    MAX_DB_ID,
+    ChatMessageCreate,
+    ChatMessagePublic,
+    ChatMessageUpdate,
+    ChatReadMarker,
+    ChatSessionCreate,
+    ChatSessionPublic,
+    ChatSessionSummary,
+    ChatSessionUpdate,
+    Page,
+)
+from services import chat as chat_service
+from services import chat_socket
 
 router = APIRouter(tags=["chat"])
+# Outside the API prefix: the small example client at GET /chat.
+page_router = APIRouter(tags=["chat"])
+
+CHAT_PAGE = BASE_DIR / "static" / "chat.html"
+
+MessageCursor = Annotated[int | None, Query(ge=1, le=MAX_DB_ID)]
+
+
+@router.post(
+    "/chat/sessions",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ChatSessionPublic,
+    summary="Open a support conversation with the administrators",
+)
+def open_conversation(data: ChatSessionCreate, user: CurrentUser, session: SessionDep) -> ChatSessionPublic:
+    return chat_service.open_conversation(session, user=user, data=data)
+
+
+@router.get(
+    "/chat/sessions",
+    response_model=Page[ChatSessionSummary],
+    summary="My conversations (administrators: all), with the last message and my unread count",
+)
+def list_conversations(
+    user: CurrentUser, session: SessionDep, page: Pagination, is_closed: bool | None = None
+) -> Page[ChatSessionSummary]:
+    return chat_service.list_conversations(
+        session, user=user, is_closed=is_closed, offset=page.offset, limit=page.limit
+    )
+
+
+@router.patch(
+    "/chat/sessions/{session_id}",
+    response_model=ChatSessionPublic,
+    summary="Rename (the opener) or close and reopen (administrators) a conversation",
+)
+def update_conversation(
+    conversation: ReadableConversation, changes: ChatSessionUpdate, user: CurrentUser, session: SessionDep
+) -> ChatSessionPublic:
+    return chat_service.update_conversation(session, user=user, conversation=conversation, changes=changes)
+
+
+@router.get(
+    "/chat/sessions/{session_id}/messages",
+    response_model=list[ChatMessagePublic],
+    summary="Messages, oldest first: the latest (or those before before_id), or those after after_id",
+)
+def read_history(
+    conversation: ReadableConversation,
+    user: CurrentUser,
+    session: SessionDep,
+    before_id: MessageCursor = None,
+    after_id: MessageCursor = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+) -> list[ChatMessagePublic]:
+    return chat_service.history(
+        session, user=user, conversation=conversation, before_id=before_id, after_id=after_id, limit=limit
+    )
+
+
+@router.post(
+    "/chat/sessions/{session_id}/messages",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ChatMessagePublic,
+    summary="Send a message; members online get it live, as from the socket",
+)
+def post_message(
+    conversation: ReadableConversation, data: ChatMessageCreate, user: CurrentUser, session: SessionDep
+) -> ChatMessagePublic:
+    return chat_service.post_message(
+        session, user=user, conversation=conversation, content=data.content, client_id=data.client_id
+    ).message
+
+
+@router.post(
+    "/chat/sessions/{session_id}/read",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Move my read marker forward",
+)
+def mark_read(
+    conversation: ReadableConversation, data: ChatReadMarker, user: CurrentUser, session: SessionDep
+) -> None:
+    chat_service.mark_read(session, user=user, conversation=conversation, last_read_id=data.last_read_id)
+
+
+@router.patch("/chat/messages/{message_id}", response_model=ChatMessagePublic, summary="Edit my message")
+def edit_message(
+    message_id: ChatMessageId, data: ChatMessageUpdate, user: CurrentUser, session: SessionDep
+) -> ChatMessagePublic:
+    return chat_service.edit_message(session, user=user, message_id=message_id, content=data.content)
+
+
+@router.delete(
+    "/chat/messages/{message_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a message (the author or an administrator)",
+)
+def delete_message(message_id: ChatMessageId, user: CurrentUser, session: SessionDep) -> None:
+    chat_service.delete_message(session, user=user, message_id=message_id)
+
+
+@router.websocket("/ws")
+async def live_socket(websocket: WebSocket, token: str | None = None) -> None:
+    """One socket per client for every live event; see services/chat_socket.py for the protocol."""
+    await chat_socket.serve(websocket, token=token)
+
+
+@page_router.get("/chat", response_class=FileResponse, include_in_schema=False)
+def chat_page() -> FileResponse:
+    """The example chat client: plain HTML and JavaScript, no build step."""
+    return FileResponse(CHAT_PAGE, media_type="text/html")

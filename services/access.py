@@ -1,34 +1,39 @@
 """The one place that decides who may see a board. Every path into a board's data (board
 pages, posts, comments, attachments, search, AI) goes through these functions."""
 
+from sqlalchemy import ColumnElement, and_, or_, true
 from sqlalchemy.orm import Session
 
 from crud import boards as boards_crud
 from errors import Forbidden, NotFound
-from models import Board, Comment, Post, User
+from models import Attachment, Board, Comment, Post, User
 
 
-def can_use_board(session: Session, *, user: User, board: Board) -> bool:
+def board_usable_by(user: User) -> ColumnElement[bool]:
+    """THE rule, as an SQL condition on Board: administrators may use every board; anyone else
+    the visible boards that are public or list them. Lists filter with it, single boards are
+    checked with it, so the two can never disagree."""
     if user.is_superuser:
-        return True
-    if not board.is_visible:
-        return False
-    return board.is_public or boards_crud.is_member(session, board_id=board.id, user_id=user.id)
+        return true()
+    return and_(Board.is_visible.is_(True), or_(Board.is_public.is_(True), boards_crud.lists_user(user.id)))
 
 
 def readable_board(session: Session, *, user: User, board_id: int) -> Board:
     """The board, or 404 when it does not exist or is hidden from this user, or 403 when it
     is restricted and the user is not on its access list."""
-    board = boards_crud.get(session, board_id)
-    if board is None or (not board.is_visible and not user.is_superuser):
+    found = boards_crud.get_with_condition(session, board_id, board_usable_by(user))
+    if found is None:
         raise NotFound("board")
-    if not can_use_board(session, user=user, board=board):
+    board, usable = found
+    if not usable and not board.is_visible:
+        raise NotFound("board")
+    if not usable:
         raise Forbidden("you have no access to this board", code="no_board_access")
     return board
 
 
 def usable_boards(session: Session, *, user: User) -> list[Board]:
-    return list(session.scalars(boards_crud.usable_by(user)))
+    return list(session.scalars(boards_crud.select_where(board_usable_by(user))))
 
 
 def readable_post(session: Session, *, user: User, post_id: int) -> Post:
@@ -61,3 +66,59 @@ def writable_comment(session: Session, *, user: User, comment_id: int) -> Commen
     if comment.user_id != user.id and not user.is_superuser:
         raise Forbidden("only the author or an administrator may change this comment", code="not_author")
     return comment
+
+
+def sees_hidden(user: User) -> bool:
+    """Whether lists (and their totals) include hidden posts and comments: administrators only,
+    as readable_post and readable_comment decide for single rows."""
+    return user.is_superuser
+
+
+def can_restore(user: User) -> bool:
+    """Whether the user may set is_visible directly (hide or bring back a post or comment).
+    Authors delete their own with DELETE; only administrators undo a deletion."""
+    return user.is_superuser
+
+
+def readable_attachment(session: Session, *, user: User, attachment_id: int) -> Attachment:
+    """The attachment, if the user may read the post or comment it belongs to: 404 when that is
+    missing or hidden from the user, 403 when its board is restricted and the user lacks access."""
+    attachment = session.get(Attachment, attachment_id)
+    if attachment is None:
+        raise NotFound("attachment")
+    try:
+        if attachment.comment_id is not None:
+            readable_comment(session, user=user, comment_id=attachment.comment_id)
+        else:
+            assert attachment.post_id is not None, "an attachment belongs to a post or a comment"
+            readable_post(session, user=user, post_id=attachment.post_id)
+    except NotFound as exc:
+        raise NotFound("attachment") from exc
+    return attachment
+
+
+def deletable_attachment(session: Session, *, user: User, attachment_id: int) -> Attachment:
+    """The attachment, if the user may read it and uploaded it or is an administrator."""
+    attachment = readable_attachment(session, user=user, attachment_id=attachment_id)
+    if attachment.uploader_id != user.id and not user.is_superuser:
+        raise Forbidden(
+            "only the uploader or an administrator may delete this attachment", code="not_uploader"
+        )
+    return attachment
+
+
+def post_readable_by(user: User) -> ColumnElement[bool]:
+    """SQL condition on Post joined to its Board, for lists across boards (similar-posts): the
+    post's board is usable by the user and the post is visible, unless the user sees hidden
+    posts. Single posts are checked by readable_post, which applies the same rule."""
+    board_usable = board_usable_by(user)
+    if sees_hidden(user):
+        return board_usable
+    return and_(board_usable, Post.is_visible.is_(True))
+
+
+def reading_scope(session: Session, *, user: User) -> tuple[bool, tuple[int, ...]]:
+    """A key equal for any two users who may read exactly the same posts: whether they see hidden
+    posts, and the boards they may use (post_readable_by depends on nothing else). Lets work
+    done for one user be shared with others in the same position (AI batches)."""
+    return sees_hidden(user), tuple(board.id for board in usable_boards(session, user=user))

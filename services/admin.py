@@ -17,7 +17,7 @@ from schemas import (
     UserCreate,
     UserPublic,
 )
-from services import auth
+from services import auth, chat
 
 
 def get_user(session: Session, user_id: int) -> User:
@@ -57,11 +57,13 @@ def update_user(session: Session, *, admin: User, user: User, changes: AdminUser
     values = changes.model_dump(exclude_unset=True)
     if values.get("is_banned") and user.id == admin.id:
         raise Conflict("administrators cannot ban themselves", code="cannot_ban_self")
-    # Banning needs nothing more: every request checks is_banned on the one user lookup,
-    # so the user's tokens stop working at their next request.
+    # Every request checks is_banned on the one user lookup, so the user's tokens stop working
+    # at their next request; open sockets are closed at once, on every process.
     for field, value in values.items():
         setattr(user, field, value)
     session.commit()
+    if values.get("is_banned"):
+        chat.disconnect_user(user.id, banned=True)
     return user
 
 

@@ -40,14 +40,16 @@ def signup(session: Session, data: UserCreate, *, is_superuser: bool = False) ->
 
 
 def login(session: Session, *, login: str, password: str, client_ip: str) -> TokenPair:
+    user = users_crud.get_by_login(session, login)
+    # Name and email lead to one account, so the per-account count is keyed by the account
+    # (by what was typed only when no account matches).
     rate_limit.enforce(
         "login",
         client_ip=client_ip,
-        account=login,
+        account=f"id:{user.id}" if user else f"typed:{login}",
         per_ip=settings.LOGIN_LIMIT_PER_IP,
         per_account=settings.LOGIN_LIMIT_PER_ACCOUNT,
     )
-    user = users_crud.get_by_login(session, login)
     password_ok = security.verify_password(password, user.password_hash if user else None)
     if user is None or not password_ok or user.deleted_date is not None:
         raise Unauthorized("wrong name, email or password", code="invalid_credentials")

@@ -9,11 +9,15 @@ from functools import lru_cache
 from typing import Protocol
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from config import settings
 from errors import TooManyRequests
 
 log = logging.getLogger(__name__)
+
+REDIS_TIMEOUT_SECONDS = 0.5
 
 
 class RateLimiter(Protocol):
@@ -46,19 +50,27 @@ class MemoryRateLimiter:
 
 
 class RedisRateLimiter:
-    PREFIX = "madang:rl:"
+    """The same fixed windows in Redis, so every API process counts against one total."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    DEFAULT_PREFIX = "madang:rl:"
+
+    def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
         self._redis = client
+        self.prefix = prefix
 
     def hit(self, key: str, limit: int, window_seconds: int) -> int | None:
-        name = self.PREFIX + key
-        pipe = self._redis.pipeline()
+        name = self.prefix + key
+        # SET NX EX opens a window with its expiry in one step (EXPIRE ... NX would need Redis 7);
+        # MULTI/EXEC keeps the three commands together.
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.set(name, 0, ex=window_seconds, nx=True)
         pipe.incr(name)
-        pipe.expire(name, window_seconds, nx=True)
         pipe.ttl(name)
         try:
-            count, _, ttl = pipe.execute()
+            _, count, ttl = pipe.execute()
+            if ttl < 0:  # a counter left without expiry (by older code) would lock out forever
+                self._redis.expire(name, window_seconds)
+                ttl = window_seconds
         except redis.RedisError:
             # An outage of the limiter must not lock every user out of logging in.
             log.warning("rate limiter unavailable; allowing %s", key, exc_info=True)
@@ -66,14 +78,25 @@ class RedisRateLimiter:
         return max(int(ttl), 1) if count > limit else None
 
     def reset(self) -> None:
-        for name in self._redis.scan_iter(self.PREFIX + "*"):
+        for name in self._redis.scan_iter(self.prefix + "*"):
             self._redis.delete(name)
+
+
+def redis_client(url: str) -> redis.Redis:
+    """A client that gives up fast: when Redis is slow or down a login waits at most about a
+    second, then goes on without the limit (redis-py's defaults would wait several seconds)."""
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_timeout=REDIS_TIMEOUT_SECONDS,
+        retry=Retry(NoBackoff(), retries=1),
+    )
 
 
 @lru_cache
 def get_rate_limiter() -> RateLimiter:
     if settings.REDIS_URL:
-        return RedisRateLimiter(redis.Redis.from_url(settings.REDIS_URL))
+        return RedisRateLimiter(redis_client(settings.REDIS_URL))
     return MemoryRateLimiter()
 
 

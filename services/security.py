@@ -40,16 +40,20 @@ def hash_password(password: str) -> str:
     return _password_hash().hash(password)
 
 
+def prepare_dummy_hash() -> None:
+    """Makes the dummy hash ahead of the first login, so that login does not pay for it."""
+    _dummy_hash()
+
+
 def verify_password(password: str, password_hash: str | None) -> bool:
-    """Checks a password; with no account (None) it still spends one verify on a dummy hash,
-    so an unknown name costs the same time as a wrong password."""
-    if password_hash is None:
-        _password_hash().verify(password, _dummy_hash())
-        return False
-    try:
-        return _password_hash().verify(password, password_hash)
-    except Exception:  # a malformed or foreign hash never matches
-        return False
+    """Checks a password. With no account (None), or an account whose hash no hasher knows
+    (an unusable password), it still spends one verify on a dummy hash of the same cost, so
+    timing does not tell those cases from a wrong password."""
+    hasher = _password_hash()
+    if password_hash is not None and any(h.identify(password_hash) for h in hasher.hashers):
+        return hasher.verify(password, password_hash)
+    hasher.verify(password, _dummy_hash())
+    return False
 
 
 def unusable_password_hash() -> str:

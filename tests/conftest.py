@@ -29,13 +29,16 @@ os.environ.update(
         "MODEL_DIR": str(_tmp / "models"),
         "REDIS_URL": "",
         "SMTP_HOST": "",
+        # Posts are embedded for similar-posts only where a test asks for it (tests/test_ai_*.py):
+        # elsewhere it would load torch in the background of tests that never look.
+        "AI_INDEX_POSTS": "false",
     }
 )
 
 from alembic import command  # noqa: E402
 from alembic.config import Config  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
-from sqlalchemy import create_engine, delete, text  # noqa: E402
+from sqlalchemy import create_engine, delete, text, update  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 from sqlalchemy.exc import OperationalError  # noqa: E402
 
@@ -64,7 +67,10 @@ def recreate_mariadb_database(url: str) -> None:
         with server.connect() as conn:
             conn.execute(text(f"DROP DATABASE IF EXISTS `{parsed.database}`"))
             conn.execute(
-                text(f"CREATE DATABASE `{parsed.database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+                text(
+                    f"CREATE DATABASE `{parsed.database}` "
+                    "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_520_ci"
+                )
             )
     except OperationalError as exc:
         if os.environ.get("CI"):
@@ -218,3 +224,62 @@ def smtp_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Mailbox]:
     monkeypatch.setattr(settings, "SMTP_PORT", port)
     yield mailbox
     controller.stop()
+
+
+@pytest.fixture
+def make_post() -> Callable[..., models.Post]:
+    """A post written straight to the database (counters and visibility as the test needs)."""
+
+    def make(
+        board: models.Board,
+        author: Person,
+        *,
+        name: str = "a post",
+        content: str = "some text",
+        **columns: object,
+    ) -> models.Post:
+        with SessionLocal() as session:
+            post = models.Post(board_id=board.id, user_id=author.id, name=name, content=content, **columns)
+            session.add(post)
+            session.commit()
+            return post
+
+    return make
+
+
+@pytest.fixture
+def make_comment() -> Callable[..., models.Comment]:
+    """A comment written straight to the database; a visible one also counts on its post, as
+    the API would count it."""
+
+    def make(
+        post: models.Post, author: Person, *, content: str = "a comment", is_visible: bool = True
+    ) -> models.Comment:
+        with SessionLocal() as session:
+            comment = models.Comment(
+                post_id=post.id, user_id=author.id, content=content, is_visible=is_visible
+            )
+            session.add(comment)
+            if is_visible:
+                session.execute(
+                    update(models.Post)
+                    .where(models.Post.id == post.id)
+                    .values(number_of_comment=models.Post.number_of_comment + 1)
+                )
+            session.commit()
+            return comment
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def sentence_encoder() -> object:
+    """all-MiniLM-L6-v2, loaded once for the whole session (a few seconds), for the tests that
+    run the real AI models: in the model process the app uses (AI_MODEL_PROCESS), which then
+    serves every test."""
+    from ml.encoder import get_encoder
+
+    encoder = get_encoder()
+    encoder.run_in_child_process(settings.AI_MODEL_PROCESS)
+    encoder.load()
+    return encoder

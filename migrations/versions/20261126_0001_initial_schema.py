@@ -28,7 +28,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ai")),
         sa.UniqueConstraint("name", name=op.f("uq_ai_name")),
         mysql_charset="utf8mb4",
-        mysql_collate="utf8mb4_unicode_ci",
+        mysql_collate="utf8mb4_unicode_520_ci",
     )
     op.create_table(
         "board",
@@ -41,7 +41,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_board")),
         sa.UniqueConstraint("name", name=op.f("uq_board_name")),
         mysql_charset="utf8mb4",
-        mysql_collate="utf8mb4_unicode_ci",
+        mysql_collate="utf8mb4_unicode_520_ci",
     )
     op.create_table(
         "user",
@@ -58,7 +58,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("email", name=op.f("uq_user_email")),
         sa.UniqueConstraint("name", name=op.f("uq_user_name")),
         mysql_charset="utf8mb4",
-        mysql_collate="utf8mb4_unicode_ci",
+        mysql_collate="utf8mb4_unicode_520_ci",
     )
     op.create_table(
         "ai_log",
@@ -81,7 +81,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ai_log")),
         sa.UniqueConstraint("user_id", "idempotency_key", name=op.f("uq_ai_log_user_id_idempotency_key")),
         mysql_charset="utf8mb4",
-        mysql_collate="utf8mb4_unicode_ci",
+        mysql_collate="utf8mb4_unicode_520_ci",
     )
     with op.batch_alter_table("ai_log", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_ai_log_ai_id"), ["ai_id"], unique=False)
@@ -106,7 +106,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("user_id", "board_id", name=op.f("pk_board_access")),
         mysql_charset="utf8mb4",
-        mysql_collate="utf8mb4_unicode_ci",
+        mysql_collate="utf8mb4_unicode_520_ci",
     )
     with op.batch_alter_table("board_access", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_board_access_board_id"), ["board_id"], unique=False)
@@ -123,7 +123,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["user_id"], ["user.id"], name=op.f("fk_chat_session_user_id_user")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_chat_session")),
         mysql_charset="utf8mb4",
-        mysql_collate="utf8mb4_unicode_ci",
+        mysql_collate="utf8mb4_unicode_520_ci",
     )
     with op.batch_alter_table("chat_session", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_chat_session_user_id"), ["user_id"], unique=False)
@@ -145,7 +145,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_password_reset_token")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_password_reset_token_token_hash")),
         mysql_charset="utf8mb4",
-        mysql_collate="utf8mb4_unicode_ci",
+        mysql_collate="utf8mb4_unicode_520_ci",
     )
     with op.batch_alter_table("password_reset_token", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_password_reset_token_user_id"), ["user_id"], unique=False)
@@ -178,10 +178,19 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["user_id"], ["user.id"], name=op.f("fk_post_user_id_user")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_post")),
         mysql_charset="utf8mb4",
-        mysql_collate="utf8mb4_unicode_ci",
+        mysql_collate="utf8mb4_unicode_520_ci",
     )
     with op.batch_alter_table("post", schema=None) as batch_op:
         batch_op.create_index("ix_post_board_listing", ["board_id", "is_visible", "id"], unique=False)
+        batch_op.create_index(
+            "ix_post_board_by_views", ["board_id", "is_visible", "number_of_view", "id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_post_board_by_likes", ["board_id", "is_visible", "number_of_like", "id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_post_board_by_comments", ["board_id", "is_visible", "number_of_comment", "id"], unique=False
+        )
         batch_op.create_index(batch_op.f("ix_post_user_id"), ["user_id"], unique=False)
 
     op.create_table(
@@ -204,7 +213,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_refresh_token")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_refresh_token_token_hash")),
         mysql_charset="utf8mb4",
-        mysql_collate="utf8mb4_unicode_ci",
+        mysql_collate="utf8mb4_unicode_520_ci",
     )
     with op.batch_alter_table("refresh_token", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_refresh_token_family_id"), ["family_id"], unique=False)
@@ -230,7 +239,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_chat")),
         sa.UniqueConstraint("user_id", "client_id", name=op.f("uq_chat_user_id_client_id")),
         mysql_charset="utf8mb4",
-        mysql_collate="utf8mb4_unicode_ci",
+        mysql_collate="utf8mb4_unicode_520_ci",
     )
     with op.batch_alter_table("chat", schema=None) as batch_op:
         batch_op.create_index("ix_chat_session_listing", ["chat_session_id", "id"], unique=False)
@@ -255,7 +264,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("chat_session_id", "user_id", name=op.f("pk_chat_session_member")),
         mysql_charset="utf8mb4",
-        mysql_collate="utf8mb4_unicode_ci",
+        mysql_collate="utf8mb4_unicode_520_ci",
     )
     with op.batch_alter_table("chat_session_member", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_chat_session_member_user_id"), ["user_id"], unique=False)
@@ -284,7 +293,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["user_id"], ["user.id"], name=op.f("fk_comment_user_id_user")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_comment")),
         mysql_charset="utf8mb4",
-        mysql_collate="utf8mb4_unicode_ci",
+        mysql_collate="utf8mb4_unicode_520_ci",
     )
     with op.batch_alter_table("comment", schema=None) as batch_op:
         batch_op.create_index("ix_comment_post_listing", ["post_id", "is_visible", "id"], unique=False)
@@ -309,7 +318,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("user_id", "post_id", name=op.f("pk_post_like")),
         mysql_charset="utf8mb4",
-        mysql_collate="utf8mb4_unicode_ci",
+        mysql_collate="utf8mb4_unicode_520_ci",
     )
     with op.batch_alter_table("post_like", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_post_like_post_id"), ["post_id"], unique=False)
@@ -333,7 +342,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("user_id", "post_id", name=op.f("pk_post_view")),
         mysql_charset="utf8mb4",
-        mysql_collate="utf8mb4_unicode_ci",
+        mysql_collate="utf8mb4_unicode_520_ci",
     )
     with op.batch_alter_table("post_view", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_post_view_post_id"), ["post_id"], unique=False)
@@ -366,16 +375,34 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_attachment")),
         sa.UniqueConstraint("storage_key", name=op.f("uq_attachment_storage_key")),
         mysql_charset="utf8mb4",
-        mysql_collate="utf8mb4_unicode_ci",
+        mysql_collate="utf8mb4_unicode_520_ci",
     )
     with op.batch_alter_table("attachment", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_attachment_comment_id"), ["comment_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_attachment_post_id"), ["post_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_attachment_uploader_id"), ["uploader_id"], unique=False)
 
+    op.create_table(
+        "post_embedding",
+        sa.Column("post_id", sa.Integer(), nullable=False),
+        sa.Column("model_name", sa.String(length=64), nullable=False),
+        sa.Column("vector", sa.LargeBinary(), nullable=False),
+        sa.Column("update_date", database.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["post_id"],
+            ["post.id"],
+            name=op.f("fk_post_embedding_post_id_post"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("post_id", name=op.f("pk_post_embedding")),
+        mysql_charset="utf8mb4",
+        mysql_collate="utf8mb4_unicode_520_ci",
+    )
+
 
 def downgrade() -> None:
     # Dropping a table drops its indexes; MySQL refuses to drop an FK's index on its own.
+    op.drop_table("post_embedding")
     op.drop_table("attachment")
     op.drop_table("post_view")
     op.drop_table("post_like")

@@ -1,0 +1,1 @@
+"""The board benchmark (`make bench`): seed, serve, load, print. See bench/run.py."""

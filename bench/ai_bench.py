@@ -1,0 +1,348 @@
+"""The AI benchmark: `python -m bench.ai_bench` (`make bench-ai`).
+
+1. Raw model, in this process: all-MiniLM-L6-v2 sentences per second at batch 1 and batch 32,
+   and the median time of one single-sentence forward.
+2. A fresh database (a SQLite file in a temporary folder, or the throwaway MariaDB database of
+   --database-url) with users, boards and posts, the posts embedded (`reindex`).
+3. The app under uvicorn in a subprocess (AI_BACKEND=thread, the embedded batching runner).
+4. Lone latency: one client submits a similar-posts job and long-polls it (`?wait=30`), again and
+   again; the time from sending the job to holding its result.
+5. Served throughput: N concurrent submitters (64), each its own user, each submitting a job
+   and long-polling it, then the next, for a warm-up and a measured window.
+
+Printed: the numbers and the ratios against the targets (served >= 0.7 x raw batch-32 and
+>= 2 x raw batch-1; lone latency <= raw single forward + 30 ms).
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import secrets
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+SERVED_TARGET_VS_BATCH32 = 0.7
+SERVED_TARGET_VS_BATCH1 = 2.0
+LONE_LATENCY_MARGIN_MS = 30.0
+MODEL = os.environ.get("BENCH_MODEL", "similar-posts")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.ai_bench", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--database-url",
+        help="a MariaDB URL whose database name starts with madang_bench (dropped and made again)",
+    )
+    parser.add_argument("--submitters", type=int, default=64)
+    parser.add_argument(
+        "--warmup", type=float, default=3.0, help="seconds before measuring served throughput"
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds of served throughput")
+    parser.add_argument("--raw-seconds", type=float, default=5.0, help="measured seconds per raw batch size")
+    parser.add_argument("--lone-jobs", type=int, default=40, help="sequential jobs for the lone latency")
+    parser.add_argument("--posts", type=int, default=300, help="posts similar-posts ranks against")
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary folder (database, server log)"
+    )
+    args = parser.parse_args(argv)
+    if args.database_url and not args.database_url.split("/")[-1].startswith("madang_bench"):
+        parser.error("--database-url must name a throwaway database called madang_bench...")
+    return args
+
+
+def sentences(count: int, rng: random.Random) -> list[str]:
+    """What users type into similar-posts: a question the length of a post title, one in three
+    in Korean (the seeded corpus's titles; 5 to 40 word pieces, 12 on average)."""
+    from bench import corpus
+
+    return [corpus.title(rng, korean=i % 3 == 0) for i in range(count)]
+
+
+# --- 1. the raw model -----------------------------------------------------------------------
+
+
+def measure_raw(texts: list[str], seconds: float) -> dict[str, float]:
+    from ml.encoder import get_encoder
+
+    encoder = get_encoder()
+    encoder.load()
+    results: dict[str, float] = {}
+    for batch in (1, 32):
+        encoder.encode(texts[:batch])  # warm
+        done, started, offset = 0, time.perf_counter(), 0
+        forwards: list[float] = []
+        while time.perf_counter() - started < seconds:
+            chunk = [texts[(offset + i) % len(texts)] for i in range(batch)]
+            offset += batch
+            begun = time.perf_counter()
+            encoder.encode(chunk)
+            forwards.append(time.perf_counter() - begun)
+            done += batch
+        results[f"batch{batch}_per_s"] = done / (time.perf_counter() - started)
+        if batch == 1:
+            results["single_forward_ms"] = statistics.median(forwards) * 1000
+    import torch
+
+    results["torch_threads"] = torch.get_num_threads()
+    return results
+
+
+# --- 2. the database and the server ---------------------------------------------------------
+
+
+@dataclass
+class World:
+    base: str
+    tokens: list[str]
+    log: Path
+    pid: int
+
+
+def configure_environment(args: argparse.Namespace, workdir: Path) -> str:
+    url = args.database_url or f"sqlite:///{workdir / 'ai_bench.sqlite3'}"
+    os.environ.update(
+        {
+            "ENV": "production",
+            "DATABASE_URL": url,
+            "SECRET_KEY": secrets.token_urlsafe(48),
+            "ACCESS_TOKEN_MINUTES": "180",
+            "UPLOAD_DIR": str(workdir / "uploads"),
+            "MODEL_DIR": str(workdir / "models"),
+            "REDIS_URL": "",
+            "SMTP_HOST": "",
+            "AI_BACKEND": "thread",
+            "AI_INDEX_POSTS": "false",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+    )
+    return url
+
+
+def prepare_database(url: str, args: argparse.Namespace) -> list[str]:
+    from bench import seed
+    from services import ai as ai_service
+    from services import security
+
+    seed.fresh_database(url)
+    sizes = seed.Sizes(boards=5, users=max(args.submitters, 1) + 1, posts=args.posts, comments=0, likes=0)
+    seeded = seed.seed(url, password_hash=security.hash_password("ai bench"), sizes=sizes)
+    started = time.perf_counter()
+    embedded = ai_service.reindex()
+    print(f"seeded  {seeded.rows}; {embedded} posts embedded in {time.perf_counter() - started:.1f} s")
+    return [security.create_access_token(user_id, 0) for user_id in seeded.user_ids]
+
+
+def start_app(workdir: Path) -> Any:
+    from bench.run import start_server
+
+    return start_server("app", "main:app", workdir, dict(os.environ))
+
+
+# --- 3. clients -----------------------------------------------------------------------------
+
+
+@dataclass
+class JobClient:
+    """One keep-alive connection that submits a job and long-polls it until it ends."""
+
+    host: str
+    port: int
+    token: str
+    connection: Any = None
+    body: bytearray = field(default_factory=bytearray)
+
+    async def connect(self) -> None:
+        from bench.loadgen import Connection
+
+        client = self
+
+        class BodyConnection(Connection):
+            def on_body(self, data: bytes) -> None:
+                client.body += data
+
+        _, self.connection = await asyncio.get_running_loop().create_connection(
+            BodyConnection, self.host, self.port
+        )
+
+    async def request(self, method: str, path: str, payload: dict[str, Any] | None = None) -> tuple[int, Any]:
+        data = json.dumps(payload).encode() if payload is not None else b""
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {self.token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+        )
+        self.body = bytearray()
+        status, _ = await self.connection.send(head.encode() + data)
+        return status, json.loads(self.body) if self.body else None
+
+    async def run_job(self, text: str) -> dict[str, Any]:
+        status, job = await self.request("POST", f"/api/v1/ai/models/{MODEL}/jobs", {"input": text})
+        if status != 202:
+            raise RuntimeError(f"submit answered {status}: {job}")
+        while not job["is_finished"]:
+            status, job = await self.request("GET", f"/api/v1/ai/jobs/{job['id']}?wait=30")
+            if status != 200:
+                raise RuntimeError(f"wait answered {status}: {job}")
+        if job["status"] != "succeeded":
+            raise RuntimeError(f"job ended {job['status']}: {job['error']}")
+        return dict(job)
+
+
+async def lone_latency(world: World, texts: list[str], jobs: int) -> dict[str, float]:
+    client = JobClient("127.0.0.1", int(world.base.rsplit(":", 1)[1]), world.tokens[0])
+    await client.connect()
+    for text in texts[:5]:  # warm: the server's first job loads the model
+        await client.run_job(text)
+    latencies = []
+    for i in range(jobs):
+        started = time.perf_counter()
+        await client.run_job(texts[(i * 7) % len(texts)])
+        latencies.append(time.perf_counter() - started)
+    latencies.sort()
+    return {
+        "lone_p50_ms": statistics.median(latencies) * 1000,
+        "lone_p90_ms": latencies[int(0.9 * len(latencies))] * 1000,
+    }
+
+
+async def served_throughput(world: World, texts: list[str], args: argparse.Namespace) -> dict[str, float]:
+    from bench.loadgen import cpu_seconds, machine_busy_seconds
+
+    port = int(world.base.rsplit(":", 1)[1])
+    clients = [JobClient("127.0.0.1", port, token) for token in world.tokens[1 : args.submitters + 1]]
+    await asyncio.gather(*(client.connect() for client in clients))
+    measure_from = time.perf_counter() + args.warmup
+    measure_until = measure_from + args.duration
+    finished: list[float] = []
+    job_latencies: list[float] = []
+    cpu: dict[str, list[float]] = {"server": [], "model process": [], "load generator": [], "machine": []}
+
+    def mark() -> None:
+        cpu["server"].append(cpu_seconds(world.pid))
+        cpu["model process"].append(sum(cpu_seconds(pid) for pid in descendants(world.pid)))
+        cpu["load generator"].append(time.process_time())
+        cpu["machine"].append(machine_busy_seconds())
+
+    async def submitter(client: JobClient, offset: int) -> None:
+        i = offset
+        while time.perf_counter() < measure_until:
+            started = time.perf_counter()
+            await client.run_job(texts[i % len(texts)])
+            done = time.perf_counter()
+            i += len(clients)
+            if measure_from <= done <= measure_until:
+                finished.append(done)
+                job_latencies.append(done - started)
+
+    loop = asyncio.get_running_loop()
+    loop.call_at(loop.time() + args.warmup, mark)
+    loop.call_at(loop.time() + args.warmup + args.duration, mark)
+    await asyncio.gather(*(submitter(client, n) for n, client in enumerate(clients)))
+    job_latencies.sort()
+    shares = {
+        f"cpu_percent_{name.replace(' ', '_')}": 100 * (marks[1] - marks[0]) / args.duration
+        for name, marks in cpu.items()
+        if len(marks) == 2
+    }
+    return {
+        "served_per_s": len(finished) / args.duration,
+        "served_job_p50_ms": statistics.median(job_latencies) * 1000 if job_latencies else float("nan"),
+        "served_job_p99_ms": job_latencies[int(0.99 * len(job_latencies))] * 1000
+        if job_latencies
+        else float("nan"),
+        **shares,
+    }
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes a process started, and theirs (the model process under uvicorn)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for child in children:
+            found += [child, *descendants(child)]
+    return found
+
+
+# --- report ---------------------------------------------------------------------------------
+
+
+def report(results: dict[str, float], args: argparse.Namespace) -> bool:
+    raw1, raw32 = results["batch1_per_s"], results["batch32_per_s"]
+    served = results["served_per_s"]
+    print()
+    print(f"raw model (torch threads: {results['torch_threads']:.0f})")
+    print(
+        f"  batch 1            {raw1:8.1f} sentences/s   (one forward: {results['single_forward_ms']:.1f} ms)"
+    )
+    print(f"  batch 32           {raw32:8.1f} sentences/s")
+    print(f"served through HTTP ({args.submitters} submitters, {MODEL}, submit + long-poll)")
+    print(
+        f"  throughput         {served:8.1f} jobs/s        (job p50 {results['served_job_p50_ms']:.0f} ms, "
+        f"p99 {results['served_job_p99_ms']:.0f} ms)"
+    )
+    shares = [
+        f"{name.removeprefix('cpu_percent_').replace('_', ' ')} {value:.0f}%"
+        for name, value in results.items()
+        if name.startswith("cpu_percent_")
+    ]
+    print(f"  CPU, % of one core: {', '.join(shares)}")
+    lone = results["lone_p50_ms"]
+    print(f"  lone request       {lone:8.1f} ms p50      (p90 {results['lone_p90_ms']:.1f} ms)")
+    checks = {
+        f"served / raw batch-32 = {served / raw32:.2f}  (target >= {SERVED_TARGET_VS_BATCH32})": served
+        >= SERVED_TARGET_VS_BATCH32 * raw32,
+        f"served / raw batch-1  = {served / raw1:.2f}  (target >= {SERVED_TARGET_VS_BATCH1})": served
+        >= SERVED_TARGET_VS_BATCH1 * raw1,
+        f"lone latency - raw single forward = {results['lone_p50_ms'] - results['single_forward_ms']:.1f} ms"
+        f"  (target <= {LONE_LATENCY_MARGIN_MS:.0f} ms)": results["lone_p50_ms"]
+        <= results["single_forward_ms"] + LONE_LATENCY_MARGIN_MS,
+    }
+    print("ratios")
+    for label, ok in checks.items():
+        print(f"  {'PASS' if ok else 'MISS'}  {label}")
+    return all(checks.values())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="madang-ai-bench-"))
+    sys.path.insert(0, str(REPO))
+    os.chdir(REPO)
+    url = configure_environment(args, workdir)
+    app = None
+    try:
+        texts = sentences(512, random.Random(20261126))
+        results: dict[str, float] = measure_raw(texts, args.raw_seconds)
+        world_tokens = prepare_database(url, args)
+        app = start_app(workdir)
+        world = World(app.base, world_tokens, app.log, app.process.pid)
+        results |= asyncio.run(lone_latency(world, texts, args.lone_jobs))
+        results |= asyncio.run(served_throughput(world, texts, args))
+        passed = report(results, args)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2))
+        return 0 if passed else 1
+    finally:
+        if app is not None:
+            app.stop()
+        if args.keep:
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""The ceiling for a board's list page: a bare Starlette app that sends the app's own list SQL
+and returns the same JSON, with none of the app's layers.
+
+The SQL is not written here: bench/run.py captures the statements the app sends while it
+serves one list page (a statement listener on the app's engine) and hands them over in the
+file named by BENCH_LIST_SQL, with the positions of the board id, offset and limit marked.
+This endpoint fills those in and runs the statements on a raw DB-API connection from a pool
+built by the app's own `database.make_engine` (same driver, same SQLite pragmas, same pool
+size). No FastAPI, no ORM objects, no Pydantic, no authentication, no access check.
+
+    BENCH_LIST_SQL=/tmp/list_sql.json uvicorn bench.ceiling:app
+"""
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from config import settings
+from database import make_engine
+
+LIST_SQL: dict[str, Any] = json.loads(Path(os.environ["BENCH_LIST_SQL"]).read_text())
+engine = make_engine(settings.DATABASE_URL)
+MAX_LIMIT = 100
+
+
+def bind(statement: dict[str, Any], values: dict[str, int]) -> list[Any] | dict[str, Any]:
+    """The captured parameters with the board id, offset and limit of this request."""
+    params = statement["params"]
+    filled: list[Any] | dict[str, Any] = list(params) if isinstance(params, list) else dict(params)
+    for slot, positions in statement["slots"].items():
+        for position in positions:
+            filled[position] = values[slot]  # type: ignore[index]
+    return filled
+
+
+def utc_text(value: Any) -> str:
+    """A stored UTC time as the API writes it. SQLite hands back SQLAlchemy's stored text
+    ("2026-01-02 03:04:05.678901"), MariaDB a naive datetime."""
+    if isinstance(value, str):
+        return value.replace(" ", "T") + "Z"
+    return value.isoformat() + "Z"
+
+
+def list_posts(request: Request) -> Response:
+    # Sync on purpose, like the app's route: Starlette runs it in the same thread pool.
+    values = {
+        "board_id": int(request.path_params["board_id"]),
+        "offset": max(0, int(request.query_params.get("offset", 0))),
+        "limit": min(MAX_LIMIT, max(1, int(request.query_params.get("limit", 20)))),
+    }
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        cursor.execute(LIST_SQL["count"]["sql"], bind(LIST_SQL["count"], values))
+        total = cursor.fetchone()[0]
+        rows: list[Any] = []
+        if total > values["offset"]:
+            cursor.execute(LIST_SQL["page"]["sql"], bind(LIST_SQL["page"], values))
+            columns = [column[0] for column in cursor.description]
+            rows = cursor.fetchall()
+        cursor.close()
+    finally:
+        connection.close()  # back to the pool (rolled back there, as the app's Session is)
+    items = []
+    if rows:
+        at = {name: index for index, name in enumerate(columns)}
+        items = [
+            {
+                "id": row[at["id"]],
+                "board_id": row[at["board_id"]],
+                "name": row[at["name"]],
+                "author": {"id": row[at["user_id"]], "name": row[at["author_name"]]},
+                "create_date": utc_text(row[at["create_date"]]),
+                "update_date": utc_text(row[at["update_date"]]),
+                "number_of_view": row[at["number_of_view"]],
+                "number_of_comment": row[at["number_of_comment"]],
+                "number_of_like": row[at["number_of_like"]],
+                "is_file_attached": bool(row[at["is_file_attached"]]),
+                "is_visible": bool(row[at["is_visible"]]),
+            }
+            for row in rows
+        ]
+    return JSONResponse(
+        {"items": items, "total": total, "offset": values["offset"], "limit": values["limit"]}
+    )
+
+
+def health(_: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+app = Starlette(
+    routes=[
+        Route(f"{settings.API_PREFIX}/boards/{{board_id:int}}/posts", list_posts),
+        Route("/health", health),
+    ]
+)

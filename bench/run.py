@@ -1,0 +1,644 @@
+"""One command that seeds, serves, loads and prints: `python -m bench [--database-url URL]`.
+
+1. A fresh database (`alembic upgrade head`; a SQLite file in a temporary folder, or the
+   MariaDB database named in the URL, dropped and created again), seeded in bulk (bench/seed.py).
+2. The app under uvicorn (one worker, no access log, rate limits off, ENV=production with a
+   random SECRET_KEY, default Argon2 cost) in a subprocess on a free port.
+3. The ceiling (bench/ceiling.py) in a second subprocess, sending the list SQL captured from
+   the app while it served one page.
+4. The load generator (bench/loadgen.py) in a third process, one scenario at a time, with
+   access tokens minted by services.security.create_access_token under the server's
+   SECRET_KEY (one real login through POST /auth/login checks the seeded password too).
+
+Nothing is written into the repository; the temporary folder is removed at the end.
+"""
+
+import argparse
+import io
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+BENCH_PASSWORD = "bench password, 2026"  # every seeded user's; a throwaway database
+# A page the list SQL is captured on: values that no other parameter of the query can take, so
+# each position in the captured parameters is known to be the board id, the offset or the limit.
+CAPTURE_PAGE = {"board_id": 3, "offset": 60, "limit": 20}
+LIST_TARGET = 0.5
+READ_P99_TARGET_MS = 100.0
+SCENARIOS = ("ceiling", "list", "read", "comment")
+SCENARIO_TITLES = {
+    "ceiling": "list page, ceiling",
+    "list": "list page",
+    "read": "read post",
+    "comment": "create comment",
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--database-url",
+        help="a MariaDB URL whose database name starts with madang_bench (it is dropped and "
+        "created again); default: a SQLite file in a temporary folder",
+    )
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds per scenario, not measured")
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per scenario")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated subset")
+    parser.add_argument(
+        "--profile",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="sample the server with py-spy during an extra list run (auto: when the list misses its target)",
+    )
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (database, logs)")
+    args = parser.parse_args(argv)
+    unknown = set(args.scenarios.split(",")) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    if args.database_url:
+        database = urllib.parse.urlsplit(args.database_url).path.lstrip("/")
+        if not args.database_url.startswith("mysql") or not database.startswith("madang_bench"):
+            parser.error("--database-url must be a MariaDB URL to a database named madang_bench...")
+    return args
+
+
+# --- processes ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_server(name: str, target: str, workdir: Path, env: dict[str, str]) -> Server:
+    port = free_port()
+    log = workdir / f"{name}.log"
+    command = [PYTHON, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--no-access-log", "--log-level", "warning"]  # one process: uvicorn's default
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    server = Server(name, process, port, log)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited at start:\n{log.read_text()[-3000:]}")
+        try:
+            if http(f"{server.base}/health")[0] == 200:
+                return server
+        except OSError:
+            time.sleep(0.1)
+    server.stop()
+    raise RuntimeError(f"{name} did not answer /health within 30 s:\n{log.read_text()[-3000:]}")
+
+
+def http(
+    url: str, *, method: str = "GET", token: str | None = None, data: bytes | None = None, form: bool = False
+) -> tuple[int, Any]:
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    if data is not None:
+        headers["Content-Type"] = "application/x-www-form-urlencoded" if form else "application/json"
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            status, body = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read()
+    try:
+        return status, json.loads(body)
+    except ValueError:
+        return status, body.decode(errors="replace")
+
+
+def server_errors(log: Path, start: int, top: int = 3) -> dict[str, int]:
+    """The most frequent exceptions a server logged since `start`: the line naming the last
+    exception of each traceback (a chained cause is left out)."""
+    with log.open("rb") as file:
+        file.seek(start)
+        lines = [line for line in file.read().decode(errors="replace").splitlines() if line.strip()]
+    errors: Counter[str] = Counter()
+    for index, line in enumerate(lines):
+        if not re.match(r"[\w.]+(Error|Exception)\b", line) or line.startswith("ERROR:"):
+            continue
+        following = lines[index + 1] if index + 1 < len(lines) else ""
+        if not following.startswith(("The above exception", "During handling")):
+            errors[line[:200]] += 1
+    return dict(errors.most_common(top))
+
+
+def process_id_of(command_name: str) -> int | None:
+    """A local process by its command name (to watch the CPU the database server uses)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == command_name:
+                    return int(entry.name)
+            except OSError:
+                continue
+    return None
+
+
+def run_load(spec: dict[str, Any]) -> dict[str, Any]:
+    completed = subprocess.run(
+        [PYTHON, "-m", "bench.loadgen"],
+        input=json.dumps(spec).encode(),
+        cwd=REPO,
+        capture_output=True,
+        timeout=spec["warmup"] + spec["duration"] + 120,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"load generator failed:\n{completed.stderr.decode()[-3000:]}")
+    return json.loads(completed.stdout)
+
+
+# --- the list SQL ---------------------------------------------------------------------------
+
+
+def capture_list_sql(token: str) -> dict[str, Any]:
+    """Serves one list page in-process with a statement listener on the app's engine and keeps
+    the statements that read the post table: the COUNT and the page (auth and the board look-up
+    are the app's own work, left out of the ceiling)."""
+    from fastapi.testclient import TestClient
+    from sqlalchemy import event
+
+    import database
+    from config import settings
+    from main import app
+
+    statements: list[tuple[str, Any]] = []
+
+    def listener(
+        _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool
+    ) -> None:
+        statements.append((statement, parameters))
+
+    page = CAPTURE_PAGE
+    url = (
+        f"{settings.API_PREFIX}/boards/{page['board_id']}/posts?offset={page['offset']}&limit={page['limit']}"
+    )
+    with TestClient(app) as client:  # the app's start-up statements are not the page's
+        event.listen(database.engine, "before_cursor_execute", listener)
+        try:
+            response = client.get(url, headers={"Authorization": f"Bearer {token}"})
+        finally:
+            event.remove(database.engine, "before_cursor_execute", listener)
+    database.engine.dispose()
+    if response.status_code != 200:
+        raise RuntimeError(f"the app's list page answered {response.status_code}: {response.text[:500]}")
+    post_reads = [s for s in statements if re.search(r"\bFROM\s+[`\"]?post\b", s[0], re.IGNORECASE)]
+    counts = [s for s in post_reads if re.search(r"\bcount\(", s[0], re.IGNORECASE)]
+    pages = [s for s in post_reads if s not in counts]
+    if len(counts) != 1 or len(pages) != 1:
+        shown = "\n".join(s[0] for s in statements)
+        raise RuntimeError(f"expected one COUNT and one page SELECT on post; the app sent:\n{shown}")
+    return {
+        "count": _with_slots(*counts[0], wanted={"board_id"}),
+        "page": _with_slots(*pages[0], wanted={"board_id", "offset", "limit"}),
+        "app_statements": [" ".join(sql.split()) for sql, _ in statements],
+    }
+
+
+def _with_slots(sql: str, parameters: Any, *, wanted: set[str]) -> dict[str, Any]:
+    """Marks where the board id, offset and limit sit among a statement's parameters."""
+    params: list[Any] | dict[str, Any] = (
+        dict(parameters) if isinstance(parameters, dict) else list(parameters)
+    )
+    keys = list(params) if isinstance(params, dict) else list(range(len(params)))
+    slots: dict[str, list[Any]] = {}
+    for key in keys:
+        value = params[key]  # type: ignore[index]
+        for slot in wanted:
+            if type(value) is int and value == CAPTURE_PAGE[slot]:
+                slots.setdefault(slot, []).append(key)
+    if set(slots) != wanted or any(len(positions) != 1 for positions in slots.values()):
+        raise RuntimeError(f"cannot tell the board id, offset and limit apart in:\n{sql}\n{parameters!r}")
+    return {"sql": sql, "params": params, "slots": slots}
+
+
+def same_page(ours: dict[str, Any], ceiling: dict[str, Any]) -> bool:
+    """The two JSON bodies agree (times compared as instants, whatever their spelling)."""
+
+    def normal(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: normal(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [normal(item) for item in value]
+        if isinstance(value, str) and re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+(Z|[+-]\d\d:\d\d)", value):
+            return datetime.fromisoformat(value)
+        return value
+
+    return normal(ours) == normal(ceiling)
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+@dataclass
+class Setup:
+    database_url: str
+    backend: str
+    workdir: Path
+    tokens: list[str]
+    user_names: dict[int, str]
+    board_ids: list[int]
+    post_ids: list[int]
+
+
+def configure_environment(args: argparse.Namespace, workdir: Path) -> str:
+    """Settings for this process and both servers, set before any app module is imported."""
+    url = args.database_url or f"sqlite:///{workdir / 'bench.sqlite3'}"
+    os.environ.update(
+        {
+            "ENV": "production",
+            "DATABASE_URL": url,
+            "SECRET_KEY": secrets.token_urlsafe(48),
+            "ACCESS_TOKEN_MINUTES": "180",  # the minted tokens outlive the run
+            "RATE_LIMIT_ENABLED": "false",
+            "UPLOAD_DIR": str(workdir / "uploads"),
+            "MODEL_DIR": str(workdir / "models"),
+            "REDIS_URL": "",
+            "SMTP_HOST": "",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+    )
+    return url
+
+
+def prepare(args: argparse.Namespace, workdir: Path) -> Setup:
+    url = configure_environment(args, workdir)
+    from sqlalchemy import text
+
+    from bench import seed
+    from database import make_engine
+    from services import security
+
+    backend = "MariaDB" if url.startswith("mysql") else "SQLite"
+    started = time.perf_counter()
+    seed.fresh_database(url)
+    migrated = time.perf_counter() - started
+    seeded = seed.seed(url, password_hash=security.hash_password(BENCH_PASSWORD))
+    rows = ", ".join(f"{count:,} {name}" for name, count in seeded.rows.items())
+    print(
+        f"seeded  {rows} in {seeded.seconds:.1f} s (fresh schema by alembic upgrade head in {migrated:.1f} s)"
+    )
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        names = dict(conn.execute(text("SELECT id, name FROM user")).all())  # type: ignore[arg-type]
+    engine.dispose()
+    tokens = [security.create_access_token(user_id, 0) for user_id in seeded.user_ids]
+    return Setup(url, backend, workdir, tokens, names, seeded.board_ids, seeded.visible_post_ids)
+
+
+def sanity_checks(setup: Setup, app: Server, ceiling: Server) -> None:
+    """One real login, and the ceiling's JSON against the app's for the same page."""
+    user_id = 1
+    form = urllib.parse.urlencode({"username": setup.user_names[user_id], "password": BENCH_PASSWORD})
+    status, body = http(f"{app.base}/api/v1/auth/login", method="POST", data=form.encode(), form=True)
+    if status != 200:
+        raise RuntimeError(f"login of a seeded user failed: {status} {body}")
+    status, me = http(f"{app.base}/api/v1/users/me", token=body["access_token"])
+    if status != 200 or me["id"] != user_id:
+        raise RuntimeError(f"the login's token does not work: {status} {me}")
+    print("login   POST /auth/login with a seeded user's password: 200; load tokens are minted instead")
+    mismatches = 0
+    for board_id in setup.board_ids:
+        for offset in (0, 80):
+            path = f"/api/v1/boards/{board_id}/posts?offset={offset}&limit=20"
+            status, ours = http(app.base + path, token=setup.tokens[0])
+            ceiling_status, theirs = http(ceiling.base + path)
+            if status != 200 or ceiling_status != 200 or not same_page(ours, theirs):
+                mismatches += 1
+    if mismatches:
+        raise RuntimeError(f"the ceiling's JSON differs from the app's on {mismatches} pages")
+    print(f"ceiling returns the same JSON as the app on {len(setup.board_ids) * 2} pages")
+
+
+def counts_after(url: str, seeded_views: int) -> str:
+    from sqlalchemy import text
+
+    from bench.seed import COUNT_CHECKS
+    from database import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            wrong = {name: conn.execute(text(query)).scalar_one() for name, query in COUNT_CHECKS.items()}
+            views = conn.execute(text("SELECT sum(number_of_view) FROM post")).scalar_one() - seeded_views
+            view_rows = conn.execute(text("SELECT count(*) FROM post_view")).scalar_one()
+    finally:
+        engine.dispose()
+    parts = [f"{name} {'matches its rows' if not n else f'WRONG on {n} posts'}" for name, n in wrong.items()]
+    parts.append(
+        f"views counted {views:,} = PostView rows {view_rows:,}" + ("" if views == view_rows else " MISMATCH")
+    )
+    return "; ".join(parts)
+
+
+def total_views(url: str) -> int:
+    from sqlalchemy import text
+
+    from database import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT sum(number_of_view) FROM post")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def load_spec(args: argparse.Namespace, setup: Setup, scenario: str, server: Server) -> dict[str, Any]:
+    from bench import corpus
+
+    watch = {"server": server.process.pid}
+    if setup.backend == "MariaDB" and (pid := process_id_of("mariadbd") or process_id_of("mysqld")):
+        watch["mariadbd"] = pid
+    return {
+        "port": server.port,
+        "scenario": "list" if scenario == "ceiling" else scenario,
+        "connections": args.connections,
+        "warmup": args.warmup,
+        "duration": args.duration,
+        "tokens": setup.tokens,
+        "board_ids": setup.board_ids,
+        "post_ids": setup.post_ids,
+        "comments": corpus.KO_COMMENTS + corpus.EN_COMMENTS,
+        "watch_pids": watch,
+        "seed": secrets.randbelow(2**31),
+    }
+
+
+def self_test(workdir: Path) -> dict[str, Any]:
+    """How fast the load generator goes against a server that does nothing."""
+    port = free_port()
+    log = (workdir / "static.log").open("wb")
+    process = subprocess.Popen(
+        [PYTHON, "-m", "bench.loadgen", "--serve-static", str(port)], cwd=REPO, stdout=log, stderr=log
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        spec = {"port": port, "scenario": "static", "connections": 32, "warmup": 0.5, "duration": 2.0}
+        spec["watch_pids"] = {"server": process.pid}
+        return run_load(spec)
+    finally:
+        process.terminate()
+        process.wait()
+        log.close()
+
+
+PROFILE_RATE = 100  # samples per second
+
+
+def profile_list(args: argparse.Namespace, setup: Setup, app: Server) -> str:
+    """An extra list run with py-spy sampling the server: only the thread holding the GIL is
+    recorded (`--gil`), so the samples show what the Python side of the one process spends its
+    time on. Time in SQLite's C code or waiting for the database is not in them."""
+    py_spy = shutil.which("py-spy") or str(Path(PYTHON).parent / "py-spy")
+    if not Path(py_spy).exists():
+        return "py-spy is not installed (pip install -r requirements-dev.txt): no profile"
+    output = setup.workdir / "list.pyspy.txt"
+    seconds = max(5, int(args.duration))
+    recorder = subprocess.Popen(
+        [
+            *(py_spy, "record", "--pid", str(app.process.pid), "--duration", str(seconds)),
+            *("--rate", str(PROFILE_RATE), "--gil", "--format", "raw", "--output", str(output)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    spec = load_spec(args, setup, "list", app) | {"warmup": 0.5, "duration": seconds + 1}
+    run_load(spec)
+    _, errors = recorder.communicate(timeout=60)
+    if recorder.returncode != 0 or not output.exists():
+        return f"py-spy failed: {errors.decode()[-500:]}"
+    return summarize_profile(output, expected_samples=seconds * PROFILE_RATE)
+
+
+APP_CODE = {path.name for path in REPO.iterdir()}
+
+
+def summarize_profile(collapsed: Path, *, expected_samples: int, top: int = 15) -> str:
+    """From py-spy's collapsed stacks: own time by package, the functions with the most own
+    time, and the app's own functions by total time (with what they call)."""
+    by_package: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    app_total: Counter[str] = Counter()
+    samples = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        frames = [_frame(text) for text in stack.split(";")]
+        weight = int(count)
+        samples += weight
+        function, path = frames[-1]
+        package = path.split("/")[0].removesuffix(".py")
+        by_package["app code" if package in APP_CODE or f"{package}.py" in APP_CODE else package] += weight
+        own[f"{function} ({path})"] += weight
+        for function, path in set(frames):
+            if path.split("/")[0] in APP_CODE:
+                app_total[f"{function} ({path})"] += weight
+    if not samples:
+        return "py-spy recorded no samples"
+
+    def table(counter: Counter[str]) -> str:
+        return "\n".join(f"  {100 * n / samples:5.1f}%  {name}" for name, n in counter.most_common(top))
+
+    return (
+        f"{samples:,} samples: a server thread held the GIL in {100 * samples / expected_samples:.0f}% "
+        "of the sampling ticks (the rest: C code without the GIL, waiting for the database or a core, idle)\n"
+        f"own time by package:\n{table(by_package)}\n"
+        f"functions with the most own time:\n{table(own)}\n"
+        f"the app's functions by total time (with their callees):\n{table(app_total)}"
+    )
+
+
+def _frame(text: str) -> tuple[str, str]:
+    """('fetch_page', 'crud/pages.py') from py-spy's 'fetch_page (crud/pages.py:25)'."""
+    match = re.match(r"(.*) \((.*?)(?::\d+)?\)$", text)
+    if not match:
+        return text, "?"
+    function, path = match.groups()
+    return function, re.sub(r".*/site-packages/", "", path).replace(str(REPO) + "/", "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)  # each line as it comes, through a pipe too
+    workdir = Path(tempfile.mkdtemp(prefix="madang-bench-"))
+    servers: list[Server] = []
+    try:
+        setup = prepare(args, workdir)
+        environment = dict(os.environ)
+        list_sql = capture_list_sql(setup.tokens[0])
+        sql_file = workdir / "list_sql.json"
+        sql_file.write_text(json.dumps(list_sql))
+        app = start_server("app", "main:app", workdir, environment)
+        servers.append(app)
+        ceiling = start_server(
+            "ceiling", "bench.ceiling:app", workdir, environment | {"BENCH_LIST_SQL": str(sql_file)}
+        )
+        servers.append(ceiling)
+        print_header(args, setup, list_sql)
+        sanity_checks(setup, app, ceiling)
+        capacity = self_test(workdir)
+        print(
+            f"loadgen minimal asyncio HTTP/1.1 client ({capacity.get('event_loop')} + httptools), "
+            f"{args.connections} keep-alive connections over loopback; against a do-nothing server it "
+            f"makes {capacity['rps']:,.0f} req/s "
+            f"using {capacity['cpu_percent'].get('loadgen', 0):.0f}% of a core"
+        )
+        seeded_views = total_views(setup.database_url)
+        results: dict[str, dict[str, Any]] = {}
+        for scenario in args.scenarios.split(","):
+            server = ceiling if scenario == "ceiling" else app
+            log_start = server.log.stat().st_size
+            results[scenario] = run_load(load_spec(args, setup, scenario, server))
+            results[scenario]["server_errors"] = server_errors(server.log, log_start)
+        print_results(args, setup, results)
+        print(f"counts  {counts_after(setup.database_url, seeded_views)}")
+        verdicts = print_verdicts(results)
+        profile = None
+        if args.profile == "always" or (args.profile == "auto" and not verdicts.get("list", True)):
+            print("\nwhere the list time goes (py-spy on the app server during an extra list run):")
+            profile = profile_list(args, setup, app)
+            print(profile)
+        if args.json:
+            payload = {"backend": setup.backend, "args": vars(args) | {"json": str(args.json)}}
+            payload |= {"results": results, "verdicts": verdicts, "loadgen_self_test": capacity}
+            payload["profile"] = profile
+            args.json.write_text(json.dumps(payload, indent=2, default=str))
+        return 0
+    finally:
+        for server in servers:
+            server.stop()
+        if args.keep:
+            print(f"kept    {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def print_header(args: argparse.Namespace, setup: Setup, list_sql: dict[str, Any]) -> None:
+    import sqlalchemy
+
+    where = setup.workdir / "bench.sqlite3" if setup.backend == "SQLite" else setup.database_url
+    print(
+        f"setup   {setup.backend} ({where}); app: uvicorn main:app, one process, --no-access-log, "
+        f"ENV=production, rate limits off; Python {sys.version.split()[0]}, SQLAlchemy "
+        f"{sqlalchemy.__version__}, {os.cpu_count()} CPUs"
+    )
+    print(
+        f"load    {args.connections} connections, {args.warmup:g} s warm-up + {args.duration:g} s measured "
+        "per scenario; list: random board, offset in the first 5 pages, limit 20; read: random "
+        "visible post (counts a view); comment: random visible post; each request as a random seeded user"
+    )
+    print(
+        f"list SQL: the app sent {len(list_sql['app_statements'])} statements to serve one list page; "
+        "the ceiling sends exactly the two that read posts:"
+    )
+    shared = {" ".join(list_sql[name]["sql"].split()) for name in ("count", "page")}
+    for sql in list_sql["app_statements"]:
+        print(f"  {'*' if sql in shared else ' '} {sql}")
+
+
+def print_results(args: argparse.Namespace, setup: Setup, results: dict[str, dict[str, Any]]) -> None:
+    watched = ["server", "loadgen"] + (["mariadbd"] if setup.backend == "MariaDB" else []) + ["others"]
+    header = f"{'scenario':<20}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}  {'non-2xx':<9}"
+    header += f"{'CPU ms/req':>11}" + "".join(f"{name + ' CPU':>14}" for name in watched)
+    print(f"\n{setup.backend}, {args.connections} concurrent connections")
+    print(header)
+    for scenario, result in results.items():
+        errors = {status: n for status, n in result["statuses"].items() if not status.startswith("2")}
+        line = f"{SCENARIO_TITLES[scenario]:<20}{result['rps']:>9,.0f}{result['p50_ms']:>9.1f}"
+        line += f"{result['p99_ms']:>9.1f}{result['max_ms']:>9.1f}  {sum(errors.values()) or 0:<9}"
+        line += f"{cpu_per_request_ms(result):>11.2f}" + "".join(
+            f"{result['cpu_percent'].get(name, float('nan')):>13.0f}%" for name in watched
+        )
+        print(line)
+        if errors:
+            print(f"  non-2xx answers: {errors}")
+        for error, count in result.get("server_errors", {}).items():
+            print(f"  server log, {count}x: {error}")
+
+
+def cpu_per_request_ms(result: dict[str, Any]) -> float:
+    """Server CPU time per answered request: unlike req/s, not lowered by other work on the machine."""
+    share = result["cpu_percent"].get("server")
+    return share / 100 * 1000 / result["rps"] if share and result["rps"] else float("nan")
+
+
+def print_verdicts(results: dict[str, dict[str, Any]]) -> dict[str, bool]:
+    verdicts: dict[str, bool] = {}
+    if "list" in results and "ceiling" in results:
+        ratio = results["list"]["rps"] / results["ceiling"]["rps"]
+        verdicts["list"] = ratio >= LIST_TARGET
+        print(
+            f"list / ceiling = {results['list']['rps']:,.0f} / {results['ceiling']['rps']:,.0f} "
+            f"= {ratio:.2f} "
+            f"(target >= {LIST_TARGET}: {'met' if verdicts['list'] else 'MISSED'}); by server CPU per "
+            f"request, which other load on the machine does not skew: "
+            f"{cpu_per_request_ms(results['ceiling']) / cpu_per_request_ms(results['list']):.2f}"
+        )
+    if "read" in results:
+        p99 = results["read"]["p99_ms"]
+        verdicts["read"] = p99 < READ_P99_TARGET_MS
+        print(
+            f"read post p99 = {p99:.1f} ms (target < {READ_P99_TARGET_MS:.0f} ms: "
+            f"{'met' if verdicts['read'] else 'MISSED'})"
+        )
+    return verdicts
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""Queries over the AI models table and the AI job log (AIlog). No commits.
+
+A job's status moves only by conditional UPDATEs (`... WHERE status = 'queued'`), so a cancel,
+a worker and the recovery at startup can race over one row and exactly one of them wins.
+"""
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, bindparam, func, insert, select, update
+from sqlalchemy.orm import Session, joinedload
+
+from models import AI, AIlog, User
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED = "queued", "running", "succeeded", "failed", "canceled"
+IN_FLIGHT = (QUEUED, RUNNING)
+
+
+def _jobs() -> Select[tuple[AIlog]]:
+    """Jobs with their model loaded (one join), always re-read from the database: status
+    moves by UPDATE statements, so objects already in the session may be stale."""
+    return select(AIlog).options(joinedload(AIlog.ai)).execution_options(populate_existing=True)
+
+
+def model_by_name(session: Session, name: str) -> AI | None:
+    return session.scalar(select(AI).where(AI.name == name))
+
+
+def model_by_id(session: Session, model_id: int) -> AI | None:
+    return session.get(AI, model_id)
+
+
+def model_list(session: Session, *, names: Iterable[str], include_hidden: bool) -> list[AI]:
+    query = select(AI).where(AI.name.in_(list(names))).order_by(AI.id)
+    if not include_hidden:
+        query = query.where(AI.is_visible.is_(True))
+    return list(session.scalars(query))
+
+
+def insert_missing_models(session: Session, entries: Sequence[tuple[str, str]]) -> int:
+    """Adds a row for each (name, information) that has none; existing rows keep what an
+    administrator set."""
+    present = set(session.scalars(select(AI.name).where(AI.name.in_([name for name, _ in entries]))))
+    missing = [{"name": name, "information": info[:256]} for name, info in entries if name not in present]
+    if missing:
+        session.execute(insert(AI), missing)
+    return len(missing)
+
+
+def job(session: Session, job_id: int) -> AIlog | None:
+    return session.scalar(_jobs().where(AIlog.id == job_id))
+
+
+def jobs(session: Session, job_ids: Sequence[int]) -> list[AIlog]:
+    if not job_ids:
+        return []
+    return list(session.scalars(_jobs().where(AIlog.id.in_(job_ids)).order_by(AIlog.id)))
+
+
+def job_by_key(session: Session, *, user_id: int, key: str) -> AIlog | None:
+    return session.scalar(_jobs().where(AIlog.user_id == user_id, AIlog.idempotency_key == key))
+
+
+def _listing_filters(*, user_id: int | None, status: str | None, include_hidden: bool) -> list[Any]:
+    filters: list[Any] = []
+    if user_id is not None:
+        filters.append(AIlog.user_id == user_id)
+    if status is not None:
+        filters.append(AIlog.status == status)
+    if not include_hidden:
+        filters.append(AIlog.is_visible.is_(True))
+    return filters
+
+
+def job_listing(*, user_id: int | None, status: str | None, include_hidden: bool) -> Select[tuple[AIlog]]:
+    """Newest first; user_id None means everyone's jobs."""
+    filters = _listing_filters(user_id=user_id, status=status, include_hidden=include_hidden)
+    return _jobs().where(*filters).order_by(AIlog.id.desc())
+
+
+def job_listing_count(*, user_id: int | None, status: str | None, include_hidden: bool) -> Select[Any]:
+    filters = _listing_filters(user_id=user_id, status=status, include_hidden=include_hidden)
+    return select(func.count()).select_from(AIlog).where(*filters)
+
+
+def count_in_flight(session: Session, *, user_id: int) -> int:
+    query = (
+        select(func.count()).select_from(AIlog).where(AIlog.user_id == user_id, AIlog.status.in_(IN_FLIGHT))
+    )
+    return session.scalar(query) or 0
+
+
+def count_queued(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(AIlog).where(AIlog.status == QUEUED)) or 0
+
+
+def claim(
+    session: Session, job_ids: Sequence[int], *, now: datetime, also_running: bool, max_attempts: int
+) -> list[int]:
+    """Marks the jobs running and counts the attempt, in one UPDATE; returns those it took (not
+    canceled or taken meanwhile: each claim stamps its own started_date). also_running: a job
+    left running by a lost worker may be taken again (Celery redelivers the message of a dead
+    worker), within the attempt limit."""
+    if not job_ids:
+        return []
+    statuses = IN_FLIGHT if also_running else (QUEUED,)
+    session.execute(
+        update(AIlog)
+        .where(AIlog.id.in_(job_ids), AIlog.status.in_(statuses), AIlog.attempts < max_attempts)
+        .values(status=RUNNING, started_date=now, attempts=AIlog.attempts + 1)
+        .execution_options(synchronize_session=False)
+    )
+    taken = select(AIlog.id).where(AIlog.id.in_(job_ids), AIlog.status == RUNNING, AIlog.started_date == now)
+    return list(session.scalars(taken))
+
+
+def finish(
+    session: Session,
+    job_id: int,
+    *,
+    status: str,
+    now: datetime,
+    result: str | None = None,
+    error: str | None = None,
+    from_statuses: Sequence[str] = (RUNNING,),
+) -> bool:
+    """Ends the job if it is still in one of from_statuses (a job failed by its timeout keeps
+    that ending even if the model answers later)."""
+    outcome = session.execute(
+        update(AIlog)
+        .where(AIlog.id == job_id, AIlog.status.in_(list(from_statuses)))
+        .values(status=status, result=result, error=error, finish_date=now, is_finished=True)
+        .execution_options(synchronize_session=False)
+    )
+    return outcome.rowcount == 1
+
+
+def finish_running(
+    session: Session, endings: Sequence[tuple[int, str, str | None, str | None]], *, now: datetime
+) -> int:
+    """Ends many running jobs at once, each (id, status, result, error): one executemany.
+    Returns how many rows changed (fewer when some were canceled or timed out meanwhile)."""
+    table = AIlog.__table__
+    statement = (
+        update(table)
+        .where(table.c.id == bindparam("job_id"), table.c.status == RUNNING)
+        .values(
+            status=bindparam("new_status"),
+            result=bindparam("new_result"),
+            error=bindparam("new_error"),
+            finish_date=now,
+            is_finished=True,
+        )
+    )
+    rows = [
+        {"job_id": job_id, "new_status": status, "new_result": result, "new_error": error}
+        for job_id, status, result, error in endings
+    ]
+    return session.connection().execute(statement, rows).rowcount
+
+
+def requeue(session: Session, job_id: int) -> bool:
+    """A job left running by a crash goes back to the queue (its attempt stays counted)."""
+    outcome = session.execute(
+        update(AIlog)
+        .where(AIlog.id == job_id, AIlog.status == RUNNING)
+        .values(status=QUEUED, started_date=None)
+        .execution_options(synchronize_session=False)
+    )
+    return outcome.rowcount == 1
+
+
+def hide_if_finished(session: Session, job_id: int) -> bool:
+    outcome = session.execute(
+        update(AIlog)
+        .where(AIlog.id == job_id, AIlog.is_finished.is_(True))
+        .values(is_visible=False)
+        .execution_options(synchronize_session=False)
+    )
+    return outcome.rowcount == 1
+
+
+def left_behind(session: Session, *, started_before: datetime | None) -> list[AIlog]:
+    """Jobs queued or running; with started_before, only those queued or started before then
+    (older than any live worker could still be working on)."""
+    query = _jobs().where(AIlog.status.in_(IN_FLIGHT)).order_by(AIlog.id)
+    if started_before is not None:
+        query = query.where(func.coalesce(AIlog.started_date, AIlog.create_date) < started_before)
+    return list(session.scalars(query))
+
+
+def owners(session: Session, user_ids: Iterable[int]) -> dict[int, User]:
+    return {user.id: user for user in session.scalars(select(User).where(User.id.in_(list(user_ids))))}

@@ -1,0 +1,154 @@
+"""Where AI work runs: in this process (the embedded runner, AI_BACKEND=thread) or on Celery
+workers (AI_BACKEND=celery). The job service talks to either through the same few calls."""
+
+import logging
+from collections.abc import Sequence
+from functools import partial
+from typing import Any, Protocol
+
+from sqlalchemy.orm import Session
+
+from config import settings
+from crud import ai as ai_crud
+from ml.encoder import get_encoder
+from ml.post_index import PostIndex
+from ml.runner import BatchRunner, Lane, QueueFull
+from services import ai_worker
+
+log = logging.getLogger(__name__)
+
+CELERY_RETRY_AFTER_SECONDS = 5
+
+
+class Backend(Protocol):
+    # Whether jobs left queued or running at startup are this process's to run again: true
+    # for the embedded runner (they died with the last process); Celery's broker keeps them.
+    recovers_at_startup: bool
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def reserve(self, session: Session) -> None:
+        """Room for one more job, or QueueFull."""
+
+    def release(self) -> None:
+        """Gives back a reservation that did not become a job."""
+
+    def submit_job(self, model_name: str, job_id: int) -> None:
+        """Runs a stored, queued job (after a reservation)."""
+
+    def resubmit_job(self, model_name: str, job_id: int) -> None:
+        """Runs a job again after a restart (no reservation: it was admitted long ago)."""
+
+    def submit_index(self, post_ids: Sequence[int]) -> None:
+        """Embeds these posts, best effort."""
+
+    def retry_after(self) -> int: ...
+
+
+class ThreadBackend:
+    recovers_at_startup = True
+
+    def __init__(self) -> None:
+        self.runner = BatchRunner(
+            workers=settings.AI_WORKERS,
+            max_batch=settings.AI_MAX_BATCH,
+            max_wait_ms=settings.AI_MAX_WAIT_MS,
+            queue_max=settings.AI_QUEUE_MAX,
+            timeout_seconds=settings.AI_JOB_TIMEOUT_SECONDS,
+        )
+
+    def start(self) -> None:
+        get_encoder().run_in_child_process(settings.AI_MODEL_PROCESS)
+        self.runner.start()
+
+    def stop(self) -> None:
+        self.runner.stop()
+
+    def reserve(self, session: Session) -> None:
+        self.runner.reserve()
+
+    def release(self) -> None:
+        self.runner.release()
+
+    def submit_job(self, model_name: str, job_id: int) -> None:
+        self.runner.submit(self._job_lane(model_name), job_id, reserved=True)
+
+    def resubmit_job(self, model_name: str, job_id: int) -> None:
+        self.runner.submit(self._job_lane(model_name), job_id)
+
+    def submit_index(self, post_ids: Sequence[int]) -> None:
+        lane = self.runner.lane(PostIndex.name, _index_lane)
+        for post_id in post_ids:
+            if not self.runner.submit(lane, post_id):
+                log.warning("post index queue full; post %d waits for `cli.py reindex`", post_id)
+
+    def retry_after(self) -> int:
+        return self.runner.retry_after()
+
+    def _job_lane(self, model_name: str) -> Lane:
+        return self.runner.lane(model_name, partial(_job_lane, model_name))
+
+
+def _job_lane(model_name: str) -> Lane:
+    return Lane(
+        name=model_name,
+        run=partial(ai_worker.run_jobs, model_name),
+        timed_out=lambda job_ids, seconds: ai_worker.fail_jobs(
+            job_ids, error=ai_worker.timed_out_error(seconds)
+        ),
+    )
+
+
+def _index_lane() -> Lane:
+    return Lane(
+        name=PostIndex.name,
+        run=ai_worker.index_posts,
+        timed_out=lambda post_ids, seconds: log.warning(
+            "embedding %d posts took over %g s", len(post_ids), seconds
+        ),
+        counts_toward_limit=False,
+    )
+
+
+class CeleryBackend:
+    """Sends each job to the Celery queue by task name; any worker (`celery -A ml.celery_app
+    worker`) runs it and writes the result to the shared database."""
+
+    recovers_at_startup = False
+
+    def __init__(self) -> None:
+        from ml.celery_app import make_celery
+
+        self.celery: Any = make_celery()
+
+    def start(self) -> None:
+        return
+
+    def stop(self) -> None:
+        self.celery.close()
+
+    def reserve(self, session: Session) -> None:
+        # The queue's depth is the number of queued jobs, whichever process admitted them.
+        if ai_crud.count_queued(session) >= settings.AI_QUEUE_MAX:
+            raise QueueFull(CELERY_RETRY_AFTER_SECONDS)
+
+    def release(self) -> None:
+        return
+
+    def submit_job(self, model_name: str, job_id: int) -> None:
+        self.celery.send_task("madang.ai.run_job", args=[model_name, job_id], queue=settings.CELERY_QUEUE)
+
+    def resubmit_job(self, model_name: str, job_id: int) -> None:
+        self.submit_job(model_name, job_id)
+
+    def submit_index(self, post_ids: Sequence[int]) -> None:
+        self.celery.send_task("madang.ai.index_posts", args=[list(post_ids)], queue=settings.CELERY_QUEUE)
+
+    def retry_after(self) -> int:
+        return CELERY_RETRY_AFTER_SECONDS
+
+
+def create_backend() -> Backend:
+    return CeleryBackend() if settings.AI_BACKEND == "celery" else ThreadBackend()

@@ -1,0 +1,89 @@
+"""The Celery side of AI_BACKEND=celery: workers that run AI jobs, on this machine or others,
+and write the results to the shared database (DESIGN.md §5).
+
+    celery -A ml.celery_app worker --loglevel INFO --concurrency 1
+
+Each worker process loads the models once when it starts. Delivery is at-least-once: a task
+is acknowledged only when it ends (acks_late), a task whose process died goes back to the
+queue (task_reject_on_worker_lost; after a whole worker dies the broker hands its message out
+again once CELERY_VISIBILITY_TIMEOUT_SECONDS pass), and each worker process takes one task at a
+time (prefetch 1). The attempts are counted in the database, so a job that kills its worker
+is failed after AI_MAX_ATTEMPTS instead of looping forever; time limits stay below the
+visibility timeout so a slow job is never handed to a second worker.
+"""
+
+import logging
+from typing import Any
+
+from celery import Celery
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_init
+
+from config import settings
+from database import engine
+from ml import registry
+from ml.post_index import PostIndex
+from services import ai_events, ai_worker
+
+log = logging.getLogger(__name__)
+
+# Loading torch and the weights takes several seconds; the default (4 s) would kill the process.
+PROCESS_START_TIMEOUT_SECONDS = 120
+
+
+def make_celery() -> Celery:
+    """A Celery app from the current settings (the API process makes one per start)."""
+    transport_options: dict[str, Any] = {
+        "visibility_timeout": settings.CELERY_VISIBILITY_TIMEOUT_SECONDS,
+        "unacked_restore_interval": settings.CELERY_RESTORE_INTERVAL_SECONDS,
+        "unacked_restore_throttle": 1,
+    }
+    if settings.CELERY_KEY_PREFIX:
+        transport_options["global_keyprefix"] = settings.CELERY_KEY_PREFIX
+    celery = Celery("madang", broker=settings.CELERY_BROKER_URL, set_as_current=False)
+    celery.conf.update(
+        task_default_queue=settings.CELERY_QUEUE,
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=settings.AI_JOB_TIMEOUT_SECONDS,
+        task_time_limit=settings.celery_hard_time_limit,
+        broker_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        worker_proc_alive_timeout=PROCESS_START_TIMEOUT_SECONDS,
+        worker_hijack_root_logger=False,
+    )
+    return celery
+
+
+app = make_celery()
+
+
+@worker_process_init.connect
+def load_models(**_: Any) -> None:
+    """Once per worker process: connections inherited from the parent are not reused, and every
+    model's weights load before the first task."""
+    engine.dispose(close=False)
+    ai_events.serve_from_worker()
+    if not settings.AI_WORKER_PRELOAD:
+        return
+    for model in [*registry.listed(), registry.get(PostIndex.name)]:
+        if model is not None:
+            model.load()
+    log.info("models loaded: %s", ", ".join(m.name for m in registry.listed()))
+
+
+@app.task(name="madang.ai.run_job")
+def run_job(model_name: str, job_id: int) -> None:
+    try:
+        ai_worker.run_jobs(model_name, [job_id], redelivered=True, interrupts=(SoftTimeLimitExceeded,))
+    except SoftTimeLimitExceeded:
+        ai_worker.fail_jobs([job_id], error=ai_worker.timed_out_error(settings.AI_JOB_TIMEOUT_SECONDS))
+
+
+@app.task(name="madang.ai.index_posts")
+def index_posts(post_ids: list[int]) -> None:
+    ai_worker.index_posts(post_ids)

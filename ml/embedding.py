@@ -1,0 +1,32 @@
+"""The base of the models built on the shared sentence encoder."""
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ml.base import AIModel
+from ml.encoder import get_encoder
+
+
+class EmbeddingModel(AIModel):
+    """predict_batch: texts to unit vectors (one forward of all-MiniLM-L6-v2 for the batch)."""
+
+    def load(self) -> None:
+        get_encoder().load()
+
+    @contextlib.contextmanager
+    def inference(self) -> Iterator[None]:
+        with get_encoder().inference():
+            yield
+
+    def predict_batch(self, inputs: list[str]) -> list[Any]:
+        return list(get_encoder().encode(inputs))
+
+
+def cosine_scores(query: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """Cosine similarity of one unit vector against rows of unit vectors."""
+    if vectors.size == 0:
+        return np.zeros(0, dtype=np.float32)
+    return vectors @ query

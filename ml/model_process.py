@@ -1,0 +1,149 @@
+"""The sentence encoder in a child process of its own, for the API process.
+
+Why: all-MiniLM-L6-v2 on short texts is bound by PyTorch's Python-level work, which holds the
+GIL; in the API process that work and request handling take turns on one GIL, so together they
+use about one core of two. In a child process the forward passes run beside the requests. The
+parent sends a batch of texts and receives the vectors: a few kilobytes each way, through a
+pipe, one batch at a time.
+
+    python -m ml.model_process      # what the parent starts (stdin/stdout carry the frames)
+"""
+
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+HEADER = struct.Struct("!Q")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_frame(stream: BinaryIO, value: Any) -> None:
+    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
+def read_frame(stream: BinaryIO) -> Any:
+    header = stream.read(HEADER.size)
+    if len(header) < HEADER.size:
+        raise EOFError("the model process closed its pipe")
+    (size,) = HEADER.unpack(header)
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError("the model process closed its pipe")
+    return pickle.loads(data)  # frames come only from our own child process
+
+
+class ModelProcess:
+    """The parent's handle: starts the child on first use, again if it died."""
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """The vectors of these texts. A child that died (killed, out of memory) is started
+        again and the batch sent once more; if it dies again, the batch fails."""
+        with self._lock:
+            try:
+                answer = self._ask(texts)
+            except (OSError, EOFError):
+                self._stop_locked()
+                try:
+                    answer = self._ask(texts)
+                except (OSError, EOFError) as exc:
+                    self._stop_locked()
+                    raise RuntimeError(f"the model process stopped: {exc}") from exc
+        if isinstance(answer, BaseException):
+            raise answer
+        return np.asarray(answer, dtype=np.float32)
+
+    def _ask(self, texts: list[str]) -> Any:
+        process = self._running()
+        assert process.stdin is not None and process.stdout is not None
+        write_frame(process.stdin, texts)
+        return read_frame(process.stdout)
+
+    @property
+    def pid(self) -> int | None:
+        process = self._process
+        return process.pid if process is not None and process.poll() is None else None
+
+    def load(self) -> None:
+        """Starts the child and waits until its model is loaded."""
+        with self._lock:
+            self._running()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stop_locked()
+
+    def _running(self) -> subprocess.Popen[bytes]:
+        if self._process is not None and self._process.poll() is None:
+            return self._process
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ml.model_process"],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert process.stdout is not None
+        try:
+            ready = read_frame(process.stdout)
+        except EOFError as exc:
+            process.wait()
+            raise RuntimeError("the model process could not load the model") from exc
+        if isinstance(ready, BaseException):
+            process.wait()
+            raise ready
+        self._process = process
+        return process
+
+    def _stop_locked(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.stdin is not None:
+            process.stdin.close()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def serve(requests: BinaryIO, answers: BinaryIO) -> None:
+    """The child: load the encoder in-process, then answer each batch of texts with vectors."""
+    from ml.encoder import SentenceEncoder
+
+    encoder = SentenceEncoder()
+    try:
+        encoder.load()
+    except Exception as exc:
+        write_frame(answers, RuntimeError(f"loading the model failed: {exc}"))
+        return
+    write_frame(answers, "ready")
+    while True:
+        try:
+            texts = read_frame(requests)
+        except EOFError:
+            return
+        try:
+            write_frame(answers, encoder.encode(texts))
+        except Exception as exc:
+            write_frame(answers, RuntimeError(f"{type(exc).__name__}: {exc}"))
+
+
+if __name__ == "__main__":
+    # stdout carries the frames: anything a library prints goes to stderr instead.
+    answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    serve(sys.stdin.buffer, answers)

@@ -1,0 +1,227 @@
+"""The embedded runner: a ThreadPoolExecutor behind a bounded queue, with adaptive batching.
+
+Work arrives as ids (a job, a post to embed) on a *lane* (one per model). A dispatcher thread
+hands a lane's queued ids to the executor as one batch as soon as a worker is free: a lone
+request runs at once, and under load the ids that piled up while the workers were busy form
+the next batch (up to max_batch), which is what makes the model fast. AI_MAX_WAIT_MS > 0 lets
+the oldest id wait that long for companions; the default 0 never waits.
+
+A batch past its deadline is reported to its lane (which fails its jobs) and stops counting
+against the worker budget, so the runner goes on; the pool keeps a few spare threads for such
+stuck batches, since a Python thread cannot be killed.
+"""
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+SPARE_THREADS = 2  # batches that may hang past their deadline before the runner stops taking work
+
+
+class QueueFull(Exception):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"the queue is full; retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
+@dataclass(eq=False)
+class Lane:
+    """One model's queue and what to do with its batches."""
+
+    name: str
+    run: Callable[[list[int]], None]
+    timed_out: Callable[[list[int], float], None]
+    # Job lanes share the AI_QUEUE_MAX bound (and answer 429); internal lanes (post indexing)
+    # have a bound of their own and drop work beyond it (a reindex repairs that).
+    counts_toward_limit: bool = True
+    waiting: deque[tuple[int, float]] = field(default_factory=deque)
+
+
+@dataclass(eq=False)
+class _Batch:
+    lane: Lane
+    items: list[int]
+    started: float
+    deadline: float
+    timed_out: bool = False
+
+
+class BatchRunner:
+    def __init__(
+        self,
+        *,
+        workers: int,
+        max_batch: int,
+        max_wait_ms: int,
+        queue_max: int,
+        timeout_seconds: float,
+    ) -> None:
+        self.workers = max(1, workers)
+        self.max_batch = max(1, max_batch)
+        self.max_wait = max(0, max_wait_ms) / 1000
+        self.queue_max = max(1, queue_max)
+        self.timeout = timeout_seconds
+        self._cond = threading.Condition()
+        self._lanes: dict[str, Lane] = {}
+        self._pending = 0  # ids waiting on lanes that count toward the limit
+        self._reserved = 0  # admissions promised to submitters still writing their row
+        self._active = 0  # batches running that count against the worker budget
+        self._busy = 0  # threads running a batch, stuck ones included
+        self._running: set[_Batch] = set()
+        self._seconds_per_item = 0.05  # moving average, for Retry-After
+        self._stopping = False
+        self._executor: ThreadPoolExecutor | None = None
+        self._dispatcher: threading.Thread | None = None
+
+    # --- life cycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._stopping = False
+        self._executor = ThreadPoolExecutor(self.workers + SPARE_THREADS, thread_name_prefix="ai-runner")
+        self._dispatcher = threading.Thread(target=self._dispatch_loop, name="ai-dispatcher", daemon=True)
+        self._dispatcher.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stops dispatching and waits (up to timeout) for running batches; ids still queued stay
+        queued in the database and are picked up by the next start's recovery."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._dispatcher is not None:
+            self._dispatcher.join(timeout)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._busy and time.monotonic() < deadline:
+                self._cond.wait(deadline - time.monotonic())
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # --- admission --------------------------------------------------------------------------
+
+    def lane(self, name: str, factory: Callable[[], Lane]) -> Lane:
+        with self._cond:
+            lane = self._lanes.get(name)
+            if lane is None:
+                lane = self._lanes[name] = factory()
+            return lane
+
+    def reserve(self) -> None:
+        """Promises room for one job, or raises QueueFull. The submitter then writes its row and
+        calls submit(reserved=True), or release() if it could not."""
+        with self._cond:
+            if self._stopping or self._pending + self._reserved >= self.queue_max:
+                raise QueueFull(self._retry_after())
+            self._reserved += 1
+
+    def release(self) -> None:
+        with self._cond:
+            self._reserved = max(0, self._reserved - 1)
+
+    def submit(self, lane: Lane, item: int, *, reserved: bool = False) -> bool:
+        """Queues one id; False (nothing queued) only for an internal lane that is full."""
+        with self._cond:
+            if reserved:
+                self._reserved = max(0, self._reserved - 1)
+            if lane.counts_toward_limit:
+                self._pending += 1
+            elif len(lane.waiting) >= self.queue_max:
+                return False
+            lane.waiting.append((item, time.monotonic()))
+            self._cond.notify_all()
+            return True
+
+    def pending(self) -> int:
+        with self._cond:
+            return self._pending
+
+    def retry_after(self) -> int:
+        with self._cond:
+            return self._retry_after()
+
+    def _retry_after(self) -> int:
+        # Roughly when the queue ahead would have drained at the recent pace.
+        estimate = (self._pending + self._reserved + 1) * self._seconds_per_item / self.workers
+        return min(60, max(1, math.ceil(estimate)))
+
+    # --- dispatching ------------------------------------------------------------------------
+
+    def _dispatch_loop(self) -> None:
+        while True:
+            expired: list[_Batch] = []
+            batch: _Batch | None = None
+            with self._cond:
+                while True:
+                    if self._stopping:
+                        return
+                    now = time.monotonic()
+                    expired = self._expire(now)
+                    batch = self._next_batch(now)
+                    if expired or batch is not None:
+                        break
+                    self._cond.wait(self._next_wakeup(now))
+            for stuck in expired:
+                log.warning(
+                    "%s batch of %d timed out after %.1f s", stuck.lane.name, len(stuck.items), self.timeout
+                )
+                try:
+                    stuck.lane.timed_out(stuck.items, self.timeout)
+                except Exception:
+                    log.exception("could not report the timeout of a %s batch", stuck.lane.name)
+            if batch is not None:
+                assert self._executor is not None
+                self._executor.submit(self._run, batch)
+
+    def _expire(self, now: float) -> list[_Batch]:
+        expired = [b for b in self._running if not b.timed_out and b.deadline <= now]
+        for batch in expired:
+            batch.timed_out = True
+            self._active -= 1
+        return expired
+
+    def _next_batch(self, now: float) -> _Batch | None:
+        if self._active >= self.workers or self._busy >= self.workers + SPARE_THREADS:
+            return None
+        ready = [lane for lane in self._lanes.values() if lane.waiting and self._ready(lane, now)]
+        if not ready:
+            return None
+        lane = min(ready, key=lambda candidate: candidate.waiting[0][1])  # the oldest waits least
+        count = min(len(lane.waiting), self.max_batch)
+        items = [lane.waiting.popleft()[0] for _ in range(count)]
+        if lane.counts_toward_limit:
+            self._pending -= count
+        batch = _Batch(lane, items, started=now, deadline=now + self.timeout)
+        self._running.add(batch)
+        self._active += 1
+        self._busy += 1
+        return batch
+
+    def _ready(self, lane: Lane, now: float) -> bool:
+        return len(lane.waiting) >= self.max_batch or now - lane.waiting[0][1] >= self.max_wait
+
+    def _next_wakeup(self, now: float) -> float | None:
+        moments = [b.deadline for b in self._running if not b.timed_out]
+        if self.max_wait:
+            moments += [lane.waiting[0][1] + self.max_wait for lane in self._lanes.values() if lane.waiting]
+        return max(0.001, min(moments) - now) if moments else None
+
+    def _run(self, batch: _Batch) -> None:
+        try:
+            batch.lane.run(batch.items)
+        except Exception:
+            log.exception("%s batch of %d failed outside its jobs", batch.lane.name, len(batch.items))
+        finally:
+            elapsed = time.monotonic() - batch.started
+            with self._cond:
+                self._busy -= 1
+                if not batch.timed_out:
+                    self._active -= 1
+                self._running.discard(batch)
+                self._seconds_per_item = 0.8 * self._seconds_per_item + 0.2 * elapsed / len(batch.items)
+                self._cond.notify_all()

@@ -1,0 +1,122 @@
+"""AI models and jobs (DESIGN.md §3, AI): submit a job, long-poll it, list, cancel, hide."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query, Response, status
+
+from config import settings
+from deps import AdminUser, AnyModel, CurrentUser, Pagination, ReadableJob, SessionDep
+from models import AI
+from schemas import (
+    AIModelPublic,
+    AIModelUpdate,
+    IdempotencyKey,
+    JobCreate,
+    JobPublic,
+    JobStatus,
+    Page,
+)
+from services import ai as ai_service
+
+router = APIRouter(tags=["ai"])
+
+ModelName = Annotated[str, Path(min_length=1, max_length=64)]
+JOB_ERRORS: dict[int | str, dict[str, Any]] = {
+    status.HTTP_404_NOT_FOUND: {"description": "No such job, or not yours."},
+}
+
+
+@router.get("/ai/models", response_model=list[AIModelPublic], summary="Models I may use")
+def list_models(user: CurrentUser, session: SessionDep) -> list[AI]:
+    return ai_service.list_models(session, user=user)
+
+
+@router.post(
+    "/ai/models/{name}/jobs",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobPublic,
+    summary="Submit a job (answers at once; the job runs in the background)",
+    responses={
+        status.HTTP_404_NOT_FOUND: {"description": "No such model."},
+        status.HTTP_409_CONFLICT: {"description": "The Idempotency-Key was used for another request."},
+        status.HTTP_429_TOO_MANY_REQUESTS: {
+            "description": "The queue is full, or you have AI_MAX_JOBS_PER_USER jobs in flight (Retry-After)."
+        },
+    },
+)
+def submit_job(
+    name: ModelName,
+    data: JobCreate,
+    user: CurrentUser,
+    session: SessionDep,
+    response: Response,
+    idempotency_key: Annotated[
+        IdempotencyKey | None,
+        Header(description="Retrying with the same key returns the first job instead of a new one."),
+    ] = None,
+) -> JobPublic:
+    job = ai_service.submit(
+        session, user=user, model_name=name, text=data.input, idempotency_key=idempotency_key
+    )
+    response.headers["Location"] = f"{settings.API_PREFIX}/ai/jobs/{job.id}"
+    return job
+
+
+@router.get("/ai/jobs", response_model=Page[JobPublic], summary="My jobs, newest first")
+def list_jobs(
+    user: CurrentUser, session: SessionDep, page: Pagination, status: JobStatus | None = None
+) -> Page[JobPublic]:
+    return ai_service.list_jobs(session, user=user, status=status, offset=page.offset, limit=page.limit)
+
+
+@router.get(
+    "/ai/jobs/{job_id}",
+    response_model=JobPublic,
+    summary="A job; with `wait`, answers as soon as it finishes (long poll)",
+    responses=JOB_ERRORS,
+)
+async def read_job(
+    job: ReadableJob,
+    session: SessionDep,
+    wait: Annotated[float, Query(ge=0, le=30, description="Seconds to wait for the job to end.")] = 0,
+) -> JobPublic:
+    return await ai_service.wait_for_job(session, job=job, wait=wait)
+
+
+@router.post(
+    "/ai/jobs/{job_id}/cancel",
+    response_model=JobPublic,
+    summary="Cancel a job that has not started",
+    responses={**JOB_ERRORS, status.HTTP_409_CONFLICT: {"description": "Already running or ended."}},
+)
+def cancel_job(job: ReadableJob, session: SessionDep) -> JobPublic:
+    return ai_service.cancel(session, job=job)
+
+
+@router.delete(
+    "/ai/jobs/{job_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Remove an ended job from my history",
+    responses={**JOB_ERRORS, status.HTTP_409_CONFLICT: {"description": "Still queued or running."}},
+)
+def hide_job(job: ReadableJob, session: SessionDep) -> None:
+    ai_service.hide(session, job=job)
+
+
+@router.get("/admin/ai/jobs", response_model=Page[JobPublic], tags=["admin"], summary="Everyone's jobs")
+def list_all_jobs(
+    admin: AdminUser, session: SessionDep, page: Pagination, status: JobStatus | None = None
+) -> Page[JobPublic]:
+    return ai_service.list_jobs(
+        session, user=admin, status=status, offset=page.offset, limit=page.limit, everyone=True
+    )
+
+
+@router.patch(
+    "/admin/ai/models/{model_id}",
+    response_model=AIModelPublic,
+    tags=["admin"],
+    summary="Edit a model's description, or hide it from users",
+)
+def update_model(model: AnyModel, changes: AIModelUpdate, session: SessionDep) -> AIModelPublic:
+    return ai_service.update_model(session, model=model, changes=changes)

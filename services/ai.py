@@ -1,0 +1,380 @@
+"""AI jobs (DESIGN.md §3 AI, §4): models to list, jobs to submit, wait for, list, cancel and
+hide, the hook that keeps post embeddings current, and recovery after a crash.
+
+A job is an AIlog row. Submitting stores it `queued` and hands its id to the backend (the
+embedded runner or Celery, ml/backends.py); whoever runs it moves it to running and then to
+succeeded or failed (services/ai_worker.py). Every change is published to waiting requests
+and to the owner's sockets (services/ai_events.py).
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+from anyio import CapacityLimiter, to_thread
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from config import settings
+from crud import ai as ai_crud
+from crud import embeddings as embeddings_crud
+from crud import pages
+from database import SessionLocal, utcnow
+from errors import Conflict, NotFound, TooManyRequests
+from ml import registry
+from ml.backends import Backend, QueueFull, create_backend
+from ml.encoder import MODEL_NAME
+from models import AI, AIlog, User
+from schemas import AIModelPublic, AIModelUpdate, JobPublic, JobStatus, Page
+from services import ai_events, ai_worker
+from services.ai_worker import job_public, publish_jobs, publish_public
+
+log = logging.getLogger(__name__)
+
+# A waiting request re-reads its job this often even without a signal (a lost pub/sub message
+# must not turn into a 30 s wait).
+WAIT_RECHECK_SECONDS = 2.0
+REINDEX_BATCH = 64
+RELEASE_THREADS = 4  # threads that hand waiting requests' connections back to the pool
+
+_backend: Backend | None = None
+
+
+# --- life cycle -----------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def running() -> AsyncIterator[None]:
+    """The AI side of the app's lifetime (main.py's lifespan): the AI table's rows for the
+    registry's models, the job events, the backend, and the recovery of jobs a crash left."""
+    global _backend  # noqa: PLW0603 - one backend per process, like the broker
+    await to_thread.run_sync(sync_models)
+    async with ai_events.running(listen_to_workers=settings.AI_BACKEND == "celery"):
+        backend = create_backend()
+        backend.start()
+        _backend = backend
+        try:
+            await to_thread.run_sync(recover, backend)
+            yield
+        finally:
+            if _backend is backend:
+                _backend = None
+            await to_thread.run_sync(backend.stop)
+
+
+def sync_models() -> None:
+    with SessionLocal() as session:
+        added = ai_crud.insert_missing_models(session, [(m.name, m.information) for m in registry.listed()])
+        session.commit()
+    if added:
+        log.info("%d AI model(s) added to the AI table", added)
+
+
+def recover(backend: Backend) -> tuple[int, int]:
+    """Jobs left queued or running when the last process stopped: queued again (the attempt they
+    had stays counted) or, past AI_MAX_ATTEMPTS, failed with the reason. Returns (requeued,
+    failed).
+
+    With Celery the broker still holds their messages and a live worker may be running them, so
+    only jobs `running` for longer than any worker may run one (the broker would have handed a
+    dead worker's message out again by then) count as lost, and are failed.
+    """
+    started_before = None
+    if not backend.recovers_at_startup:
+        lost_after = settings.CELERY_VISIBILITY_TIMEOUT_SECONDS + settings.celery_hard_time_limit
+        started_before = utcnow() - timedelta(seconds=lost_after)
+    requeue: list[AIlog] = []
+    with SessionLocal() as session:
+        failed: list[int] = []
+        for job in ai_crud.left_behind(session, started_before=started_before):
+            if not backend.recovers_at_startup:
+                if job.status == ai_crud.RUNNING and ai_crud.finish(
+                    session, job.id, status=ai_crud.FAILED, now=utcnow(), error="lost: no worker finished it"
+                ):
+                    failed.append(job.id)
+            elif job.status == ai_crud.RUNNING and job.attempts >= settings.AI_MAX_ATTEMPTS:
+                if ai_crud.finish(
+                    session, job.id, status=ai_crud.FAILED, now=utcnow(), error=ai_worker.attempts_exhausted()
+                ):
+                    failed.append(job.id)
+            elif job.status == ai_crud.QUEUED or ai_crud.requeue(session, job.id):
+                requeue.append(job)
+        session.commit()
+        publish_jobs(ai_crud.jobs(session, failed))
+    for job in requeue:
+        backend.resubmit_job(job.ai.name, job.id)
+    if requeue or failed:
+        log.warning(
+            "recovered AI jobs after a restart: %d queued again, %d failed", len(requeue), len(failed)
+        )
+    return len(requeue), len(failed)
+
+
+# --- models ---------------------------------------------------------------------------------
+
+
+def list_models(session: Session, *, user: User) -> list[AI]:
+    """The models this process runs; hidden ones only for administrators."""
+    names = [model.name for model in registry.listed()]
+    return ai_crud.model_list(session, names=names, include_hidden=user.is_superuser)
+
+
+def usable_model(session: Session, *, user: User, name: str) -> AI:
+    row = ai_crud.model_by_name(session, name)
+    model = registry.get(name)
+    if row is None or model is None or not model.listed or (not row.is_visible and not user.is_superuser):
+        raise NotFound("model")
+    return row
+
+
+def get_model_row(session: Session, model_id: int) -> AI:
+    row = ai_crud.model_by_id(session, model_id)
+    if row is None:
+        raise NotFound("model")
+    return row
+
+
+def update_model(session: Session, *, model: AI, changes: AIModelUpdate) -> AIModelPublic:
+    for field, value in changes.model_dump(exclude_unset=True).items():
+        setattr(model, field, value)
+    session.commit()
+    return AIModelPublic.model_validate(model)
+
+
+# --- jobs -----------------------------------------------------------------------------------
+
+
+def submit(
+    session: Session, *, user: User, model_name: str, text: str, idempotency_key: str | None
+) -> JobPublic:
+    """Stores a queued job and hands it to the backend. With an idempotency key already used
+    by this user, the first job comes back instead (409 if it asked for something else)."""
+    model = usable_model(session, user=user, name=model_name)
+    if idempotency_key is not None:
+        earlier = ai_crud.job_by_key(session, user_id=user.id, key=idempotency_key)
+        if earlier is not None:
+            return _replayed(earlier, model=model, text=text)
+    _enforce_jobs_per_user(session, user)
+    backend = _backend
+    if backend is not None:
+        try:
+            backend.reserve(session)
+        except QueueFull as exc:
+            raise _queue_full(exc.retry_after) from exc
+    job = AIlog(user_id=user.id, ai_id=model.id, content=text, idempotency_key=idempotency_key)
+    try:
+        session.add(job)
+        session.commit()
+    except IntegrityError:
+        # The same key, submitted twice at once: the other request stored it first.
+        session.rollback()
+        _release(backend)
+        earlier = ai_crud.job_by_key(session, user_id=user.id, key=idempotency_key or "")
+        if earlier is None:
+            raise
+        return _replayed(earlier, model=model, text=text)
+    except BaseException:
+        _release(backend)
+        raise
+    # Taken before handing over: the answer shows the job as submitted (queued), however fast
+    # a worker then takes it.
+    submitted = job_public(job, model_name=model.name)
+    publish_public([(user.id, submitted)])
+    if _hand_over(session, backend, model_name=model.name, job_id=job.id):
+        return submitted
+    failed = ai_crud.job(session, job.id)
+    assert failed is not None
+    publish_jobs([failed])
+    return job_public(failed)
+
+
+def _hand_over(session: Session, backend: Backend | None, *, model_name: str, job_id: int) -> bool:
+    """False when the backend could not take the job (it is then failed with the reason).
+    Without a backend (a script, no app running) the job stays queued for the next start."""
+    if backend is None:
+        return True
+    try:
+        backend.submit_job(model_name, job_id)
+        return True
+    except Exception as exc:
+        log.exception("could not hand job %d to the %s backend", job_id, settings.AI_BACKEND)
+        ai_crud.finish(
+            session,
+            job_id,
+            status=ai_crud.FAILED,
+            now=utcnow(),
+            error=f"could not reach the job queue: {ai_worker.describe_error(exc)}",
+            from_statuses=(ai_crud.QUEUED,),
+        )
+        session.commit()
+        return False
+
+
+def _release(backend: Backend | None) -> None:
+    if backend is not None:
+        backend.release()
+
+
+def _replayed(earlier: AIlog, *, model: AI, text: str) -> JobPublic:
+    if earlier.ai_id != model.id or earlier.content != text:
+        raise Conflict(
+            "this Idempotency-Key was already used for a different request", code="idempotency_key_reused"
+        )
+    return job_public(earlier)
+
+
+def _enforce_jobs_per_user(session: Session, user: User) -> None:
+    if not settings.RATE_LIMIT_ENABLED:
+        return
+    if ai_crud.count_in_flight(session, user_id=user.id) >= settings.AI_MAX_JOBS_PER_USER:
+        error = TooManyRequests(
+            f"you already have {settings.AI_MAX_JOBS_PER_USER} jobs queued or running; wait for one to end",
+            retry_after=_backend.retry_after() if _backend is not None else 1,
+        )
+        error.code = "too_many_jobs"
+        raise error
+
+
+def _queue_full(retry_after: int) -> TooManyRequests:
+    error = TooManyRequests("the AI queue is full; try again later", retry_after=retry_after)
+    error.code = "queue_full"
+    return error
+
+
+def readable_job(session: Session, *, user: User, job_id: int) -> AIlog:
+    """The job, for its owner (until they hide it) or an administrator; 404 for anyone else."""
+    job = ai_crud.job(session, job_id)
+    if job is None or not (user.is_superuser or (job.user_id == user.id and job.is_visible)):
+        raise NotFound("job")
+    return job
+
+
+async def wait_for_job(session: Session, *, job: AIlog, wait: float) -> JobPublic:
+    """The job as it is now, or, with a wait, as soon as it finishes (at most `wait` seconds).
+    The wait holds no thread and no database connection: it awaits the job's event on the loop
+    and answers with the ending the event carries; the database is read again only if no event
+    came (the wait ran out, or every WAIT_RECHECK_SECONDS in case a message was lost)."""
+    public = job_public(job)
+    events = ai_events.current()
+    if public.is_finished or wait <= 0:
+        return public
+    # The request's connection goes back to the pool while it waits. Not through the default
+    # thread limiter: when every one of its threads waits for a connection, one held here would
+    # never be given back (a deadlock until the pool's timeout).
+    await to_thread.run_sync(session.close, limiter=_release_limiter())
+    deadline = time.monotonic() + wait
+    with events.watch(job.id) if events is not None else contextlib.nullcontext() as finished:
+        while True:
+            # Looked at after the watch began, so an ending in between is not missed.
+            ended = events.finished(job.id) if events is not None else None
+            if ended is not None:
+                return JobPublic.model_validate(ended)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not await _until(finished, min(remaining, WAIT_RECHECK_SECONDS)):
+                current = await to_thread.run_sync(_read_job, job.id)
+                if current is None or current.is_finished or time.monotonic() >= deadline:
+                    return current or public
+
+
+_release_limiters: dict[asyncio.AbstractEventLoop, CapacityLimiter] = {}
+
+
+def _release_limiter() -> CapacityLimiter:
+    loop = asyncio.get_running_loop()
+    if loop not in _release_limiters:
+        _release_limiters.clear()  # a new loop (tests start one per client): the old ones are gone
+        _release_limiters[loop] = CapacityLimiter(RELEASE_THREADS)
+    return _release_limiters[loop]
+
+
+async def _until(event: asyncio.Event | None, timeout: float) -> bool:
+    """True if the event came within the timeout."""
+    if event is None:
+        await asyncio.sleep(timeout)
+        return False
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+    except TimeoutError:
+        return False
+    event.clear()
+    return True
+
+
+def _read_job(job_id: int) -> JobPublic | None:
+    with SessionLocal() as session:
+        job = ai_crud.job(session, job_id)
+        return job_public(job) if job is not None else None
+
+
+def list_jobs(
+    session: Session, *, user: User, status: JobStatus | None, offset: int, limit: int, everyone: bool = False
+) -> Page[JobPublic]:
+    """The user's jobs, newest first (everyone's, hidden ones too, for an administrator's view)."""
+    user_id = None if everyone else user.id
+    rows, total = pages.fetch_page(
+        session,
+        ai_crud.job_listing(user_id=user_id, status=status, include_hidden=everyone),
+        count_query=ai_crud.job_listing_count(user_id=user_id, status=status, include_hidden=everyone),
+        offset=offset,
+        limit=limit,
+    )
+    return Page[JobPublic](items=[job_public(job) for job in rows], total=total, offset=offset, limit=limit)
+
+
+def cancel(session: Session, *, job: AIlog) -> JobPublic:
+    """Cancels a job that has not started; 409 once it runs or has finished."""
+    if ai_crud.finish(
+        session, job.id, status=ai_crud.CANCELED, now=utcnow(), from_statuses=(ai_crud.QUEUED,)
+    ):
+        session.commit()
+        canceled = ai_crud.job(session, job.id)
+        assert canceled is not None
+        publish_jobs([canceled])
+        return job_public(canceled)
+    session.rollback()
+    current = ai_crud.job(session, job.id)
+    if current is not None and current.is_finished:
+        raise Conflict(f"the job has already ended ({current.status})", code="job_finished")
+    raise Conflict("the job is already running and can no longer be canceled", code="job_running")
+
+
+def hide(session: Session, *, job: AIlog) -> None:
+    """Removes a finished job from its owner's history (administrators still see it)."""
+    if not ai_crud.hide_if_finished(session, job.id):
+        session.rollback()
+        raise Conflict("a job can be deleted once it has ended; cancel it first", code="job_not_finished")
+    session.commit()
+
+
+# --- post embeddings ------------------------------------------------------------------------
+
+
+def post_changed(post_id: int) -> None:
+    """Called by services/posts after a post's title or content was stored (after commit):
+    its embedding is recomputed through the AI backend, in a batch with other work. Best
+    effort; `python cli.py reindex` repairs anything missed."""
+    backend = _backend
+    if backend is None or not settings.AI_INDEX_POSTS:
+        return
+    try:
+        backend.submit_index([post_id])
+    except Exception:
+        log.warning("post %d not queued for embedding", post_id, exc_info=True)
+
+
+def reindex(*, everything: bool = False) -> int:
+    """Embeds, in this process, every post without a current embedding (all posts with
+    everything=True). Returns how many were stored."""
+    stored, after_id = 0, 0
+    while True:
+        with SessionLocal() as session:
+            post_ids = embeddings_crud.ids_to_index(
+                session, model_name=MODEL_NAME, everything=everything, after_id=after_id, limit=REINDEX_BATCH
+            )
+        if not post_ids:
+            return stored
+        stored += ai_worker.index_posts(post_ids)
+        after_id = post_ids[-1]

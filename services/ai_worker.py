@@ -1,0 +1,202 @@
+"""Running AI work: what a batch of the embedded runner and a Celery task do. Each opens its
+own sessions; none holds a transaction while a model computes.
+
+A job runs as: claim (queued -> running, the attempt counted) and commit; the model's forward
+for the whole batch; each job's result for its owner; then every ending in one commit. Status
+moves only by conditional UPDATEs, so a job canceled, timed out or recovered meanwhile keeps
+the ending it got first.
+"""
+
+import json
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from config import settings
+from crud import ai as ai_crud
+from crud import embeddings as embeddings_crud
+from database import SessionLocal, utcnow
+from ml import registry
+from ml.encoder import MODEL_NAME, to_bytes
+from ml.post_index import PostIndex, post_text
+from models import AIlog
+from schemas import JobPublic
+from services import ai_events
+
+log = logging.getLogger(__name__)
+
+ERROR_MAX_CHARS = 2000
+
+
+def job_public(job: AIlog, *, model_name: str | None = None) -> JobPublic:
+    """The API's view of a job row (its model loaded, or its name given)."""
+    return JobPublic(
+        id=job.id,
+        model=model_name if model_name is not None else job.ai.name,
+        status=job.status,  # type: ignore[arg-type]
+        input=job.content,
+        result=json.loads(job.result) if job.result is not None else None,
+        error=job.error,
+        attempts=job.attempts,
+        create_date=job.create_date,
+        started_date=job.started_date,
+        finish_date=job.finish_date,
+        is_finished=job.is_finished,
+    )
+
+
+def publish_jobs(jobs: Sequence[AIlog]) -> None:
+    """Tells waiters and the owners' sockets how these jobs stand now."""
+    publish_public([(job.user_id, job_public(job)) for job in jobs])
+
+
+def publish_public(jobs: Sequence[tuple[int, JobPublic]]) -> None:
+    """The same, for jobs already in their public form, each with its owner's id."""
+    ai_events.publish([ai_events.JobUpdate(user_id, job.model_dump(mode="json")) for user_id, job in jobs])
+
+
+def describe_error(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text[:ERROR_MAX_CHARS]
+
+
+def run_jobs(
+    model_name: str,
+    job_ids: Sequence[int],
+    *,
+    redelivered: bool = False,
+    interrupts: tuple[type[BaseException], ...] = (),
+) -> None:
+    """Runs these jobs of one model as one batch.
+
+    redelivered: the Celery path, where a message comes back when its worker died; a job that
+    worker left `running` is taken again, unless it has used its AI_MAX_ATTEMPTS, and is then
+    failed, so a job that kills its worker cannot loop forever.
+    """
+    now = utcnow()
+    with SessionLocal() as session:
+        claimed = ai_crud.claim(
+            session, job_ids, now=now, also_running=redelivered, max_attempts=settings.AI_MAX_ATTEMPTS
+        )
+        gave_up: list[int] = []
+        if redelivered:
+            exhausted = [job_id for job_id in job_ids if job_id not in claimed]
+            gave_up = _fail(session, exhausted, error=attempts_exhausted(), from_statuses=ai_crud.IN_FLIGHT)
+        session.commit()
+        running = ai_crud.jobs(session, claimed)
+        publish_jobs(running + ai_crud.jobs(session, gave_up))
+    if not running:
+        return
+    model = registry.get(model_name)
+    if model is None:
+        fail_jobs(claimed, error=f"model {model_name} is not available on this worker")
+        return
+    try:
+        outputs = model.run_batch([job.content for job in running])
+    except interrupts:
+        raise
+    except Exception as exc:
+        log.warning("%s failed a batch of %d", model_name, len(running), exc_info=True)
+        fail_jobs(claimed, error=describe_error(exc))
+        return
+    endings: list[tuple[int, str, str | None, str | None]] = []
+    with SessionLocal() as session:
+        owners = ai_crud.owners(session, {job.user_id for job in running})
+        memo: dict[Any, Any] = {}
+        for job, output in zip(running, outputs, strict=True):
+            try:
+                result = model.result_for(
+                    session, user=owners[job.user_id], text=job.content, output=output, memo=memo
+                )
+                endings.append((job.id, ai_crud.SUCCEEDED, json.dumps(result, ensure_ascii=False), None))
+            except Exception as exc:
+                log.warning("%s failed job %d", model_name, job.id, exc_info=True)
+                endings.append((job.id, ai_crud.FAILED, None, describe_error(exc)))
+        session.rollback()  # end the reads before writing
+        done = utcnow()
+        changed = ai_crud.finish_running(session, endings, now=done)
+        session.commit()
+        if changed == len(endings):
+            publish_public([_ended(job, ending, done) for job, ending in zip(running, endings, strict=True)])
+        else:  # some ended otherwise meanwhile (timed out, canceled): tell what is stored
+            publish_jobs(ai_crud.jobs(session, claimed))
+
+
+def _ended(
+    job: AIlog, ending: tuple[int, str, str | None, str | None], done: datetime
+) -> tuple[int, JobPublic]:
+    _, status, result, error = ending
+    public = job_public(job).model_copy(
+        update={
+            "status": status,
+            "result": json.loads(result) if result is not None else None,
+            "error": error,
+            "finish_date": done,
+            "is_finished": True,
+        }
+    )
+    return job.user_id, public
+
+
+def fail_jobs(job_ids: Sequence[int], *, error: str) -> None:
+    """Fails those of these jobs that are still running (e.g. past their time limit)."""
+    with SessionLocal() as session:
+        failed = _fail(session, job_ids, error=error, from_statuses=(ai_crud.RUNNING,))
+        session.commit()
+        publish_jobs(ai_crud.jobs(session, failed))
+
+
+def _fail(session: Session, job_ids: Sequence[int], *, error: str, from_statuses: Sequence[str]) -> list[int]:
+    now = utcnow()
+    return [
+        job_id
+        for job_id in job_ids
+        if ai_crud.finish(
+            session,
+            job_id,
+            status=ai_crud.FAILED,
+            now=now,
+            error=error,
+            from_statuses=from_statuses,
+        )
+    ]
+
+
+def timed_out_error(seconds: float) -> str:
+    return f"timed out after {seconds:g} s"
+
+
+def attempts_exhausted() -> str:
+    return (
+        f"gave up after {settings.AI_MAX_ATTEMPTS} attempts: "
+        "the process running it stopped each time before the job ended"
+    )
+
+
+def index_posts(post_ids: Sequence[int]) -> int:
+    """Embeds these posts (title and content) and stores the vectors; posts deleted meanwhile
+    are skipped. Returns how many were stored."""
+    with SessionLocal() as session:
+        rows = embeddings_crud.texts(session, post_ids)
+    if not rows:
+        return 0
+    model = registry.get(PostIndex.name)
+    assert model is not None, "the post-index model ships with the registry"
+    vectors = model.run_batch([post_text(row.name, row.content) for row in rows])
+    encoded = {row.id: to_bytes(vector) for row, vector in zip(rows, vectors, strict=True)}
+    with SessionLocal() as session:
+        try:
+            embeddings_crud.upsert(session, model_name=MODEL_NAME, vectors=encoded, now=utcnow())
+            session.commit()
+        except IntegrityError:
+            # A post was deleted between reading and writing: store the others.
+            session.rollback()
+            still_there = {row.id for row in embeddings_crud.texts(session, list(encoded))}
+            encoded = {post_id: v for post_id, v in encoded.items() if post_id in still_there}
+            embeddings_crud.upsert(session, model_name=MODEL_NAME, vectors=encoded, now=utcnow())
+            session.commit()
+    return len(encoded)

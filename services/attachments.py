@@ -1,0 +1,421 @@
+"""Attachments on posts and comments: receiving uploads, serving downloads, deleting.
+
+An upload is received as a stream. `Upload` is fed the multipart request body chunk by
+chunk; each file part goes straight to storage under a fresh random key while its size,
+sha256 and type are worked out from the bytes themselves. A file over MAX_UPLOAD_MB, a type
+outside the allow-list, an empty file or a malformed request stops the upload at that
+point, and every file of the request is discarded: an upload is all or nothing.
+"""
+
+import codecs
+import hashlib
+import logging
+import re
+import unicodedata
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import Enum
+from urllib.parse import quote
+
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from sqlalchemy.orm import Session
+
+from config import settings
+from crud import attachments as attachments_crud
+from errors import BadRequest, NotFound, PayloadTooLarge, Unprocessable, UnsupportedMediaType
+from models import Attachment, Comment, Post, User
+from services.storage import ObjectMissing, ObjectWriter, Storage, get_storage
+
+log = logging.getLogger("madang.attachments")
+
+MIB = 1024 * 1024
+FIELD_NAME = "files"
+MAX_FILES_PER_REQUEST = 10
+MAX_FILENAME_CHARS = 255  # Attachment.original_name
+FALLBACK_STEM = "attachment"
+# Room for the multipart framing around the largest request we accept.
+MULTIPART_OVERHEAD_BYTES = MIB
+
+
+def max_request_bytes() -> int:
+    """The largest upload request worth reading: every file at its limit, plus framing."""
+    return MAX_FILES_PER_REQUEST * settings.MAX_UPLOAD_MB * MIB + MULTIPART_OVERHEAD_BYTES
+
+
+# --- what a file is, from its first bytes ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileType:
+    content_type: str
+    extension: str
+
+
+PNG = FileType("image/png", ".png")
+JPEG = FileType("image/jpeg", ".jpg")
+GIF = FileType("image/gif", ".gif")
+WEBP = FileType("image/webp", ".webp")
+PDF = FileType("application/pdf", ".pdf")
+ZIP = FileType("application/zip", ".zip")
+TEXT = FileType("text/plain; charset=utf-8", ".txt")
+
+_SIGNATURES: tuple[tuple[Callable[[bytes], bool], FileType], ...] = (
+    (lambda head: head.startswith(b"\x89PNG\r\n\x1a\n"), PNG),
+    (lambda head: head.startswith(b"\xff\xd8\xff"), JPEG),
+    (lambda head: head.startswith((b"GIF87a", b"GIF89a")), GIF),
+    (lambda head: head.startswith(b"RIFF") and head[8:12] == b"WEBP", WEBP),
+    (lambda head: head.startswith(b"%PDF-"), PDF),
+    # A local file header, or the end record of an empty archive.
+    (lambda head: head.startswith((b"PK\x03\x04", b"PK\x05\x06")), ZIP),
+)
+SNIFF_BYTES = 16  # longer than every signature above
+
+
+def binary_type(head: bytes) -> FileType | None:
+    """The allowed binary type whose magic bytes open the file, if any."""
+    return next((kind for matches, kind in _SIGNATURES if matches(head)), None)
+
+
+class _TextCheck(Enum):
+    PENDING = "pending"
+    FAILED = "failed"
+
+
+# --- names -------------------------------------------------------------------------------------
+
+_PATH_SEPARATORS = re.compile(r"[/\\]")
+
+
+def display_name(raw: str) -> str:
+    """The name a user sent, made safe to show and to offer back on download: Unicode NFC
+    (macOS sends Korean decomposed), control and format characters removed (no NUL, no
+    right-to-left override), only the last path component kept, length capped with the
+    extension preserved. A name that climbs directories (`..`) is refused. May be empty."""
+    # Browsers (WHATWG multipart) send '"' as %22 and CR/LF as %0D/%0A; the latter go with
+    # the other control characters.
+    text = unicodedata.normalize("NFC", raw.replace("%22", '"'))
+    text = "".join(char for char in text if not unicodedata.category(char).startswith("C"))
+    components = _PATH_SEPARATORS.split(text)
+    if any(component.strip() == ".." for component in components):
+        raise Unprocessable(f"unsafe file name {raw[:100]!r}: '..' is not allowed", code="unsafe_filename")
+    name = components[-1].strip().lstrip(".").rstrip(". ")
+    if len(name) <= MAX_FILENAME_CHARS:
+        return name
+    stem, dot, extension = name.rpartition(".")
+    if dot and stem and len(extension) <= 16:
+        return f"{stem[: MAX_FILENAME_CHARS - len(extension) - 1].rstrip()}.{extension}"
+    return name[:MAX_FILENAME_CHARS]
+
+
+def ascii_filename(name: str) -> str:
+    """A plain ASCII stand-in for clients that ignore `filename*`: accents dropped, other
+    non-ASCII runs and quoting characters turned into '_'; 'attachment.<ext>' when nothing
+    readable is left (an all-Korean name)."""
+    decomposed = unicodedata.normalize("NFKD", name)
+    kept = "".join(
+        char if " " <= char <= "~" and char not in '"\\%' else "_"
+        for char in decomposed
+        if not unicodedata.combining(char)
+    )
+    text = re.sub(r"_+", "_", kept).strip()
+    stem, dot, extension = text.rpartition(".")
+    if not any(char.isalnum() for char in (stem if dot else text)):
+        suffix = f".{extension}" if dot and extension.strip("_") else ""
+        return f"{FALLBACK_STEM}{suffix}"
+    return text
+
+
+def content_disposition(name: str) -> str:
+    """`attachment` with an ASCII `filename` and the exact name as RFC 5987 `filename*`."""
+    return f"attachment; filename=\"{ascii_filename(name)}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+# --- receiving -----------------------------------------------------------------------------
+
+
+class IncomingFile:
+    """One file part being received: written to storage as it arrives, measured, hashed and
+    typed on the way."""
+
+    def __init__(self, *, writer: ObjectWriter, name: str, max_bytes: int) -> None:
+        self.writer = writer
+        self.name = name
+        self.size = 0
+        self.kind: FileType | None = None
+        self._max_bytes = max_bytes
+        self._sha256 = hashlib.sha256()
+        self._head = b""
+        self._text: _TextCheck = _TextCheck.PENDING
+        self._utf8 = codecs.getincrementaldecoder("utf-8")("strict")
+
+    @property
+    def sha256(self) -> str:
+        return self._sha256.hexdigest()
+
+    @property
+    def content_type(self) -> str:
+        assert self.kind is not None, "type asked before the file ended"
+        return self.kind.content_type
+
+    def write(self, data: bytes) -> None:
+        if self.size + len(data) > self._max_bytes:
+            raise PayloadTooLarge(
+                f"{self.name or 'a file'} is larger than {settings.MAX_UPLOAD_MB} MB", code="file_too_large"
+            )
+        self.size += len(data)
+        self._sha256.update(data)
+        self.writer.write(data)
+        if self.kind is None:
+            self._inspect(data)
+
+    def finish(self) -> None:
+        if self.size == 0:
+            raise Unprocessable(f"{self.name or 'a file'} is empty", code="empty_file")
+        if self.kind is None:
+            self.kind = binary_type(self._head)
+        if self.kind is None:
+            self._check_text(b"", final=True)
+            if self._text is _TextCheck.FAILED:
+                raise self._unsupported()
+            self.kind = TEXT
+        self.name = self.name or f"{FALLBACK_STEM}{self.kind.extension}"
+
+    def _inspect(self, data: bytes) -> None:
+        if len(self._head) < SNIFF_BYTES:
+            self._head += data[: SNIFF_BYTES - len(self._head)]
+            if len(self._head) == SNIFF_BYTES:
+                self.kind = binary_type(self._head)
+                if self.kind is not None:
+                    return
+        # No signature (yet): only UTF-8 text without NUL remains allowed.
+        self._check_text(data, final=False)
+        if self._text is _TextCheck.FAILED and len(self._head) == SNIFF_BYTES:
+            raise self._unsupported()
+
+    def _check_text(self, data: bytes, *, final: bool) -> None:
+        if self._text is _TextCheck.FAILED:
+            return
+        try:
+            self._utf8.decode(data, final=final)
+        except UnicodeDecodeError:
+            self._text = _TextCheck.FAILED
+            return
+        if b"\x00" in data:
+            self._text = _TextCheck.FAILED
+
+    def _unsupported(self) -> UnsupportedMediaType:
+        return UnsupportedMediaType(
+            f"{self.name or 'a file'} is not an allowed type "
+            "(PNG, JPEG, GIF, WebP, PDF, ZIP or UTF-8 text); the type is judged by the content",
+            code="unsupported_file_type",
+        )
+
+
+class _State(Enum):
+    RECEIVING = "receiving"
+    RECEIVED = "received"
+    COMMITTED = "committed"
+    ABORTED = "aborted"
+
+
+class Upload:
+    """The files of one multipart request, received as the body streams in.
+
+    Not thread-safe: feed it from one thread at a time. `close()` discards whatever was not
+    committed, so a failure anywhere (here, in the database, in the client) leaves no file.
+    """
+
+    def __init__(self, content_type_header: str, *, storage: Storage | None = None) -> None:
+        media_type, options = parse_options_header(content_type_header)
+        if media_type != b"multipart/form-data":
+            raise UnsupportedMediaType(
+                f"send the files as multipart/form-data in the field '{FIELD_NAME}'", code="not_multipart"
+            )
+        boundary = options.get(b"boundary")
+        if not boundary:
+            raise BadRequest("the multipart body has no boundary", code="bad_multipart")
+        self.files: list[IncomingFile] = []
+        self._storage = storage or get_storage()
+        self._max_bytes = settings.MAX_UPLOAD_MB * MIB
+        self._state = _State.RECEIVING
+        self._current: IncomingFile | None = None
+        self._header_name = b""
+        self._header_value = b""
+        self._disposition = b""
+        self._ended = False
+        try:
+            self._parser = MultipartParser(
+                boundary,
+                {
+                    "on_part_begin": self._on_part_begin,
+                    "on_header_field": self._on_header_field,
+                    "on_header_value": self._on_header_value,
+                    "on_header_end": self._on_header_end,
+                    "on_headers_finished": self._on_headers_finished,
+                    "on_part_data": self._on_part_data,
+                    "on_part_end": self._on_part_end,
+                    "on_end": self._on_end,
+                },
+            )
+        except FormParserError as exc:
+            raise BadRequest("the multipart boundary is invalid", code="bad_multipart") from exc
+
+    def feed(self, chunk: bytes) -> None:
+        assert self._state is _State.RECEIVING, "feed after the body ended"
+        try:
+            self._parser.write(chunk)
+        except FormParserError as exc:
+            raise BadRequest("the multipart body is malformed", code="bad_multipart") from exc
+
+    def finish(self) -> None:
+        """The body has ended: it must have been complete and held at least one file."""
+        try:
+            self._parser.finalize()
+        except FormParserError as exc:
+            raise BadRequest("the multipart body is malformed", code="bad_multipart") from exc
+        if not self._ended or self._current is not None:
+            raise BadRequest("the multipart body ended early", code="bad_multipart")
+        if not self.files:
+            raise Unprocessable(f"send one or more files in the field '{FIELD_NAME}'", code="no_files")
+        self._state = _State.RECEIVED
+
+    def commit(self) -> None:
+        """Make every file readable in storage (before the database rows are committed)."""
+        assert self._state is _State.RECEIVED, "commit before the body was received"
+        for file in self.files:
+            file.writer.commit()
+        self._state = _State.COMMITTED
+
+    def abort(self) -> None:
+        """Discard every file of this upload, committed or not."""
+        self._state = _State.ABORTED
+        for file in self.files:
+            try:
+                file.writer.abort()
+            except OSError:
+                log.exception("could not discard upload object %s", file.writer.key)
+
+    def close(self) -> None:
+        if self._state is not _State.COMMITTED:
+            self.abort()
+
+    # python-multipart callbacks: they run inside feed(), so their errors end the upload.
+
+    def _on_part_begin(self) -> None:
+        self._disposition = b""
+
+    def _on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_name += data[start:end]
+
+    def _on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def _on_header_end(self) -> None:
+        if self._header_name.strip().lower() == b"content-disposition":
+            self._disposition = self._header_value
+        self._header_name = b""
+        self._header_value = b""
+
+    def _on_headers_finished(self) -> None:
+        disposition, options = parse_options_header(self._disposition)
+        if disposition != b"form-data" or b"name" not in options:
+            raise BadRequest(
+                "a multipart part lacks 'Content-Disposition: form-data; name=...'", code="bad_multipart"
+            )
+        field = options[b"name"].decode("utf-8", errors="replace")
+        if field != FIELD_NAME:
+            raise Unprocessable(
+                f"unexpected form field {field[:64]!r}: send files in the field '{FIELD_NAME}'",
+                code="unexpected_field",
+            )
+        if len(self.files) == MAX_FILES_PER_REQUEST:
+            raise Unprocessable(
+                f"at most {MAX_FILES_PER_REQUEST} files may be sent at once", code="too_many_files"
+            )
+        # The name is only ever shown and offered back on download; it never names a file on disk.
+        name = display_name(options.get(b"filename", b"").decode("utf-8", errors="replace"))
+        self._current = IncomingFile(writer=self._storage.create(), name=name, max_bytes=self._max_bytes)
+        self.files.append(self._current)
+
+    def _on_part_data(self, data: bytes, start: int, end: int) -> None:
+        assert self._current is not None
+        self._current.write(data[start:end])
+
+    def _on_part_end(self) -> None:
+        assert self._current is not None
+        self._current.finish()
+        self._current = None
+
+    def _on_end(self) -> None:
+        self._ended = True
+
+
+# --- the operations ------------------------------------------------------------------------
+
+
+def attach(session: Session, *, owner: Post | Comment, uploader: User, upload: Upload) -> list[Attachment]:
+    """Records the received files as attachments of a post or a comment, all or none."""
+    is_post = isinstance(owner, Post)
+    attachments = [
+        Attachment(
+            post_id=owner.id if is_post else None,
+            comment_id=None if is_post else owner.id,
+            uploader_id=uploader.id,
+            original_name=file.name,
+            storage_key=file.writer.key,
+            content_type=file.content_type,
+            size=file.size,
+            sha256=file.sha256,
+        )
+        for file in upload.files
+    ]
+    try:
+        attachments_crud.add_many(session, attachments)
+        attachments_crud.refresh_file_flag(session, attachments[0])
+        upload.commit()
+        session.commit()
+    except BaseException:
+        session.rollback()
+        upload.abort()
+        raise
+    return attachments
+
+
+@dataclass
+class Download:
+    chunks: Iterator[bytes]
+    media_type: str
+    headers: dict[str, str]
+
+
+def open_download(attachment: Attachment) -> Download:
+    try:
+        stored = get_storage().open(attachment.storage_key)
+    except ObjectMissing as exc:
+        log.error("attachment %s: object %s is missing from storage", attachment.id, attachment.storage_key)
+        raise NotFound("attachment") from exc
+    return Download(
+        chunks=stored.chunks,
+        media_type=attachment.content_type,
+        headers={
+            "Content-Disposition": content_disposition(attachment.original_name),
+            "Content-Length": str(stored.size),
+            # Served as stored: never sniffed, never rendered inline, never cached by a shared cache.
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+            "Cache-Control": "private, no-cache",
+        },
+    )
+
+
+def delete(session: Session, *, attachment: Attachment) -> None:
+    """Removes the row (the owner's flag follows in the same transaction), then the file."""
+    attachments_crud.remove(session, attachment.id)
+    attachments_crud.refresh_file_flag(session, attachment)
+    session.commit()
+    try:
+        get_storage().delete(attachment.storage_key)
+    except OSError:
+        # The row is gone, so nothing serves the file any more; it only wastes space.
+        log.exception("attachment %s: could not remove object %s", attachment.id, attachment.storage_key)

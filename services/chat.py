@@ -1,0 +1,276 @@
+"""Support conversations between a user and the administrators.
+
+The rules: a user reads only the conversations they opened; every administrator reads and
+answers every conversation. A message is committed to the database before anyone is told of
+it; then a live event goes through the broker to every socket of the opener and of every
+administrator, on every process. The same functions serve REST (one request Session) and the
+WebSocket (services/chat_socket.py runs them in a worker thread with a Session of their own).
+"""
+
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from crud import chat as chat_crud
+from crud import pages
+from database import utcnow
+from errors import Conflict, Forbidden, NotFound
+from models import Chat, ChatSession, User
+from schemas import (
+    ChatMessagePublic,
+    ChatSessionCreate,
+    ChatSessionPublic,
+    ChatSessionSummary,
+    ChatSessionUpdate,
+    ChatUser,
+    Page,
+)
+from services import broker
+from services.broker import Audience
+
+# WebSocket close codes (4000-4999 are the application's own).
+CLOSE_UNAUTHORIZED = 4401  # missing, bad or expired token; or the account signed out everywhere
+CLOSE_BANNED = 4403
+CLOSE_NO_HEARTBEAT = 4408
+CLOSE_TOO_SLOW = 1013  # "try again later": the socket could not keep up with its events
+
+
+def members(conversation: ChatSession) -> Audience:
+    """Who hears of a conversation: its opener and every administrator."""
+    return Audience(user_ids=(conversation.user_id,), admins=True)
+
+
+def readable_conversation(session: Session, *, user: User, conversation_id: int) -> ChatSession:
+    """The one access rule: 404 for a conversation that does not exist, is hidden, or is not
+    the caller's (administrators read all)."""
+    conversation = chat_crud.get_conversation(session, conversation_id)
+    if conversation is None:
+        raise NotFound("conversation")
+    if not user.is_superuser and (conversation.user_id != user.id or not conversation.is_visible):
+        raise NotFound("conversation")
+    return conversation
+
+
+def readable_message(session: Session, *, user: User, message_id: int) -> tuple[Chat, ChatSession]:
+    message = chat_crud.get_message(session, message_id)
+    if message is None or (not message.is_visible and not user.is_superuser):
+        raise NotFound("message")
+    try:
+        conversation = readable_conversation(session, user=user, conversation_id=message.chat_session_id)
+    except NotFound:
+        raise NotFound("message") from None
+    return message, conversation
+
+
+def _public(conversation: ChatSession, opener: User) -> ChatSessionPublic:
+    return ChatSessionPublic(
+        id=conversation.id,
+        name=conversation.name,
+        user=ChatUser(id=opener.id, name=opener.name),
+        create_date=conversation.create_date,
+        is_closed=conversation.is_closed,
+        is_visible=conversation.is_visible,
+    )
+
+
+def _session_event(conversation: ChatSessionPublic) -> dict[str, object]:
+    return {"type": "chat.session", "session": conversation.model_dump(mode="json")}
+
+
+def open_conversation(session: Session, *, user: User, data: ChatSessionCreate) -> ChatSessionPublic:
+    conversation = chat_crud.add_conversation(session, user_id=user.id, name=data.name)
+    session.commit()
+    public = _public(conversation, user)
+    broker.publish(members(conversation), _session_event(public))
+    return public
+
+
+def list_conversations(
+    session: Session, *, user: User, is_closed: bool | None, offset: int, limit: int
+) -> Page[ChatSessionSummary]:
+    """My conversations (administrators: all), most recently active first, each with its last
+    message and my unread count: one query for the page, one for the last messages."""
+    query, count = chat_crud.conversations_page_query(user, is_closed=is_closed)
+    rows, total = pages.fetch_page(session, query, offset=offset, limit=limit, count_query=count)
+    last_messages = chat_crud.messages_by_id(
+        session, [row.last_message_id for row in rows if row.last_message_id]
+    )
+    items = [
+        ChatSessionSummary(
+            **ChatSessionPublic.model_validate(conversation).model_dump(),
+            last_message=(
+                ChatMessagePublic.model_validate(last_messages[last_id]) if last_id in last_messages else None
+            ),
+            last_read_id=last_read_id,
+            unread_count=unread_count,
+        )
+        for conversation, last_read_id, unread_count, last_id in rows
+    ]
+    return Page[ChatSessionSummary](items=items, total=total, offset=offset, limit=limit)
+
+
+def history(
+    session: Session,
+    *,
+    user: User,
+    conversation: ChatSession,
+    before_id: int | None,
+    after_id: int | None,
+    limit: int,
+) -> list[ChatMessagePublic]:
+    messages = chat_crud.history(
+        session,
+        conversation_id=conversation.id,
+        before_id=before_id,
+        after_id=after_id,
+        limit=limit,
+        include_hidden=user.is_superuser,
+    )
+    return [ChatMessagePublic.model_validate(message) for message in messages]
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    message: ChatMessagePublic
+    created: bool  # False: a resend of a client_id already stored; nothing new was stored or sent
+
+
+def post_message(
+    session: Session, *, user: User, conversation: ChatSession, content: str, client_id: str | None
+) -> SentMessage:
+    """Stores a message, then tells every member online. A client_id already used by this
+    user returns the stored message again, without storing or sending anything."""
+    if conversation.is_closed:
+        stored = _stored(session, user=user, client_id=client_id)
+        if stored is not None:  # a resend of a message sent before the conversation closed
+            return _resent(stored, conversation)
+        raise Conflict("this conversation is closed", code="conversation_closed")
+    # Insert first and look for the earlier copy only when the unique (user_id, client_id)
+    # refuses it: resends are rare, so the usual send costs no extra query.
+    try:
+        chat = chat_crud.add_message(
+            session, user_id=user.id, conversation_id=conversation.id, content=content, client_id=client_id
+        )
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        stored = _stored(session, user=user, client_id=client_id)
+        if stored is None:
+            raise
+        return _resent(stored, conversation)
+    message = ChatMessagePublic(
+        id=chat.id,
+        session_id=conversation.id,
+        user=ChatUser(id=user.id, name=user.name),
+        content=chat.content,
+        create_date=chat.create_date,
+        edit_date=None,
+        is_visible=True,
+    )
+    broker.publish(
+        members(conversation), {"type": "chat.message", "message": message.model_dump(mode="json")}
+    )
+    return SentMessage(message, created=True)
+
+
+def _stored(session: Session, *, user: User, client_id: str | None) -> Chat | None:
+    if client_id is None:
+        return None
+    return chat_crud.find_by_client_id(session, user_id=user.id, client_id=client_id)
+
+
+def _resent(stored: Chat, conversation: ChatSession) -> SentMessage:
+    if stored.chat_session_id != conversation.id:
+        raise Conflict("this client_id was already used in another conversation", code="client_id_reused")
+    return SentMessage(ChatMessagePublic.model_validate(stored), created=False)
+
+
+def send_message(
+    session: Session, *, user: User, conversation_id: int, content: str, client_id: str
+) -> SentMessage:
+    """`chat.send` from a socket: the same as a REST post, the conversation named by id."""
+    conversation = readable_conversation(session, user=user, conversation_id=conversation_id)
+    return post_message(session, user=user, conversation=conversation, content=content, client_id=client_id)
+
+
+def mark_read(session: Session, *, user: User, conversation: ChatSession, last_read_id: int) -> None:
+    """Moves my read marker forward (never past the conversation's last message) and tells
+    the members, so my other sockets update their unread counts and the other side sees it."""
+    last_id = chat_crud.last_message_id(session, conversation.id)
+    marker = min(last_read_id, last_id or 0)
+    if marker == 0:
+        return
+    chat_crud.move_read_marker(session, conversation_id=conversation.id, user_id=user.id, last_read_id=marker)
+    session.commit()
+    event = {
+        "type": "chat.read",
+        "session_id": conversation.id,
+        "user": {"id": user.id, "name": user.name},
+        "last_read_id": marker,
+    }
+    broker.publish(members(conversation), event)
+
+
+def mark_read_by_id(session: Session, *, user: User, conversation_id: int, last_read_id: int) -> None:
+    conversation = readable_conversation(session, user=user, conversation_id=conversation_id)
+    mark_read(session, user=user, conversation=conversation, last_read_id=last_read_id)
+
+
+def update_conversation(
+    session: Session, *, user: User, conversation: ChatSession, changes: ChatSessionUpdate
+) -> ChatSessionPublic:
+    values = changes.model_dump(exclude_unset=True)
+    if "name" in values and conversation.user_id != user.id:
+        raise Forbidden("only the user who opened this conversation may rename it", code="not_opener")
+    if "is_closed" in values and not user.is_superuser:
+        raise Forbidden("only administrators may close or reopen a conversation", code="admin_only")
+    for field, value in values.items():
+        setattr(conversation, field, value)
+    conversation.update_date = utcnow()
+    session.commit()
+    public = ChatSessionPublic.model_validate(conversation)
+    broker.publish(members(conversation), _session_event(public))
+    return public
+
+
+def edit_message(session: Session, *, user: User, message_id: int, content: str) -> ChatMessagePublic:
+    message, conversation = readable_message(session, user=user, message_id=message_id)
+    if message.user_id != user.id:
+        raise Forbidden("only the author may edit a message", code="not_author")
+    if not message.is_visible:
+        raise NotFound("message")
+    if conversation.is_closed:
+        raise Conflict("this conversation is closed", code="conversation_closed")
+    message.content = content
+    message.edit_date = utcnow()
+    session.commit()
+    public = ChatMessagePublic.model_validate(message)
+    broker.publish(members(conversation), {"type": "chat.edited", "message": public.model_dump(mode="json")})
+    return public
+
+
+def delete_message(session: Session, *, user: User, message_id: int) -> None:
+    """Hides the message (soft delete); administrators still see it in the history."""
+    message, conversation = readable_message(session, user=user, message_id=message_id)
+    if message.user_id != user.id and not user.is_superuser:
+        raise Forbidden("only the author or an administrator may delete a message", code="not_author")
+    if not message.is_visible:
+        return
+    message.is_visible = False
+    session.commit()
+    event = {"type": "chat.deleted", "session_id": conversation.id, "message_id": message.id}
+    broker.publish(members(conversation), event)
+
+
+def typing_audience(session: Session, *, user: User, conversation_id: int) -> Audience:
+    """Who is told that `user` is typing in a conversation: the other members."""
+    conversation = readable_conversation(session, user=user, conversation_id=conversation_id)
+    return Audience(user_ids=(conversation.user_id,), admins=True, except_user_id=user.id)
+
+
+def disconnect_user(user_id: int, *, banned: bool) -> None:
+    """Closes every socket of the user on every process: 4403 for a ban, else 4401 (the
+    user's tokens were revoked: a password change, account deletion)."""
+    code, reason = (CLOSE_BANNED, "banned") if banned else (CLOSE_UNAUTHORIZED, "signed out")
+    broker.close_user_sockets(user_id, code=code, reason=reason)

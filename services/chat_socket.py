@@ -1,0 +1,326 @@
+"""The live socket, `WS /api/v1/ws?token=<access token>`: one per client, for every live event.
+
+Frames are JSON text. Once the socket is signed in and registered the server sends
+{"type": "ready", "user": {id, name}}: every event from then on reaches it, so that is the
+moment to fetch what was missed (history with after_id). A client sends:
+  {"type": "chat.send", "session_id", "content", "client_id"}
+      → this socket gets {"type": "chat.ack", "client_id", "message"}; every socket of every
+        member (the opener, every administrator; this one too) gets {"type": "chat.message",
+        "message"}. A resend with the same client_id gets the same ack and sends nothing more.
+  {"type": "chat.read", "session_id", "last_read_id"}  → members get {"type": "chat.read", ...}
+  {"type": "chat.typing", "session_id"}                → other members get {"type": "chat.typing",
+                                                         "session_id", "user"} (nothing is stored)
+  {"type": "ping"} → {"type": "pong"}; {"type": "pong"} answers the server's ping.
+The server also sends chat.edited, chat.deleted, chat.session (opened, renamed, closed),
+{"type": "ping"} every CHAT_PING_SECONDS (answer with pong, or send anything), {"type":
+"resync"} when live events may have been missed (fetch history with after_id), and
+{"type": "error", "code", "detail"[, "client_id"]} for any bad frame; the socket stays open.
+
+Close codes: 4401 missing, bad or expired token; 4403 banned (also at once on a ban); 4408
+no heartbeat; 1013 the socket could not keep up with its events.
+
+Events for a socket go through its own bounded queue and writer task, so one slow socket
+never holds up the others. Database work runs in a worker thread with its own Session.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+import anyio
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.orm import Session
+
+from config import settings
+from database import SessionLocal
+from deps import authenticate
+from errors import DomainError, Forbidden, Unauthorized
+from models import User
+from schemas import (
+    ChatReadEvent,
+    ChatSendEvent,
+    ChatTypingEvent,
+    ChatUser,
+    ClientEvent,
+    PingEvent,
+    PongEvent,
+)
+from services import broker, chat
+from services.broker import Audience
+
+log = logging.getLogger(__name__)
+
+CLIENT_EVENTS: TypeAdapter[Any] = TypeAdapter(ClientEvent)
+MAX_FRAME_CHARS = 4096  # a chat.send with 256 characters of content is far smaller
+TYPING_CACHE_SIZE = 1000
+PING = json.dumps({"type": "ping"})
+PONG = json.dumps({"type": "pong"})
+
+T = TypeVar("T")
+
+
+class SocketTransport(Protocol):
+    """What this module needs of a WebSocket (Starlette's fits)."""
+
+    async def accept(self) -> None: ...
+    async def receive(self) -> Any: ...
+    async def send_text(self, data: str) -> None: ...
+    async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
+
+
+async def in_thread(function: Callable[..., T], /, **kwargs: Any) -> T:
+    """Runs a sync service function in a worker thread with a Session of its own, so the
+    event loop never waits on the database."""
+
+    def work() -> T:
+        with SessionLocal() as session:
+            return function(session, **kwargs)
+
+    return await anyio.to_thread.run_sync(work)
+
+
+def _authenticate(session: Session, *, token: str | None) -> User:
+    return authenticate(session, token)
+
+
+async def serve(websocket: SocketTransport, *, token: str | None) -> None:
+    # Accept first: a close code (4401, 4403) can only be sent on an open socket.
+    await websocket.accept()
+    try:
+        user = await in_thread(_authenticate, token=token)
+    except Unauthorized as exc:
+        await websocket.close(chat.CLOSE_UNAUTHORIZED, exc.code)
+        return
+    except Forbidden as exc:
+        await websocket.close(chat.CLOSE_BANNED, exc.code)
+        return
+    live = broker.get_broker()
+    if live is None:
+        await websocket.close(1011, "live events are not running")
+        return
+    connection = Connection(websocket, user)
+    live.hub.register(connection)
+    try:
+        try:
+            # A ban committed between the check above and register() closed no socket: look again.
+            await in_thread(_authenticate, token=token)
+        except Forbidden as exc:
+            connection.close(chat.CLOSE_BANNED, exc.code)
+        except Unauthorized as exc:
+            connection.close(chat.CLOSE_UNAUTHORIZED, exc.code)
+        else:
+            # From here on every event for this user reaches this socket; the client may now
+            # fetch what it missed while away (history with after_id).
+            connection.send_event({"type": "ready", "user": ChatUser.model_validate(user).model_dump()})
+        await connection.run()
+    finally:
+        live.hub.unregister(connection)
+
+
+class TokenBucket:
+    """Allows `rate` frames a second on average, in bursts of up to `rate`."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.tokens = rate
+        self.updated = time.monotonic()
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.rate, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class Connection:
+    """One open socket: its reader, its writer with a bounded queue, and its heartbeat."""
+
+    def __init__(self, websocket: SocketTransport, user: User) -> None:
+        self.websocket = websocket
+        self.user = user
+        self.user_id = user.id
+        self.is_admin = user.is_superuser
+        self.outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=settings.CHAT_SEND_QUEUE)
+        self.rate = TokenBucket(settings.CHAT_MESSAGES_PER_SECOND) if settings.RATE_LIMIT_ENABLED else None
+        self.last_heard = time.monotonic()
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.client_gone = False
+        self._cancel_scope: anyio.CancelScope | None = None
+        self._typing_audiences: dict[int, Audience] = {}
+
+    # --- called by the Hub (on the event loop); never wait ---------------------------------
+
+    def deliver(self, text: str) -> None:
+        if self.close_code is not None:
+            return
+        try:
+            self.outbox.put_nowait(text)
+        except asyncio.QueueFull:
+            self.close(chat.CLOSE_TOO_SLOW, "too slow")
+
+    def close(self, code: int, reason: str) -> None:
+        if self.close_code is None:
+            self.close_code, self.close_reason = code, reason
+        if self._cancel_scope is not None:
+            self._cancel_scope.cancel()
+
+    # --- the socket's life ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        async with anyio.create_task_group() as tasks:
+            self._cancel_scope = tasks.cancel_scope
+            if self.close_code is not None:
+                tasks.cancel_scope.cancel()
+            tasks.start_soon(self._write)
+            tasks.start_soon(self._heartbeat)
+            tasks.start_soon(self._read)
+        if self.close_code is not None and not self.client_gone:
+            with contextlib.suppress(Exception):
+                await self.websocket.close(self.close_code, self.close_reason)
+
+    def _stop(self) -> None:
+        if self._cancel_scope is not None:
+            self._cancel_scope.cancel()
+
+    async def _write(self) -> None:
+        try:
+            while True:
+                await self.websocket.send_text(await self.outbox.get())
+        except Exception:  # the client went away mid-send
+            self.client_gone = True
+            self._stop()
+
+    async def _heartbeat(self) -> None:
+        interval = settings.CHAT_PING_SECONDS
+        while True:
+            await anyio.sleep(interval)
+            if time.monotonic() - self.last_heard > 2 * interval:
+                self.close(chat.CLOSE_NO_HEARTBEAT, "no heartbeat")
+                return
+            self.deliver(PING)
+
+    async def _read(self) -> None:
+        while True:
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                self.client_gone = True
+                self._stop()
+                return
+            self.last_heard = time.monotonic()
+            await self._handle(message.get("text"))
+
+    # --- one frame from the client ----------------------------------------------------------
+
+    def send_event(self, event: dict[str, Any]) -> None:
+        self.deliver(json.dumps(event, ensure_ascii=False, separators=(",", ":")))
+
+    def send_error(self, code: str, detail: str, *, client_id: object = None) -> None:
+        event: dict[str, Any] = {"type": "error", "code": code, "detail": detail}
+        if isinstance(client_id, str) and len(client_id) <= 64:
+            event["client_id"] = client_id
+        self.send_event(event)
+
+    async def _handle(self, text: str | None) -> None:
+        if self.rate is not None and not self.rate.allow():
+            self.send_error(
+                "rate_limited", f"more than {settings.CHAT_MESSAGES_PER_SECOND} messages a second; slow down"
+            )
+            return
+        if text is None:
+            self.send_error("invalid_json", "send JSON in text frames")
+            return
+        if len(text) > MAX_FRAME_CHARS:
+            self.send_error("too_large", f"a frame holds at most {MAX_FRAME_CHARS} characters")
+            return
+        try:
+            data = json.loads(text)
+        except ValueError:
+            self.send_error("invalid_json", "the frame is not valid JSON")
+            return
+        client_id = data.get("client_id") if isinstance(data, dict) else None
+        try:
+            event = CLIENT_EVENTS.validate_python(data)
+        except ValidationError as exc:
+            self.send_error(*describe_invalid(exc, data), client_id=client_id)
+            return
+        try:
+            await self._dispatch(event)
+        except DomainError as exc:
+            self.send_error(exc.code, exc.detail, client_id=client_id)
+        except Exception:
+            log.exception("chat socket event failed")
+            self.send_error("internal_error", "the server could not handle this event", client_id=client_id)
+
+    async def _dispatch(self, event: object) -> None:
+        match event:
+            case ChatSendEvent():
+                sent = await in_thread(
+                    chat.send_message,
+                    user=self.user,
+                    conversation_id=event.session_id,
+                    content=event.content,
+                    client_id=event.client_id,
+                )
+                self.send_event(
+                    {
+                        "type": "chat.ack",
+                        "client_id": event.client_id,
+                        "message": sent.message.model_dump(mode="json"),
+                    }
+                )
+            case ChatReadEvent():
+                await in_thread(
+                    chat.mark_read_by_id,
+                    user=self.user,
+                    conversation_id=event.session_id,
+                    last_read_id=event.last_read_id,
+                )
+            case ChatTypingEvent():
+                await self._relay_typing(event.session_id)
+            case PingEvent():
+                self.deliver(PONG)
+            case PongEvent():
+                pass
+
+    async def _relay_typing(self, conversation_id: int) -> None:
+        """Typing is frequent and never stored: who may hear of it is looked up once per
+        conversation and remembered for the socket's life."""
+        audience = self._typing_audiences.get(conversation_id)
+        if audience is None:
+            audience = await in_thread(chat.typing_audience, user=self.user, conversation_id=conversation_id)
+            if len(self._typing_audiences) >= TYPING_CACHE_SIZE:
+                self._typing_audiences.clear()
+            self._typing_audiences[conversation_id] = audience
+        live = broker.get_broker()
+        if live is not None:
+            event = {
+                "type": "chat.typing",
+                "session_id": conversation_id,
+                "user": {"id": self.user.id, "name": self.user.name},
+            }
+            await live.publish(broker.deliver_envelope(audience, event))
+
+
+def describe_invalid(exc: ValidationError, data: object) -> tuple[str, str]:
+    """An error code and a readable detail for a frame that is JSON but not a valid event."""
+    first = exc.errors()[0]
+    if first["type"] == "union_tag_invalid":
+        kind = data.get("type") if isinstance(data, dict) else None
+        return "unknown_type", f"unknown event type {kind!r}"
+    if first["type"] == "union_tag_not_found":
+        return "invalid_input", "the event has no 'type'"
+    if first["type"] in ("model_type", "model_attributes_type", "dict_type"):
+        return "invalid_input", "an event is a JSON object"
+    problems = []
+    for error in exc.errors():
+        location = ".".join(str(part) for part in error["loc"][1:])  # [0] is the event type
+        problems.append(f"{location}: {error['msg']}" if location else error["msg"])
+    return "invalid_input", "; ".join(problems)

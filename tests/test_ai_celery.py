@@ -1,0 +1,246 @@
+"""AI_BACKEND=celery with real Celery worker processes and Redis: jobs submitted through the API
+run on a worker and come back through the shared database, and a job survives its worker
+being killed, or, if it kills every worker, ends failed instead of looping.
+
+The worker runs `celery -A ml.celery_app worker` on this test database, with the test-only
+models of tests/ai_models.py added (AI_MODEL_MODULES=tests.ai_worker_models). Each test has its
+own queue, and every broker key carries this run's prefix.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from config import BASE_DIR, settings
+from main import app
+from ml import registry
+from services import ai as ai_service
+from tests.ai_models import CrashModel, SleepOnceModel
+from tests.conftest import Person
+
+API = "/api/v1"
+BROKER_URL = os.environ.get("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/12")
+RUN_ID = uuid.uuid4().hex[:8]
+KEY_PREFIX = f"madang-test-{RUN_ID}:"
+# Short enough that a killed worker's job is handed out again within seconds; the job time
+# limit (and its grace period) stays below it, as the settings require.
+VISIBILITY_TIMEOUT = 6
+JOB_TIMEOUT = 4.0
+WORKER_READY_SECONDS = 120
+
+
+def broker_or_skip() -> redis.Redis:
+    connection = redis.Redis.from_url(BROKER_URL, socket_connect_timeout=1)
+    try:
+        connection.ping()
+    except redis.RedisError:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"Redis is not reachable at {BROKER_URL}")
+    return connection
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[redis.Redis]:
+    connection = broker_or_skip()
+    yield connection
+    for key in connection.scan_iter(f"{KEY_PREFIX}*"):
+        connection.delete(key)
+    connection.close()
+
+
+def celery_settings(queue: str) -> dict[str, Any]:
+    return {
+        "AI_BACKEND": "celery",
+        "CELERY_BROKER_URL": BROKER_URL,
+        "CELERY_QUEUE": queue,
+        "CELERY_KEY_PREFIX": KEY_PREFIX,
+        "CELERY_VISIBILITY_TIMEOUT_SECONDS": VISIBILITY_TIMEOUT,
+        "CELERY_RESTORE_INTERVAL_SECONDS": 1,
+        "AI_JOB_TIMEOUT_SECONDS": JOB_TIMEOUT,
+        "AI_EVENTS_CHANNEL": f"madang-test-{RUN_ID}:ai-jobs",
+    }
+
+
+class Worker:
+    """One `celery worker` (a main process and one pool process) in its own process group."""
+
+    def __init__(self, queue: str, log_path: Path, *, preload: bool) -> None:
+        environment = {key: str(value) for key, value in celery_settings(queue).items()}
+        environment.update(AI_MODEL_MODULES="tests.ai_worker_models", AI_WORKER_PRELOAD=str(preload).lower())
+        self.log_path = log_path
+        self.log = log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "celery", "-A", "ml.celery_app", "worker"),
+                *("--pool", "prefork", "--concurrency", "1", "--loglevel", "INFO", "-Q", queue),
+                *("-n", f"{queue}-{uuid.uuid4().hex[:6]}@%h", "--without-gossip", "--without-mingle"),
+            ],
+            cwd=BASE_DIR,
+            env={**os.environ, **environment, "PYTHONPATH": str(BASE_DIR)},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_until_ready(self) -> None:
+        deadline = time.monotonic() + WORKER_READY_SECONDS
+        while time.monotonic() < deadline:
+            if b" ready." in self.log_path.read_bytes():
+                return
+            assert self.process.poll() is None, self.log_path.read_text(errors="replace")[-3000:]
+            time.sleep(0.1)
+        raise AssertionError(
+            "the worker did not start:\n" + self.log_path.read_text(errors="replace")[-3000:]
+        )
+
+    def kill(self) -> None:
+        """kill -9 of the whole worker: the main process and its pool process."""
+        with _ignore_gone():
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        with _ignore_gone():
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self.log.close()
+
+
+def _ignore_gone() -> Any:
+    import contextlib
+
+    return contextlib.suppress(ProcessLookupError)
+
+
+StartWorker = Callable[..., Worker]
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[StartWorker]:
+    workers: list[Worker] = []
+
+    def start(queue: str, *, preload: bool = False) -> Worker:
+        worker = Worker(queue, tmp_path / f"worker-{len(workers)}.log", preload=preload)
+        workers.append(worker)
+        worker.wait_until_ready()
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+@pytest.fixture
+def api(broker: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], TestClient]:
+    """The app on the Celery backend, sending to this queue."""
+    clients: list[TestClient] = []
+
+    def start(queue: str) -> TestClient:
+        for name, value in celery_settings(queue).items():
+            monkeypatch.setattr(settings, name, value)
+        client = TestClient(app)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield start  # type: ignore[misc]
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def test_models() -> Iterator[None]:
+    for model in (SleepOnceModel(), CrashModel()):
+        registry.register(model)
+    yield
+    for name in (SleepOnceModel.name, CrashModel.name):
+        registry.unregister(name)
+
+
+def submit(client: TestClient, person: Person, model: str, text: str) -> int:
+    response = client.post(f"{API}/ai/models/{model}/jobs", json={"input": text}, headers=person.headers)
+    assert response.status_code == 202, response.text
+    return int(response.json()["id"])
+
+
+def wait_for_end(client: TestClient, person: Person, job_id: int, *, within: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        response = client.get(f"{API}/ai/jobs/{job_id}", params={"wait": 30}, headers=person.headers)
+        job = dict(response.json())
+        if job["is_finished"]:
+            return job
+    raise AssertionError(f"job {job_id} is still {job['status']}")
+
+
+def wait_for_file(path: Path, *, within: float = 30) -> None:
+    """What happens inside a worker shows only outside it; look until it has."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if path.exists():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{path} never appeared")
+
+
+@pytest.mark.usefixtures("sentence_encoder")
+def test_a_job_submitted_through_the_api_finishes_on_a_worker(
+    api: Callable[[str], TestClient],
+    start_worker: StartWorker,
+    make_board: Callable[..., Any],
+    make_post: Callable[..., Any],
+    user: Person,
+) -> None:
+    queue = f"madang-test-{RUN_ID}-models"
+    make_post(make_board("general"), user, name="Sourdough bread tips", content="Feed the starter overnight.")
+    ai_service.reindex()
+    start_worker(queue, preload=True)
+    client = api(queue)
+    job = wait_for_end(client, user, submit(client, user, "similar-posts", "how do I bake bread"))
+    assert job["status"] == "succeeded", job
+    assert [post["title"] for post in job["result"]["posts"]] == ["Sourdough bread tips"]
+    assert job["attempts"] == 1
+
+
+@pytest.mark.usefixtures("test_models")
+def test_a_job_whose_worker_is_killed_ends_on_the_next_worker(
+    api: Callable[[str], TestClient], start_worker: StartWorker, user: Person, tmp_path: Path
+) -> None:
+    queue = f"madang-test-{RUN_ID}-killed"
+    client = api(queue)
+    first = start_worker(queue)
+    first_run = tmp_path / "first-run"
+    job_id = submit(client, user, "test-sleep-once", str(first_run))
+    wait_for_file(first_run)  # the model is inside its first run
+    first.kill()
+    start_worker(queue)
+    job = wait_for_end(client, user, job_id)
+    assert (job["status"], job["attempts"]) == ("succeeded", 2)
+    assert job["result"] == {"runs": "again"}
+
+
+@pytest.mark.usefixtures("test_models")
+def test_a_job_that_kills_every_worker_fails_after_its_attempts(
+    api: Callable[[str], TestClient], start_worker: StartWorker, user: Person
+) -> None:
+    queue = f"madang-test-{RUN_ID}-crash"
+    client = api(queue)
+    start_worker(queue)
+    job = wait_for_end(client, user, submit(client, user, "test-crash", "boom"))
+    assert job["status"] == "failed"
+    assert job["attempts"] == settings.AI_MAX_ATTEMPTS
+    assert job["error"].startswith(f"gave up after {settings.AI_MAX_ATTEMPTS} attempts")

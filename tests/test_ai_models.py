@@ -1,0 +1,301 @@
+"""The shipped models with the real all-MiniLM-L6-v2 (loaded once per session): similar-posts
+and board-suggest rank by meaning, and show each user only what they may read.
+
+all-MiniLM-L6-v2 was trained on English. It reads Korean only through the word pieces a
+Korean text shares with another (its tokenizer splits Hangul into letters), so the Korean
+cases here share their topic's words, as a Korean question about the same thing does; a
+multilingual model would be needed to match Korean paraphrases.
+"""
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+import cli
+from config import settings
+from database import SessionLocal
+from ml.encoder import DIMENSIONS, MODEL_NAME, from_bytes, get_encoder
+from models import Board, Post, PostEmbedding
+from services import ai as ai_service
+from tests.conftest import Person
+
+API = "/api/v1"
+
+pytestmark = pytest.mark.usefixtures("sentence_encoder")
+
+MakeBoard = Callable[..., Board]
+MakePost = Callable[..., Post]
+
+
+def run_job(client: TestClient, person: Person, model: str, text: str) -> Any:
+    response = client.post(f"{API}/ai/models/{model}/jobs", json={"input": text}, headers=person.headers)
+    assert response.status_code == 202, response.text
+    job = client.get(
+        f"{API}/ai/jobs/{response.json()['id']}", params={"wait": 30}, headers=person.headers
+    ).json()
+    assert job["status"] == "succeeded", job
+    return job["result"]
+
+
+def similar_titles(client: TestClient, person: Person, text: str) -> list[str]:
+    return [post["title"] for post in run_job(client, person, "similar-posts", text)["posts"]]
+
+
+def suggested_boards(client: TestClient, person: Person, draft: str) -> list[str]:
+    return [board["name"] for board in run_job(client, person, "board-suggest", draft)["boards"]]
+
+
+def write_posts(make_post: MakePost, board: Board, author: Person, posts: list[tuple[str, str]]) -> None:
+    for title, content in posts:
+        make_post(board, author, name=title, content=content)
+    ai_service.reindex()
+
+
+# --- similar-posts --------------------------------------------------------------------------
+
+ENGLISH_POSTS = [
+    ("Sourdough bread baking tips", "Feed your starter the night before and bake at a high temperature."),
+    ("Fixing a KeyError in Python", "Use dict.get() when a key may be missing from the dictionary."),
+    ("Best hiking trails near Seoul", "Bukhansan has granite peaks and well-marked trails."),
+]
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("my python dictionary lookup raises an exception", "Fixing a KeyError in Python"),
+        ("how to make bread at home", "Sourdough bread baking tips"),
+        ("mountain walks around Seoul", "Best hiking trails near Seoul"),
+    ],
+)
+def test_similar_posts_ranks_the_post_on_the_same_topic_first(
+    client: TestClient, make_board: MakeBoard, make_post: MakePost, user: Person, question: str, expected: str
+) -> None:
+    write_posts(make_post, make_board("general"), user, ENGLISH_POSTS)
+    titles = similar_titles(client, user, question)
+    assert titles[0] == expected
+    assert len(titles) == 3
+
+
+def test_similar_posts_ranks_the_korean_post_on_the_same_topic_first(
+    client: TestClient, make_board: MakeBoard, make_post: MakePost, user: Person
+) -> None:
+    write_posts(
+        make_post,
+        make_board("자유게시판"),
+        user,
+        [
+            ("김치찌개 레시피", "돼지고기와 신김치로 김치찌개를 끓이는 법을 공유합니다."),
+            ("파이썬 설치 오류", "윈도우에 파이썬을 설치하면 경로 오류가 납니다."),
+            ("북한산 등산 후기", "주말에 친구들과 북한산 백운대까지 등산했습니다."),
+        ],
+    )
+    assert similar_titles(client, user, "파이썬을 설치하는데 오류가 나요")[0] == "파이썬 설치 오류"
+
+
+def test_similar_posts_scores_are_cosines_best_first(
+    client: TestClient, make_board: MakeBoard, make_post: MakePost, user: Person
+) -> None:
+    write_posts(make_post, make_board("general"), user, ENGLISH_POSTS)
+    posts = run_job(client, user, "similar-posts", "baking bread")["posts"]
+    scores = [post["score"] for post in posts]
+    assert scores == sorted(scores, reverse=True)
+    assert all(-1 <= score <= 1 for score in scores)
+    assert {"id", "board_id", "title", "score"} == set(posts[0])
+
+
+def test_a_restricted_boards_posts_never_appear_for_an_outsider(
+    client: TestClient, make_board: MakeBoard, make_post: MakePost, user: Person, other_user: Person
+) -> None:
+    staff = make_board("staff room", is_public=False, members=(user,))
+    write_posts(
+        make_post, staff, user, [("Salary negotiation notes", "Raises for the bread bakers next year.")]
+    )
+    write_posts(make_post, make_board("lobby"), user, [("Welcome", "Say hello to everyone here.")])
+    assert "Salary negotiation notes" in similar_titles(client, user, "salary raises for bakers")
+    assert similar_titles(client, other_user, "salary raises for bakers") == ["Welcome"]
+
+
+def test_hidden_posts_never_appear(
+    client: TestClient, make_board: MakeBoard, make_post: MakePost, user: Person
+) -> None:
+    board = make_board("general")
+    make_post(board, user, name="Deleted bread post", content="Sourdough bread", is_visible=False)
+    write_posts(make_post, board, user, [("Kept post", "Anything at all")])
+    assert similar_titles(client, user, "sourdough bread") == ["Kept post"]
+
+
+# --- board-suggest --------------------------------------------------------------------------
+
+ENGLISH_BOARDS = {
+    "Cooking": (
+        "recipes, baking and kitchen tips",
+        [
+            ("Kimchi stew recipe", "Pork and aged kimchi simmered for an hour."),
+            ("Sourdough starter help", "My starter smells like acetone."),
+            ("Best knife for vegetables", "Looking for a santoku under $100."),
+        ],
+    ),
+    "Programming": (
+        "code, bugs and software questions",
+        [
+            ("KeyError in Python", "My dict lookup fails when the key is missing."),
+            ("CSS grid layout", "How do I center a div in a grid cell?"),
+            ("Git merge conflict", "How do I resolve conflicts after a rebase?"),
+        ],
+    ),
+    "Travel": (
+        "destinations, trips and travel stories",
+        [
+            ("Bukhansan hiking trip", "We climbed to Baegundae peak last weekend."),
+            ("Cheap flights to Tokyo", "Any tips for booking flights in spring?"),
+            ("Jeju itinerary", "Three days on the island, what should we see?"),
+        ],
+    ),
+}
+
+
+@pytest.fixture
+def english_boards(make_board: MakeBoard, make_post: MakePost, user: Person) -> dict[str, Board]:
+    boards = {}
+    for name, (information, posts) in ENGLISH_BOARDS.items():
+        boards[name] = make_board(name)
+        with SessionLocal() as session:
+            session.get(Board, boards[name].id).information = information  # type: ignore[union-attr]
+            session.commit()
+        write_posts(make_post, boards[name], user, posts)
+    return boards
+
+
+@pytest.mark.parametrize(
+    ("draft", "expected"),
+    [
+        (
+            "Why does my JavaScript promise never resolve?\nThe then() callback is never called.",
+            "Programming",
+        ),
+        ("How long should I knead bread dough?\nMy loaf comes out dense every time.", "Cooking"),
+        ("Where to stay in Busan\nLooking for a hotel near Haeundae beach.", "Travel"),
+    ],
+)
+def test_board_suggest_ranks_the_fitting_board_first(
+    client: TestClient, english_boards: dict[str, Board], user: Person, draft: str, expected: str
+) -> None:
+    ranked = suggested_boards(client, user, draft)
+    assert ranked[0] == expected
+    assert sorted(ranked) == sorted(ENGLISH_BOARDS)
+
+
+def test_board_suggest_ranks_the_fitting_korean_board_first(
+    client: TestClient, make_board: MakeBoard, make_post: MakePost, user: Person
+) -> None:
+    boards = {
+        "요리": [
+            ("된장찌개 끓이는 법", "된장과 두부, 애호박을 넣고 끓입니다."),
+            ("김치볶음밥 레시피", "김치와 밥을 볶습니다."),
+        ],
+        "프로그래밍": [
+            ("파이썬 오류 질문", "코드를 실행하면 오류가 납니다."),
+            ("자바 설치", "자바 설치 경로 질문"),
+        ],
+        "여행": [
+            ("제주도 여행 후기", "제주도 여행지 추천합니다."),
+            ("부산 여행 일정", "부산 2박 3일 여행 일정"),
+        ],
+    }
+    for name, posts in boards.items():
+        write_posts(make_post, make_board(name), user, posts)
+    assert suggested_boards(client, user, "파이썬 코드에서 오류가 나는데 질문입니다")[0] == "프로그래밍"
+    assert suggested_boards(client, user, "강릉 여행 일정 추천해 주세요")[0] == "여행"
+
+
+def test_board_suggest_offers_only_the_boards_i_may_use(
+    client: TestClient, make_board: MakeBoard, user: Person, other_user: Person
+) -> None:
+    make_board("Programming", members=())
+    make_board("Secret programming club", is_public=False, members=(user,))
+    make_board("Hidden programming", is_visible=False)
+    assert sorted(suggested_boards(client, user, "python code")) == ["Programming", "Secret programming club"]
+    assert suggested_boards(client, other_user, "python code") == ["Programming"]
+
+
+# --- post embeddings ------------------------------------------------------------------------
+
+
+def stored_vector(post_id: int) -> np.ndarray | None:
+    with SessionLocal() as session:
+        row = session.scalar(select(PostEmbedding).where(PostEmbedding.post_id == post_id))
+        return None if row is None else from_bytes(row.vector)
+
+
+def wait_for_vector(post_id: int, *, other_than: np.ndarray | None = None) -> np.ndarray:
+    """The runner embeds in the background; nothing announces it, so look until it is there."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        vector = stored_vector(post_id)
+        if vector is not None and (other_than is None or not np.array_equal(vector, other_than)):
+            return vector
+        time.sleep(0.05)
+    raise AssertionError(f"post {post_id} was not embedded")
+
+
+@pytest.fixture
+def indexing(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(settings, "AI_INDEX_POSTS", True)
+    yield
+
+
+@pytest.mark.usefixtures("indexing")
+def test_writing_and_editing_a_post_embeds_it(
+    client: TestClient, make_board: MakeBoard, user: Person
+) -> None:
+    board = make_board("general")
+    response = client.post(
+        f"{API}/boards/{board.id}/posts", json={"name": "Bread", "content": "Sourdough"}, headers=user.headers
+    )
+    assert response.status_code == 201, response.text
+    post_id = response.json()["id"]
+    first = wait_for_vector(post_id)
+    assert first.shape == (DIMENSIONS,)
+    assert np.isclose(np.linalg.norm(first), 1.0, atol=1e-4)
+    edited = client.patch(f"{API}/posts/{post_id}", json={"content": "Python KeyError"}, headers=user.headers)
+    assert edited.status_code == 200, edited.text
+    wait_for_vector(post_id, other_than=first)
+    with SessionLocal() as session:
+        assert session.get(PostEmbedding, post_id).model_name == MODEL_NAME  # type: ignore[union-attr]
+
+
+def test_reindex_embeds_the_posts_that_have_no_embedding(
+    make_board: MakeBoard, make_post: MakePost, user: Person
+) -> None:
+    board = make_board("general")
+    posts = [make_post(board, user, name=f"post {i}", content="text") for i in range(3)]
+    result = CliRunner().invoke(cli.app, ["reindex"])
+    assert result.exit_code == 0, result.output
+    assert "3 post(s) embedded" in result.output
+    assert all(stored_vector(post.id) is not None for post in posts)
+    again = CliRunner().invoke(cli.app, ["reindex"])
+    assert "0 post(s) embedded" in again.output
+
+
+# --- the model process ----------------------------------------------------------------------
+
+
+def test_a_model_process_that_died_is_started_again(
+    client: TestClient, make_board: MakeBoard, make_post: MakePost, user: Person
+) -> None:
+    write_posts(make_post, make_board("general"), user, ENGLISH_POSTS)
+    encoder = get_encoder()
+    dead = encoder.child_pid
+    assert dead is not None, "the app runs the model in a child process (AI_MODEL_PROCESS)"
+    os.kill(dead, signal.SIGKILL)
+    assert similar_titles(client, user, "how to make bread at home")[0] == "Sourdough bread baking tips"
+    assert encoder.child_pid not in (None, dead)

@@ -1,0 +1,59 @@
+"""The benchmark's own promises (bench/): seeded counters agree with their rows, and the ceiling
+serves the same page as the app from the SQL captured off the app."""
+
+import importlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from bench import run, seed
+from database import engine
+from services import security
+from tests.conftest import TEST_DATABASE_URL
+
+# Enough posts that the page captured (board 3, offset 60) is not empty.
+SMALL = seed.Sizes(boards=3, users=30, posts=600, comments=2_000, likes=300)
+
+
+@pytest.fixture
+def seeded() -> seed.SeededData:
+    return seed.seed(TEST_DATABASE_URL, password_hash=security.hash_password("bench password"), sizes=SMALL)
+
+
+@pytest.fixture
+def ceiling_client(
+    seeded: seed.SeededData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TestClient]:
+    token = security.create_access_token(seeded.user_ids[0], 0)
+    sql_file = tmp_path / "list_sql.json"
+    sql_file.write_text(run.json.dumps(run.capture_list_sql(token)))
+    monkeypatch.setenv("BENCH_LIST_SQL", str(sql_file))
+    sys.modules.pop("bench.ceiling", None)
+    ceiling = importlib.import_module("bench.ceiling")
+    with TestClient(ceiling.app) as client:
+        yield client
+    ceiling.engine.dispose()
+    sys.modules.pop("bench.ceiling", None)
+
+
+def test_seeding_makes_the_rows_asked_for(seeded: seed.SeededData) -> None:
+    assert seeded.rows == {"boards": 3, "users": 30, "posts": 600, "comments": 2_000, "likes": 300}
+
+
+def test_seeded_comment_and_like_counters_match_their_rows(seeded: seed.SeededData) -> None:
+    with engine.connect() as conn:
+        wrong = {name: conn.execute(text(query)).scalar_one() for name, query in seed.COUNT_CHECKS.items()}
+    assert wrong == {"number_of_comment": 0, "number_of_like": 0}
+
+
+def test_ceiling_serves_the_same_page_as_the_app(
+    client: TestClient, seeded: seed.SeededData, ceiling_client: TestClient
+) -> None:
+    headers = {"Authorization": f"Bearer {security.create_access_token(seeded.user_ids[0], 0)}"}
+    path = "/api/v1/boards/2/posts?offset=20&limit=20"
+    ours = client.get(path, headers=headers).json()
+    assert run.same_page(ours, ceiling_client.get(path).json())

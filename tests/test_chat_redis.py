@@ -1,0 +1,92 @@
+"""The Redis pub/sub broker inside one process: delivery, bans, and coming back after losing Redis.
+Two processes sharing Redis are in test_chat_multiprocess.py."""
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from config import settings
+from main import app
+from services import broker
+from tests.chat_support import API, live_socket, open_conversation, post_message
+from tests.conftest import free_port
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def redis_or_skip() -> redis.Redis:
+    connection = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+    try:
+        connection.ping()
+    except redis.RedisError:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
+    return connection
+
+
+@pytest.fixture
+def redis_admin() -> Iterator[redis.Redis]:
+    connection = redis_or_skip()
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def client(redis_admin, monkeypatch) -> Iterator[TestClient]:
+    """The app with the Redis broker, on a channel of this test's own."""
+    monkeypatch.setattr(settings, "REDIS_URL", REDIS_URL)
+    monkeypatch.setattr(settings, "BROKER_CHANNEL", f"madang:test:{uuid.uuid4().hex}")
+    with TestClient(app) as test_client:
+        assert isinstance(broker.get_broker(), broker.RedisBroker)
+        yield test_client
+
+
+def test_a_message_reaches_another_socket_through_redis(client, user, admin):
+    conversation = open_conversation(client, user)
+    with live_socket(client, user) as sender, live_socket(client, admin) as listener:
+        sender.send(
+            {"type": "chat.send", "session_id": conversation["id"], "content": "via redis", "client_id": "r1"}
+        )
+        assert listener.wait_for("chat.message")["message"]["content"] == "via redis"
+
+
+def test_a_ban_travels_through_redis(client, user, admin):
+    with live_socket(client, user) as socket:
+        client.patch(f"{API}/admin/users/{user.id}", json={"is_banned": True}, headers=admin.headers)
+        assert socket.expect_close().code == 4403
+
+
+def test_the_broker_comes_back_after_losing_redis_and_asks_sockets_to_resync(
+    client, redis_admin, user, admin
+):
+    conversation = open_conversation(client, user)
+    with live_socket(client, admin) as listener:
+        killed = kill_broker_subscriptions(redis_admin)
+        assert killed >= 1
+        listener.wait_for("resync", timeout=5)
+        post_message(client, user, conversation["id"], "after the outage")
+        assert listener.wait_for("chat.message")["message"]["content"] == "after the outage"
+
+
+def kill_broker_subscriptions(connection: redis.Redis) -> int:
+    """Drops the broker's subscriber connection, as a Redis restart or a network cut would."""
+    killed = 0
+    for entry in connection.client_list():
+        if entry.get("name") == broker.RedisBroker.CLIENT_NAME and int(entry.get("sub", 0)) > 0:
+            killed += int(connection.execute_command("CLIENT", "KILL", "ID", entry["id"]))
+    return killed
+
+
+def test_publishing_while_redis_is_down_drops_the_event_without_failing():
+    async def publish_to_nowhere() -> None:
+        nowhere = broker.RedisBroker(f"redis://127.0.0.1:{free_port()}/0", "madang:test:nowhere")
+        await nowhere.publish(broker.close_envelope(1, code=4403, reason="banned"))
+        await nowhere.stop()
+
+    asyncio.run(publish_to_nowhere())
