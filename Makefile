@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 MARIADB_BENCH_URL ?= mysql+pymysql://root@127.0.0.1:3306/madang_bench?charset=utf8mb4
 BENCH_ARGS ?=
 
-.PHONY: install migrate run test test-sqlite test-mariadb bench bench-mariadb bench-ai lint format clean
+.PHONY: install migrate run test test-sqlite test-mariadb bench bench-mariadb bench-ai bench-train lint format clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ bench-mariadb: install
 # The AI benchmark (bench/ai_bench.py): raw model vs served through HTTP; AI_BENCH_ARGS for options.
 bench-ai: install
 	$(BIN)/python -m bench.ai_bench $(AI_BENCH_ARGS)
+
+# The training benchmark (bench/train_bench.py): training time on the sample data set, and a lone
+# similar-posts request's latency idle and while a training job runs; TRAIN_BENCH_ARGS for options.
+bench-train: install
+	$(BIN)/python -m bench.train_bench $(TRAIN_BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -82,5 +82,18 @@ def reindex(
     typer.echo(f"{stored} post(s) embedded")
 
 
+@app.command("sample-dataset")
+def sample_dataset(
+    rows: Annotated[int, typer.Option(min=10, max=1_000_000, help="Data rows.")] = 10_000,
+    seed: Annotated[int, typer.Option(help="The same seed writes the same file.")] = 20261126,
+) -> None:
+    """Write a CSV for training a tabular-regression model to standard output: columns x0..x7
+    (uniform in [0, 10)) and y = 4x0 + 5x1 + 2x2 + 7x3 + 0.1x4 + 15x5 + 0.05x6 + x7."""
+    from ml import tabular
+
+    columns, values = tabular.sample_dataset(rows=rows, seed=seed)
+    tabular.write_csv(sys.stdout, columns, values)
+
+
 if __name__ == "__main__":
     app()

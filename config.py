@@ -101,6 +101,23 @@ class Settings(BaseSettings):
     CELERY_VISIBILITY_TIMEOUT_SECONDS: int = 3600
     CELERY_RESTORE_INTERVAL_SECONDS: int = 10  # how often a worker looks for such messages
     MODEL_DIR: Path = BASE_DIR / "model_store"
+    # Models administrators train from a CSV (tabular-regression). Training never shares the
+    # inference queue or its threads: AI_TRAIN_WORKERS runs at a time, each in a child process
+    # of its own with AI_TRAIN_TORCH_THREADS torch threads (niced), and on CELERY_TRAIN_QUEUE
+    # when AI_BACKEND=celery.
+    AI_TRAIN_MAX_ROWS: int = 100_000  # data rows of an uploaded CSV; more answers 422
+    AI_TRAIN_MAX_FEATURES: int = 256
+    AI_TRAIN_MAX_EPOCHS: int = 1000
+    AI_TRAIN_QUEUE_MAX: int = 8  # training jobs queued or running, all models; more answers 429
+    AI_TRAIN_WORKERS: int = 1  # training runs at once in one API process (embedded backend)
+    AI_TRAIN_TORCH_THREADS: int = 1
+    AI_TRAIN_NICE: int = 10  # the training process yields the CPU to inference and requests
+    # A run longer than this is stopped and failed. 0: 80% of CELERY_VISIBILITY_TIMEOUT_SECONDS, at
+    # most 30 minutes (with Celery, a run past the visibility timeout would be delivered twice).
+    AI_TRAIN_TIMEOUT_SECONDS: float = 0
+    AI_TRAIN_PROGRESS_SECONDS: float = 0.5  # how often a run's progress is stored and pushed
+    AI_PREDICT_MAX_ROWS: int = 1000  # rows in one job's input for a trained model
+    CELERY_TRAIN_QUEUE: str = "madang-train"
 
     @model_validator(mode="after")
     def _require_secret_in_production(self) -> "Settings":
@@ -116,6 +133,26 @@ class Settings(BaseSettings):
                 "CELERY_VISIBILITY_TIMEOUT_SECONDS, or a slow job would be delivered twice"
             )
         return self
+
+    @model_validator(mode="after")
+    def _training_time_limit_below_visibility_timeout(self) -> "Settings":
+        if self.celery_train_hard_time_limit >= self.CELERY_VISIBILITY_TIMEOUT_SECONDS:
+            raise ValueError(
+                "AI_TRAIN_TIMEOUT_SECONDS (plus a grace period) must stay below "
+                "CELERY_VISIBILITY_TIMEOUT_SECONDS, or a training run would be delivered twice"
+            )
+        return self
+
+    @property
+    def train_timeout_seconds(self) -> float:
+        if self.AI_TRAIN_TIMEOUT_SECONDS > 0:
+            return self.AI_TRAIN_TIMEOUT_SECONDS
+        return min(1800.0, 0.8 * self.CELERY_VISIBILITY_TIMEOUT_SECONDS)
+
+    @property
+    def celery_train_hard_time_limit(self) -> float:
+        """When a Celery worker kills a training task (the run itself stops at train_timeout_seconds)."""
+        return self.train_timeout_seconds + max(1.0, self.train_timeout_seconds / 10)
 
     @property
     def celery_hard_time_limit(self) -> float:

@@ -249,6 +249,37 @@ class AI(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     information: Mapped[str] = mapped_column(String(256))
     is_visible: Mapped[bool] = mapped_column(default=True, server_default=true())
+    # None: a model of the code's registry (ml/registry.py). "tabular-regression": a model an
+    # administrator trains from a CSV; its weights are the versions below.
+    kind: Mapped[str | None] = mapped_column(String(32))
+    # A trained model takes jobs once a version has succeeded; registry models always do.
+    is_ready: Mapped[bool] = mapped_column(default=True, server_default=true())
+
+
+class AIModelVersion(Base):
+    """One training run of a trained model and what it made: the files under MODEL_DIR named by
+    `file_key` (random, never from user input), the parameters and the metrics. Inference uses
+    the model's highest succeeded version; earlier versions stay, on disk and listed."""
+
+    __tablename__ = "ai_model_version"
+    __table_args__ = table_args(
+        UniqueConstraint("ai_id", "version"),
+        Index("ix_ai_model_version_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ai_id: Mapped[int] = mapped_column(ForeignKey("ai.id", ondelete="CASCADE"))
+    version: Mapped[int]
+    # queued, running, succeeded, failed, canceled: its training job's, settled in the same commit
+    status: Mapped[str] = mapped_column(String(16), default="queued", server_default="queued")
+    parameters: Mapped[str] = mapped_column(Text)  # JSON: target, features, epochs, learning rate, ...
+    metrics: Mapped[str | None] = mapped_column(Text)  # JSON, once succeeded
+    file_key: Mapped[str] = mapped_column(String(32), unique=True)
+    training_job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ai_log.id", ondelete="SET NULL"), unique=True
+    )
+    create_date: Mapped[datetime] = mapped_column(default=utcnow)
+    finish_date: Mapped[datetime | None]
 
 
 class AIlog(Base):

@@ -8,6 +8,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
+from fastapi import UploadFile
 from pydantic import (
     AfterValidator,
     AliasChoices,
@@ -25,9 +26,20 @@ from config import settings
 MAX_DB_ID = 2**31 - 1
 DbId = Annotated[int, Field(ge=1, le=MAX_DB_ID)]
 
+# Deleted accounts are renamed deleted-user-<id>; nobody may take such a name.
+DELETED_USER_PREFIX = "deleted-user-"
+
+
+def _not_reserved_name(name: str) -> str:
+    if name.lower().startswith(DELETED_USER_PREFIX):
+        raise ValueError(f"names starting with '{DELETED_USER_PREFIX}' are reserved")
+    return name
+
+
 UserName = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=2, max_length=64, pattern=r"^[\w.\-]+$"),
+    AfterValidator(_not_reserved_name),
     Field(description="Letters (any script), digits, '_', '.', '-'; 2-64 characters."),
 ]
 Email = Annotated[
@@ -143,6 +155,10 @@ class UserUpdate(RequestBody):
     email: Email = None  # type: ignore[assignment]
 
 
+class AccountDeletion(RequestBody):
+    password: Annotated[str, Field(min_length=1, max_length=128)]
+
+
 class PasswordChange(RequestBody):
     current_password: Annotated[str, Field(min_length=1, max_length=128)]
     new_password: Password
@@ -195,7 +211,18 @@ class UserActivity(BaseModel):
     ai_jobs: int
 
 
-class AdminUserDetail(UserPublic):
+class AdminUserPublic(UserPublic):
+    """A user as administrators see them: a deleted (anonymized) account says so."""
+
+    deleted_date: datetime | None = Field(description="When the account was deleted; null: it is not.")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_date is not None
+
+
+class AdminUserDetail(AdminUserPublic):
     counts: UserActivity
     boards: list[BoardPublic]
 
@@ -339,15 +366,24 @@ class ChatUser(ORMModel):
 
 
 class ChatMessagePublic(ORMModel):
+    """A message. A deleted one stays in the history in its place as a tombstone: same id,
+    author and dates, `is_deleted: true`, and `content: null` for everyone but administrators,
+    who keep the content for moderation."""
+
     model_config = ConfigDict(from_attributes=True, populate_by_name=True)
 
     id: int
     session_id: int = Field(validation_alias=AliasChoices("session_id", "chat_session_id"))
     user: ChatUser
-    content: str
+    content: str | None = Field(description="Null when the message was deleted (administrators see it).")
     create_date: datetime
-    edit_date: datetime | None
-    is_visible: bool = Field(description="False only for administrators' eyes: a deleted message.")
+    edit_date: datetime | None = Field(description="When the author last edited it; null: never edited.")
+    is_visible: bool = Field(description="False once the message is deleted (the same as is_deleted).")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def is_deleted(self) -> bool:
+        return not self.is_visible
 
 
 class ChatSessionPublic(ORMModel):
@@ -360,9 +396,13 @@ class ChatSessionPublic(ORMModel):
 
 
 class ChatSessionSummary(ChatSessionPublic):
-    last_message: ChatMessagePublic | None
+    last_message: ChatMessagePublic | None = Field(
+        description="The latest message that is not deleted (a conversation's preview)."
+    )
     last_read_id: int | None = Field(description="My read marker: the last message id I have read.")
-    unread_count: int = Field(description="Messages from others after my read marker.")
+    unread_count: int = Field(
+        description="Messages from others after my read marker, deleted ones not counted."
+    )
 
 
 class ChatSessionCreate(RequestBody):
@@ -433,6 +473,14 @@ JobInput = Annotated[
     AfterValidator(_storable_text),
 ]
 IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
+# A trained model's input: one row of numbers by column name, or a list of rows (ml/trained.py
+# checks the columns against the model's features).
+FeatureName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+FeatureValue = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+TabularRow = Annotated[
+    dict[FeatureName, FeatureValue], Field(min_length=1, max_length=settings.AI_TRAIN_MAX_FEATURES)
+]
+TabularRows = Annotated[list[TabularRow], Field(min_length=1, max_length=settings.AI_PREDICT_MAX_ROWS)]
 
 
 class AIModelPublic(ORMModel):
@@ -440,6 +488,8 @@ class AIModelPublic(ORMModel):
     name: str
     information: str
     is_visible: bool
+    kind: str | None = Field(None, description='None: a built-in model; "tabular-regression": trained.')
+    is_ready: bool = Field(True, description="A trained model takes jobs once a version has succeeded.")
 
 
 class AIModelUpdate(RequestBody):
@@ -448,9 +498,15 @@ class AIModelUpdate(RequestBody):
 
 
 class JobCreate(RequestBody):
-    input: JobInput
+    input: JobInput | TabularRow | TabularRows = Field(
+        description="Text for the built-in models; for a trained model a row {column: number} or a list."
+    )
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"input": "게시판에 사진을 올리는 방법"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"input": "게시판에 사진을 올리는 방법"}, {"input": {"x0": 1.5, "x1": 2.0}}]
+        }
+    )
 
 
 class JobPublic(BaseModel):
@@ -459,11 +515,78 @@ class JobPublic(BaseModel):
     id: int
     model: str
     status: JobStatus
-    input: str
-    result: Any = Field(None, description="The model's answer (JSON) once the job succeeded.")
+    input: str | dict[str, Any] | list[Any] = Field(
+        description="What was submitted: text, row(s) for a trained model, or a training run's parameters."
+    )
+    result: Any = Field(
+        None, description="The model's answer (JSON) once the job succeeded; a training's progress meanwhile."
+    )
     error: str | None
     attempts: int = Field(description="Runs started; a job is failed after AI_MAX_ATTEMPTS.")
     create_date: datetime
     started_date: datetime | None
     finish_date: datetime | None
     is_finished: bool
+
+
+# --- AI training (administrators) -----------------------------------------------------------------
+
+TrainedModelName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]*$"),
+    Field(description="Lower-case letters, digits, '.', '_', '-'; 1-64 characters; the name jobs use."),
+]
+
+
+def _feature_names(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    names = [name.strip() for name in value.split(",")]
+    if not all(names):
+        raise ValueError("an empty column name in the list")
+    if len(set(names)) != len(names):
+        raise ValueError("a column is named twice")
+    return ",".join(names)
+
+
+class TrainingForm(RequestBody):
+    """A training run's multipart form: the CSV and how to learn from it."""
+
+    file: UploadFile = Field(description="CSV (UTF-8, a header row, numbers); at most MAX_UPLOAD_MB.")
+    target: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)] = Field(
+        description="The column to predict."
+    )
+    features: Annotated[str | None, AfterValidator(_feature_names)] = Field(
+        None, max_length=32_768, description="Comma-separated feature columns; default: all but the target."
+    )
+    epochs: int = Field(20, ge=1, le=settings.AI_TRAIN_MAX_EPOCHS)
+    learning_rate: float = Field(0.01, gt=0, le=10, allow_inf_nan=False, description="SGD (momentum 0.9).")
+    hidden_size: int | None = Field(
+        None, ge=1, le=1024, description="One hidden ReLU layer of this size; none: a linear model."
+    )
+
+    def feature_names(self) -> list[str] | None:
+        return self.features.split(",") if self.features else None
+
+
+class ModelCreateForm(TrainingForm):
+    name: TrainedModelName
+    information: Annotated[
+        str, StringConstraints(strip_whitespace=True, max_length=256), AfterValidator(multi_line_text)
+    ] = ""
+    kind: Literal["tabular-regression"] = "tabular-regression"
+
+
+class AIModelVersionPublic(BaseModel):
+    """One training run of a trained model: its parameters, and its metrics once it succeeded."""
+
+    id: int
+    model_id: int
+    version: int
+    status: JobStatus
+    parameters: dict[str, Any]
+    metrics: dict[str, Any] | None
+    training_job_id: int | None
+    create_date: datetime
+    finish_date: datetime | None
+    is_current: bool = Field(description="The version inference uses: the highest one that succeeded.")

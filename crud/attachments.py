@@ -1,13 +1,15 @@
 """Queries over attachments and the `is_file_attached` flag of their owners."""
 
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import bindparam, delete, exists, select, update
 from sqlalchemy.orm import Session
 
 from models import Attachment, Comment, Post
 
+BY_ID = select(Attachment).where(Attachment.id == bindparam("attachment_id"))
+
 
 def get(session: Session, attachment_id: int) -> Attachment | None:
-    return session.get(Attachment, attachment_id)
+    return session.scalar(BY_ID, {"attachment_id": attachment_id})
 
 
 def add_many(session: Session, attachments: list[Attachment]) -> None:
@@ -21,9 +23,11 @@ def remove(session: Session, attachment_id: int) -> None:
 
 def of_post(session: Session, post_id: int) -> list[Attachment]:
     """A post's own attachments (not its comments'), oldest first."""
-    return list(
-        session.scalars(select(Attachment).where(Attachment.post_id == post_id).order_by(Attachment.id))
-    )
+    return list(session.scalars(_OF_POST, {"post_id": post_id}))
+
+
+# Built once: every read of a post runs it.
+_OF_POST = select(Attachment).where(Attachment.post_id == bindparam("post_id")).order_by(Attachment.id)
 
 
 def of_comment(session: Session, comment_id: int) -> list[Attachment]:

@@ -1,8 +1,9 @@
 """Queries over boards and the board access list."""
 
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, delete, exists, func, insert, select
+from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, delete, exists, func, insert, select
 from sqlalchemy.orm import Session
 
 from models import Board, board_access
@@ -26,16 +27,23 @@ def name_taken(session: Session, name: str, *, except_id: int | None = None) -> 
     return session.scalar(query.limit(1)) is not None
 
 
-def lists_user(user_id: int) -> ColumnElement[bool]:
+def lists_user(user_id: int | BindParameter[int]) -> ColumnElement[bool]:
     """SQL condition: the board's access list names this user."""
     return exists().where(board_access.c.board_id == Board.id, board_access.c.user_id == user_id)
 
 
+def with_condition(condition: ColumnElement[bool]) -> Select[tuple[Board, bool]]:
+    """A board (the `board_id` bind parameter) and whether it meets the condition: a statement
+    to build once and run with get_with_condition."""
+    return select(Board, condition).where(Board.id == bindparam("board_id"))
+
+
 def get_with_condition(
-    session: Session, board_id: int, condition: ColumnElement[bool]
+    session: Session, query: Select[tuple[Board, bool]], *, board_id: int, params: dict[str, Any]
 ) -> tuple[Board, bool] | None:
-    """The board and whether it meets the condition, in one query; None when there is no board."""
-    row = session.execute(select(Board, condition).where(Board.id == board_id)).first()
+    """The board and whether it meets the condition, in one query; None when there is no board.
+    `params` fill the condition's own bind parameters."""
+    row = session.execute(query, {"board_id": board_id, **params}).first()
     return None if row is None else (row[0], bool(row[1]))
 
 

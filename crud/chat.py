@@ -89,13 +89,11 @@ def history(
     before_id: int | None,
     after_id: int | None,
     limit: int,
-    include_hidden: bool,
 ) -> list[Chat]:
-    """Up to `limit` messages, oldest first: the first ones after `after_id` when it is given
-    (a client catching up), otherwise the latest ones before `before_id` (scrolling back)."""
+    """Up to `limit` messages, deleted ones included, oldest first: the first ones after
+    `after_id` when it is given (a client catching up), otherwise the latest ones before
+    `before_id` (scrolling back)."""
     query = select(Chat).options(joinedload(Chat.user)).where(Chat.chat_session_id == conversation_id)
-    if not include_hidden:
-        query = query.where(Chat.is_visible.is_(True))
     if before_id is not None:
         query = query.where(Chat.id < before_id)
     if after_id is not None:

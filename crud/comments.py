@@ -29,6 +29,14 @@ def listing(*, post_id: int, include_hidden: bool) -> Listing:
     return Listing(query, count_query, {"post_id": post_id})
 
 
+# Built once (access checks load comments and posts by id on every request into them).
+BY_ID = select(Comment).where(Comment.id == bindparam("comment_id"))
+
+
+def get(session: Session, comment_id: int) -> Comment | None:
+    return session.scalar(BY_ID, {"comment_id": comment_id})
+
+
 @cache
 def _listing_statements(include_hidden: bool) -> tuple[Select[Any], Select[tuple[int]]]:
     filters: list[ColumnElement[bool]] = [Comment.post_id == bindparam("post_id")]

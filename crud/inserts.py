@@ -1,8 +1,10 @@
 """Insert-or-ignore, the one dialect-specific statement the counters need."""
 
+from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Insert, insert
+from sqlalchemy import Insert, bindparam, insert
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session
 
@@ -14,15 +16,20 @@ def insert_if_absent(session: Session, model: type[DeclarativeBase], values: dic
     gets a duplicate-key error. MySQL's INSERT IGNORE also turns other errors (a missing
     foreign key) into warnings: callers lock or load the parent row first, so those cannot happen.
     """
-    dialect = session.get_bind().dialect.name
-    statement: Insert
+    statement = _insert_ignoring_duplicates(session.get_bind().dialect.name, model, tuple(values))
+    return session.execute(statement, values).rowcount == 1
+
+
+@cache  # one statement per backend, table and set of columns, its values bound per call
+def _insert_ignoring_duplicates(dialect: str, model: type[DeclarativeBase], columns: Sequence[str]) -> Insert:
+    # On the Table, not the mapped class: run with a dict of values, an ORM insert would be an
+    # ORM bulk insert, whose result has no rowcount.
+    table = model.__table__
+    row = {column: bindparam(column) for column in columns}
     if dialect == "sqlite":
-        statement = sqlite.insert(model).values(values).on_conflict_do_nothing()
-    elif dialect == "postgresql":
-        statement = postgresql.insert(model).values(values).on_conflict_do_nothing()
-    elif dialect in ("mysql", "mariadb"):
-        statement = mysql.insert(model).values(values).prefix_with("IGNORE")
-    else:  # pragma: no cover - a backend we do not ship
-        statement = insert(model).values(values)
-    result = session.execute(statement)
-    return result.rowcount == 1
+        return sqlite.insert(table).values(row).on_conflict_do_nothing()
+    if dialect == "postgresql":
+        return postgresql.insert(table).values(row).on_conflict_do_nothing()
+    if dialect in ("mysql", "mariadb"):
+        return mysql.insert(table).values(row).prefix_with("IGNORE")
+    return insert(table).values(row)  # pragma: no cover - a backend we do not ship

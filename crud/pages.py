@@ -39,12 +39,29 @@ def fetch_page(
     values = dict(params or {})
     if count_query is None:
         count_query = select(func.count()).select_from(query.order_by(None).subquery())
-    total = session.scalar(count_query, values) or 0
+    # Statements that load no ORM objects (the COUNT, list rows made of columns) run on the
+    # session's connection: they give the same Rows, without the ORM's result machinery,
+    # which costs more than the query itself.
+    connection = session.connection()
+    total = connection.execute(count_query, values).scalar() or 0
     if total <= offset:
         return [], total
-    result = session.execute(_windowed(query), {**values, PAGE_OFFSET: offset, PAGE_LIMIT: limit})
-    rows = list(result.scalars() if len(query.column_descriptions) == 1 else result.all())
-    return rows, total
+    window = {**values, PAGE_OFFSET: offset, PAGE_LIMIT: limit}
+    loads_objects, one_per_row = _shape(query)
+    if loads_objects:
+        result = session.execute(_windowed(query), window)
+    else:
+        result = connection.execute(_windowed(query), window)
+    return list(result.scalars() if one_per_row else result.all()), total
+
+
+@lru_cache(maxsize=256)
+def _shape(query: Select[Any]) -> tuple[bool, bool]:
+    """Whether the query loads ORM objects, and whether it selects one thing (an entity or a
+    column, which each row then is). Kept per statement: `column_descriptions` is worked out
+    anew on each call."""
+    selected = query.column_descriptions
+    return any(isinstance(column["type"], type) for column in selected), len(selected) == 1
 
 
 @lru_cache(maxsize=256)

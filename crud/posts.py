@@ -5,14 +5,28 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Select, bindparam, delete, exists, func, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Row,
+    Select,
+    Update,
+    bindparam,
+    delete,
+    exists,
+    func,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from crud.authors import AUTHOR_NAME
 from crud.inserts import insert_if_absent
 from crud.pages import Listing
 from crud.search import contains_pattern, like_pattern
-from models import Post, PostLike, PostView, User
+from database import UTCDateTime
+from models import Board, Post, PostLike, PostView, User
 from schemas import PostSort
 
 Counter = InstrumentedAttribute[int]
@@ -39,6 +53,24 @@ LISTING_COLUMNS = (
     Post.is_file_attached,
     Post.is_visible,
 )
+
+
+def with_board_condition(condition: ColumnElement[bool]) -> Select[tuple[Post, bool, bool]]:
+    """A post (the `post_id` bind parameter), whether its board is visible and whether its
+    board meets the condition: a statement to build once and run with get_with_board_condition."""
+    return (
+        select(Post, Board.is_visible, condition)
+        .join(Board, Board.id == Post.board_id)
+        .where(Post.id == bindparam("post_id"))
+    )
+
+
+def get_with_board_condition(
+    session: Session, query: Select[tuple[Post, bool, bool]], *, post_id: int, params: dict[str, Any]
+) -> tuple[Post, bool, bool] | None:
+    """The post, its board's visibility and the condition's verdict; None when there is no post."""
+    row = session.execute(query, {"post_id": post_id, **params}).first()
+    return None if row is None else (row[0], bool(row[1]), bool(row[2]))
 
 
 def listing(*, board_id: int, include_hidden: bool, sort: PostSort, q: str | None) -> Listing:
@@ -69,33 +101,59 @@ def _listing_statements(
     return query.order_by(Post.id.desc()), select(func.count()).select_from(Post).where(*filters)
 
 
+VIEWER_LAST_VIEWED = "viewer_last_viewed"
+
+
 def detail(session: Session, *, post_id: int, viewer_id: int) -> Row[Any]:
-    """The post with its author, its counters as they are now and whether the viewer likes it."""
-    liked_by_me = exists().where(PostLike.post_id == Post.id, PostLike.user_id == viewer_id)
-    query = (
-        select(*LISTING_COLUMNS, Post.content, liked_by_me.label("liked_by_me"))
-        .join(User, User.id == Post.user_id)
-        .where(Post.id == post_id)
+    """The post with its author, its counters as they are now, whether the viewer likes it, and
+    when the viewer was last counted as its reader (VIEWER_LAST_VIEWED; None if never)."""
+    return session.execute(_DETAIL, {"post_id": post_id, "viewer_id": viewer_id}).one()
+
+
+_DETAIL = (
+    select(
+        *LISTING_COLUMNS,
+        Post.content,
+        exists()
+        .where(PostLike.post_id == Post.id, PostLike.user_id == bindparam("viewer_id"))
+        .label("liked_by_me"),
+        select(PostView.last_viewed_date)
+        .where(PostView.post_id == Post.id, PostView.user_id == bindparam("viewer_id"))
+        .scalar_subquery()
+        .label(VIEWER_LAST_VIEWED),
     )
-    return session.execute(query).one()
+    .join(User, User.id == Post.user_id)
+    .where(Post.id == bindparam("post_id"))
+)
 
 
 def lock(session: Session, post_id: int) -> None:
     """Locks the post row until commit (SELECT ... FOR UPDATE; SQLite serializes writers anyway).
 
-    Every change that moves a counter takes this lock first, before touching likes, views or
-    comments. Without it, MariaDB's foreign-key check on the child row takes a shared lock on
-    the post and two transactions then wait on each other to upgrade it: a deadlock.
+    A change to a counter locks the post before it touches the child row (like, view,
+    comment): MariaDB's foreign-key check on the child row takes a shared lock on the post, and
+    two transactions holding it then wait on each other to upgrade it, a deadlock. Most
+    changes let the counter's own UPDATE (add_to_counter) take the lock, first thing; this
+    explicit lock is for those that must look at the child row before they know the change.
     """
-    session.execute(select(Post.id).where(Post.id == post_id).with_for_update())
+    session.execute(_LOCK, {"post_id": post_id})
+
+
+_LOCK = select(Post.id).where(Post.id == bindparam("post_id")).with_for_update()
 
 
 def add_to_counter(session: Session, post_id: int, counter: Counter, delta: int) -> None:
-    """UPDATE post SET counter = counter + delta: the database does the arithmetic."""
-    session.execute(
+    """UPDATE post SET counter = counter + delta: the database does the arithmetic. On MariaDB
+    the UPDATE locks the post row until commit, as `lock` does."""
+    session.execute(_counter_update(counter), {"post_id": post_id, "delta": delta})
+
+
+@cache  # one statement per counter
+def _counter_update(counter: Counter) -> Update:
+    return (
         update(Post)
-        .where(Post.id == post_id)
-        .values({counter: counter + delta})
+        .where(Post.id == bindparam("post_id"))
+        .values({counter: counter + bindparam("delta", type_=Integer)})
         .execution_options(synchronize_session=False)
     )
 
@@ -119,25 +177,33 @@ def remove_like(session: Session, *, post_id: int, user_id: int) -> bool:
     return result.rowcount == 1
 
 
-def viewed_since(session: Session, *, post_id: int, user_id: int, since: datetime) -> bool:
-    """Whether the user was counted as a reader of the post at or after `since`."""
-    query = select(PostView.last_viewed_date).where(PostView.post_id == post_id, PostView.user_id == user_id)
-    last_viewed = session.scalar(query)
-    return last_viewed is not None and last_viewed >= since
-
-
-def record_view(session: Session, *, post_id: int, user_id: int, now: datetime, since: datetime) -> bool:
-    """Marks the user as a reader of the post now, unless they already were at or after `since`.
-    True when this view counts. Race-free: the renewal is a conditional UPDATE and the first
-    view an insert-or-ignore, so of two identical requests only one can return True."""
-    renewed = session.execute(
-        update(PostView)
-        .where(PostView.post_id == post_id, PostView.user_id == user_id, PostView.last_viewed_date < since)
-        .values(last_viewed_date=now)
-        .execution_options(synchronize_session=False)
-    )
-    if renewed.rowcount == 1:
-        return True
+def add_view(session: Session, *, post_id: int, user_id: int, now: datetime) -> bool:
+    """Records the user's first view of the post; False when a view of theirs is already
+    recorded (an insert-or-ignore: of two identical requests only one inserts)."""
     return insert_if_absent(
         session, PostView, {"post_id": post_id, "user_id": user_id, "last_viewed_date": now}
     )
+
+
+def renew_view(session: Session, *, post_id: int, user_id: int, now: datetime, since: datetime) -> bool:
+    """Moves the user's recorded view of the post to `now` if it is older than `since`; True
+    when it was (a conditional UPDATE: of two identical requests only one renews). Only for a
+    view known to exist: an UPDATE that finds no row takes a gap lock on MariaDB under
+    REPEATABLE READ, which deadlocks against other readers' first views."""
+    renewed = session.execute(
+        _RENEW_VIEW, {"view_post_id": post_id, "view_user_id": user_id, "now": now, "since": since}
+    )
+    return renewed.rowcount == 1
+
+
+# Parameters not named after the columns: an UPDATE reserves those names for its SET clause.
+_RENEW_VIEW = (
+    update(PostView)
+    .where(
+        PostView.post_id == bindparam("view_post_id"),
+        PostView.user_id == bindparam("view_user_id"),
+        PostView.last_viewed_date < bindparam("since", type_=UTCDateTime()),
+    )
+    .values(last_viewed_date=bindparam("now", type_=UTCDateTime()))
+    .execution_options(synchronize_session=False)
+)

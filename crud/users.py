@@ -1,14 +1,18 @@
 """Queries over users. No commits here: the calling service owns the transaction."""
 
-from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy import ColumnElement, Select, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from crud.search import escape_like
 from models import AIlog, ChatSession, Comment, Post, User
 
+# Built once: every authenticated request loads its user, and a prebuilt statement skips the
+# statement construction and cache-key generation that session.get pays on each call.
+BY_ID = select(User).where(User.id == bindparam("user_id"))
+
 
 def get(session: Session, user_id: int) -> User | None:
-    return session.get(User, user_id)
+    return session.scalar(BY_ID, {"user_id": user_id})
 
 
 def name_is(session: Session, name: str) -> ColumnElement[bool]:
@@ -66,3 +70,16 @@ def activity_counts(session: Session, user_id: int) -> dict[str, int]:
 
     row = session.execute(select(count(Post), count(Comment), count(ChatSession), count(AIlog))).one()
     return {"posts": row[0], "comments": row[1], "conversations": row[2], "ai_jobs": row[3]}
+
+
+def lock_active_superusers(session: Session) -> list[int]:
+    """The ids of the administrators whose accounts are not deleted, their rows locked until the
+    transaction ends. The rows are found first and then locked by primary key in id order, so
+    only those rows are locked and two callers never deadlock; the locking read sees the latest
+    commit, so a caller that waited sees what the other one changed."""
+    active = (User.is_superuser.is_(True), User.deleted_date.is_(None))
+    candidates = list(session.scalars(select(User.id).where(*active)))
+    if not candidates:
+        return []
+    locked = select(User.id).where(User.id.in_(candidates), *active).order_by(User.id).with_for_update()
+    return list(session.scalars(locked))

@@ -13,6 +13,7 @@ from crud import ai as ai_crud
 from ml.encoder import get_encoder
 from ml.post_index import PostIndex
 from ml.runner import BatchRunner, Lane, QueueFull
+from ml.training import TrainingExecutor, TrainingProcesses
 from services import ai_worker
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,9 @@ class Backend(Protocol):
     def submit_index(self, post_ids: Sequence[int]) -> None:
         """Embeds these posts, best effort."""
 
+    def submit_training(self, job_id: int) -> None:
+        """Runs a stored training job, on the training queue (never the inference one)."""
+
     def retry_after(self) -> int: ...
 
 
@@ -58,12 +62,15 @@ class ThreadBackend:
             queue_max=settings.AI_QUEUE_MAX,
             timeout_seconds=settings.AI_JOB_TIMEOUT_SECONDS,
         )
+        self.trainer = TrainingExecutor(workers=settings.AI_TRAIN_WORKERS, run=_run_training)
 
     def start(self) -> None:
-        get_encoder().run_in_child_process(settings.AI_MODEL_PROCESS)
+        get_encoder().run_in_child_process(settings.AI_MODEL_PROCESS, processes=settings.AI_WORKERS)
         self.runner.start()
+        self.trainer.start()
 
     def stop(self) -> None:
+        self.trainer.stop()
         self.runner.stop()
 
     def reserve(self, session: Session) -> None:
@@ -84,6 +91,9 @@ class ThreadBackend:
             if not self.runner.submit(lane, post_id):
                 log.warning("post index queue full; post %d waits for `cli.py reindex`", post_id)
 
+    def submit_training(self, job_id: int) -> None:
+        self.trainer.submit(job_id)
+
     def retry_after(self) -> int:
         return self.runner.retry_after()
 
@@ -99,6 +109,12 @@ def _job_lane(model_name: str) -> Lane:
             job_ids, error=ai_worker.timed_out_error(seconds)
         ),
     )
+
+
+def _run_training(job_id: int, processes: TrainingProcesses) -> None:
+    from services import ai_training  # it imports services.ai, which imports this module
+
+    ai_training.run_training(job_id, processes)
 
 
 def _index_lane() -> Lane:
@@ -145,6 +161,9 @@ class CeleryBackend:
 
     def submit_index(self, post_ids: Sequence[int]) -> None:
         self.celery.send_task("madang.ai.index_posts", args=[list(post_ids)], queue=settings.CELERY_QUEUE)
+
+    def submit_training(self, job_id: int) -> None:
+        self.celery.send_task("madang.ai.train_model", args=[job_id], queue=settings.CELERY_TRAIN_QUEUE)
 
     def retry_after(self) -> int:
         return CELERY_RETRY_AFTER_SECONDS

@@ -31,6 +31,13 @@ class AIModel(ABC):
         """The context a batch runs in (torch models: `torch.inference_mode()`)."""
         yield
 
+    def job_input(self, value: Any) -> str:
+        """What a job stores as its input (AIlog.content), from the request's `input`; raises
+        ValueError saying what does not fit. These models read text."""
+        if not isinstance(value, str):
+            raise ValueError(f"{self.name} reads text: give `input` as a string")
+        return value
+
     @abstractmethod
     def predict_batch(self, inputs: list[str]) -> list[Any]:
         """One output per input, in order. Raising fails every job of the batch."""

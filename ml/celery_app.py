@@ -23,6 +23,7 @@ from config import settings
 from database import engine
 from ml import registry
 from ml.post_index import PostIndex
+from ml.training import worker_processes
 from services import ai_events, ai_worker
 
 log = logging.getLogger(__name__)
@@ -87,3 +88,20 @@ def run_job(model_name: str, job_id: int) -> None:
 @app.task(name="madang.ai.index_posts")
 def index_posts(post_ids: list[int]) -> None:
     ai_worker.index_posts(post_ids)
+
+
+# Training tasks come on CELERY_TRAIN_QUEUE: run a worker for it apart from the inference workers
+# (`-Q madang-train`), so a long run never holds an inference worker. The run stops itself at
+# train_timeout_seconds; Celery's limits are the backstop, below the visibility timeout.
+@app.task(
+    name="madang.ai.train_model",
+    soft_time_limit=settings.train_timeout_seconds + max(0.5, settings.train_timeout_seconds / 20),
+    time_limit=settings.celery_train_hard_time_limit,
+)
+def train_model(job_id: int) -> None:
+    from services import ai_training
+
+    try:
+        ai_training.run_training(job_id, worker_processes(), redelivered=True)
+    except SoftTimeLimitExceeded:
+        ai_training.fail_training(job_id, error=ai_worker.timed_out_error(settings.train_timeout_seconds))

@@ -23,7 +23,7 @@ class SentenceEncoder:
 
     def __init__(self) -> None:
         self._model: Any = None
-        self._child: Any = None  # ml.model_process.ModelProcess when the forward runs there
+        self._child: Any = None  # ml.model_process.ModelProcessPool when forwards run there
         self._load_lock = threading.Lock()
         self._tokenizer_lock = threading.Lock()
 
@@ -32,20 +32,25 @@ class SentenceEncoder:
         return self._model is not None
 
     @property
-    def child_pid(self) -> int | None:
-        """The model process's id, while there is one."""
-        return self._child.pid if self._child is not None else None
+    def child_pids(self) -> list[int]:
+        """The model processes' ids, while there are any."""
+        return self._child.pids if self._child is not None else []
 
-    def run_in_child_process(self, enabled: bool) -> None:
-        """Whether the forward passes run in a child process (the API process's choice,
-        AI_MODEL_PROCESS); the child starts on first use and lives as long as this process."""
-        from ml.model_process import ModelProcess
+    def run_in_child_process(self, enabled: bool, *, processes: int = 1) -> None:
+        """Whether the forward passes run in child processes (the API process's choice,
+        AI_MODEL_PROCESS), one per batch in flight; each starts on first use and lives as long as
+        this process."""
+        from ml.model_process import ModelProcessPool
 
-        if enabled and self._child is None:
-            self._child = ModelProcess()
-        elif not enabled and self._child is not None:
+        current = len(self._child.processes) if self._child is not None else 0
+        wanted = max(1, processes) if enabled else 0
+        if current == wanted:
+            return
+        if self._child is not None:
             self._child.stop()
             self._child = None
+        if wanted:
+            self._child = ModelProcessPool(wanted)
 
     def load(self) -> None:
         if self._child is not None:

@@ -11,6 +11,7 @@ pipe, one batch at a time.
 
 import os
 import pickle
+import queue
 import struct
 import subprocess
 import sys
@@ -118,6 +119,37 @@ class ModelProcess:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+class ModelProcessPool:
+    """Several model processes, one batch each at a time: with AI_WORKERS batches in flight, each
+    has a process of its own (one torch thread each suits a small machine: no thread of one
+    batch waits for a core another process holds)."""
+
+    def __init__(self, size: int) -> None:
+        self.processes = [ModelProcess() for _ in range(max(1, size))]
+        self._idle: queue.SimpleQueue[ModelProcess] = queue.SimpleQueue()
+        for process in self.processes:
+            self._idle.put(process)
+
+    @property
+    def pids(self) -> list[int]:
+        return [pid for pid in (process.pid for process in self.processes) if pid is not None]
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        process = self._idle.get()
+        try:
+            return process.encode(texts)
+        finally:
+            self._idle.put(process)
+
+    def load(self) -> None:
+        for process in self.processes:
+            process.load()
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.stop()
 
 
 def serve(requests: BinaryIO, answers: BinaryIO) -> None:

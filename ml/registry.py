@@ -3,6 +3,7 @@ startup; a job names its model by that name."""
 
 import importlib
 import logging
+import threading
 
 from config import settings
 from ml.base import AIModel
@@ -11,6 +12,7 @@ log = logging.getLogger(__name__)
 
 _models: dict[str, AIModel] = {}
 _loaded_plugins = False
+_loading = threading.RLock()  # a plugin module may register (and look up) models while loading
 
 
 def register(model: AIModel) -> AIModel:
@@ -24,6 +26,18 @@ def unregister(name: str) -> None:
 
 
 def get(name: str) -> AIModel | None:
+    """A model of the code by its name, else a model an administrator trained (its current
+    version, ml/trained.py), else None."""
+    model = builtin(name)
+    if model is None:
+        from ml import trained
+
+        model = trained.find(name)
+    return model
+
+
+def builtin(name: str) -> AIModel | None:
+    """A model of the code (shipped or registered), never a trained one."""
     _ensure_models()
     return _models.get(name)
 
@@ -40,11 +54,14 @@ def _ensure_models() -> None:
     global _loaded_plugins  # noqa: PLW0603 - one registry per process
     if _loaded_plugins:
         return
-    _loaded_plugins = True
-    from ml import board_suggest, post_index, similar_posts
+    with _loading:
+        if _loaded_plugins:
+            return
+        from ml import board_suggest, post_index, similar_posts
 
-    for model in (similar_posts.SimilarPosts(), board_suggest.BoardSuggest(), post_index.PostIndex()):
-        _models.setdefault(model.name, model)
-    for module in filter(None, (name.strip() for name in settings.AI_MODEL_MODULES.split(","))):
-        importlib.import_module(module)
-        log.info("models registered by %s", module)
+        for model in (similar_posts.SimilarPosts(), board_suggest.BoardSuggest(), post_index.PostIndex()):
+            _models.setdefault(model.name, model)
+        for module in filter(None, (name.strip() for name in settings.AI_MODEL_MODULES.split(","))):
+            importlib.import_module(module)
+            log.info("models registered by %s", module)
+        _loaded_plugins = True

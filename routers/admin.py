@@ -6,6 +6,7 @@ from deps import AdminUser, AnyBoard, AnyUser, Pagination, SessionDep
 from models import Board, User
 from schemas import (
     AdminUserDetail,
+    AdminUserPublic,
     AdminUserUpdate,
     BoardAccess,
     BoardAccessUpdate,
@@ -13,7 +14,6 @@ from schemas import (
     BoardPublic,
     BoardUpdate,
     Page,
-    UserPublic,
 )
 from services import admin as admin_service
 from services import boards as boards_service
@@ -21,14 +21,14 @@ from services import boards as boards_service
 router = APIRouter(prefix="/admin", tags=["admin"])
 
 
-@router.get("/users", response_model=Page[UserPublic], summary="Find users")
+@router.get("/users", response_model=Page[AdminUserPublic], summary="Find users")
 def list_users(
     _: AdminUser,
     session: SessionDep,
     page: Pagination,
     q: Annotated[str | None, Query(max_length=256, description="Part of a name or email")] = None,
     is_banned: bool | None = None,
-) -> Page[UserPublic]:
+) -> Page[AdminUserPublic]:
     return admin_service.list_users(session, q=q, is_banned=is_banned, offset=page.offset, limit=page.limit)
 
 
@@ -37,7 +37,7 @@ def read_user(user: AnyUser, session: SessionDep) -> AdminUserDetail:
     return admin_service.describe_user(session, user)
 
 
-@router.patch("/users/{user_id}", response_model=UserPublic, summary="Ban or unban a user")
+@router.patch("/users/{user_id}", response_model=AdminUserPublic, summary="Ban or unban a user")
 def update_user(user: AnyUser, changes: AdminUserUpdate, admin: AdminUser, session: SessionDep) -> User:
     return admin_service.update_user(session, admin=admin, user=user, changes=changes)
 

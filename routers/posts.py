@@ -2,7 +2,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from deps import CurrentUser, Pagination, ReadableBoard, ReadablePost, SessionDep, WritablePost
+from deps import (
+    BoardBeingRead,
+    CurrentUser,
+    Pagination,
+    PostBeingRead,
+    ReadableBoard,
+    ReadablePost,
+    SessionDep,
+    WritablePost,
+)
 from schemas import LikeState, Page, PostCreate, PostDetail, PostSort, PostSummary, PostUpdate
 from services import posts as posts_service
 
@@ -10,16 +19,20 @@ router = APIRouter(tags=["posts"])
 
 
 @router.get("/boards/{board_id}/posts", response_model=Page[PostSummary], summary="A board's posts")
-def list_posts(
-    board: ReadableBoard,
-    user: CurrentUser,
-    session: SessionDep,
+async def list_posts(
+    reading: BoardBeingRead,
     page: Pagination,
     sort: Annotated[PostSort, Query(description="Newest, or most viewed, liked, commented")] = "latest",
     q: Annotated[str | None, Query(max_length=100, description="Words in the title or content")] = None,
 ) -> Page[PostSummary]:
-    return posts_service.list_posts(
-        session, board=board, user=user, sort=sort, q=q, offset=page.offset, limit=page.limit
+    return await posts_service.list_posts(
+        reading.session,
+        board=reading.board,
+        user=reading.user,
+        sort=sort,
+        q=q,
+        offset=page.offset,
+        limit=page.limit,
     )
 
 
@@ -34,8 +47,8 @@ def create_post(board: ReadableBoard, data: PostCreate, user: CurrentUser, sessi
 
 
 @router.get("/posts/{post_id}", response_model=PostDetail, summary="Read a post (counts a view)")
-def read_post(post: ReadablePost, user: CurrentUser, session: SessionDep) -> PostDetail:
-    return posts_service.read(session, post=post, user=user)
+async def read_post(reading: PostBeingRead) -> PostDetail:
+    return await posts_service.read(reading.session, post=reading.post, user=reading.user)
 
 
 @router.patch(

@@ -2,7 +2,7 @@ from fastapi import APIRouter, status
 
 from deps import CurrentUser, SessionDep
 from models import User
-from schemas import BoardPublic, PasswordChange, UserPublic, UserUpdate
+from schemas import AccountDeletion, BoardPublic, PasswordChange, UserPublic, UserUpdate
 from services import access
 from services import users as users_service
 
@@ -26,6 +26,15 @@ def change_password(data: PasswordChange, user: CurrentUser, session: SessionDep
     users_service.change_password(
         session, user=user, current_password=data.current_password, new_password=data.new_password
     )
+
+
+@router.delete(
+    "/me",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete my account (anonymized; posts stay under a placeholder name)",
+)
+def delete_me(data: AccountDeletion, user: CurrentUser, session: SessionDep) -> None:
+    users_service.delete_account(session, user=user, password=data.password)
 
 
 @router.get("/me/boards", response_model=list[BoardPublic], summary="Boards I may use")

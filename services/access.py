@@ -1,10 +1,16 @@
 """The one place that decides who may see a board. Every path into a board's data (board
 pages, posts, comments, attachments, search, AI) goes through these functions."""
 
-from sqlalchemy import ColumnElement, and_, or_, true
+from functools import cache
+from typing import Any
+
+from sqlalchemy import BindParameter, ColumnElement, Integer, Select, and_, bindparam, or_, true
 from sqlalchemy.orm import Session
 
+from crud import attachments as attachments_crud
 from crud import boards as boards_crud
+from crud import comments as comments_crud
+from crud import posts as posts_crud
 from errors import Forbidden, NotFound
 from models import Attachment, Board, Comment, Post, User
 
@@ -13,23 +19,54 @@ def board_usable_by(user: User) -> ColumnElement[bool]:
     """THE rule, as an SQL condition on Board: administrators may use every board; anyone else
     the visible boards that are public or list them. Lists filter with it, single boards are
     checked with it, so the two can never disagree."""
-    if user.is_superuser:
+    return _board_rule(administrator=user.is_superuser, user_id=user.id)
+
+
+def _board_rule(*, administrator: bool, user_id: int | BindParameter[int]) -> ColumnElement[bool]:
+    if administrator:
         return true()
-    return and_(Board.is_visible.is_(True), or_(Board.is_public.is_(True), boards_crud.lists_user(user.id)))
+    return and_(Board.is_visible.is_(True), or_(Board.is_public.is_(True), boards_crud.lists_user(user_id)))
+
+
+READER_ID = "reader_id"
+
+
+@cache
+def _reader_rule(administrator: bool) -> ColumnElement[bool]:
+    """The rule with the user's id as a bind parameter (READER_ID): the statements below are
+    built once per kind of user, since every request into a board runs one, and building a
+    statement anew costs more than running it."""
+    return _board_rule(administrator=administrator, user_id=bindparam(READER_ID, type_=Integer))
+
+
+@cache
+def _board_check(administrator: bool) -> Select[Any]:
+    return boards_crud.with_condition(_reader_rule(administrator))
+
+
+@cache
+def _post_check(administrator: bool) -> Select[Any]:
+    return posts_crud.with_board_condition(_reader_rule(administrator))
 
 
 def readable_board(session: Session, *, user: User, board_id: int) -> Board:
     """The board, or 404 when it does not exist or is hidden from this user, or 403 when it
     is restricted and the user is not on its access list."""
-    found = boards_crud.get_with_condition(session, board_id, board_usable_by(user))
+    found = boards_crud.get_with_condition(
+        session, _board_check(user.is_superuser), board_id=board_id, params={READER_ID: user.id}
+    )
     if found is None:
         raise NotFound("board")
     board, usable = found
-    if not usable and not board.is_visible:
+    _check_board(visible=board.is_visible, usable=usable)
+    return board
+
+
+def _check_board(*, visible: bool, usable: bool) -> None:
+    if not usable and not visible:
         raise NotFound("board")
     if not usable:
         raise Forbidden("you have no access to this board", code="no_board_access")
-    return board
 
 
 def usable_boards(session: Session, *, user: User) -> list[Board]:
@@ -37,11 +74,17 @@ def usable_boards(session: Session, *, user: User) -> list[Board]:
 
 
 def readable_post(session: Session, *, user: User, post_id: int) -> Post:
-    """The post, if the user may read its board; hidden posts exist only for administrators."""
-    post = session.get(Post, post_id)
-    if post is None or (not post.is_visible and not user.is_superuser):
+    """The post, if the user may read its board; hidden posts exist only for administrators.
+    One query: the post with its board's visibility and the rule's verdict on that board."""
+    found = posts_crud.get_with_board_condition(
+        session, _post_check(user.is_superuser), post_id=post_id, params={READER_ID: user.id}
+    )
+    if found is None:
         raise NotFound("post")
-    readable_board(session, user=user, board_id=post.board_id)
+    post, board_visible, usable = found
+    if not post.is_visible and not user.is_superuser:
+        raise NotFound("post")
+    _check_board(visible=board_visible, usable=usable)
     return post
 
 
@@ -54,7 +97,7 @@ def writable_post(session: Session, *, user: User, post_id: int) -> Post:
 
 
 def readable_comment(session: Session, *, user: User, comment_id: int) -> Comment:
-    comment = session.get(Comment, comment_id)
+    comment = comments_crud.get(session, comment_id)
     if comment is None or (not comment.is_visible and not user.is_superuser):
         raise NotFound("comment")
     readable_post(session, user=user, post_id=comment.post_id)
@@ -83,7 +126,7 @@ def can_restore(user: User) -> bool:
 def readable_attachment(session: Session, *, user: User, attachment_id: int) -> Attachment:
     """The attachment, if the user may read the post or comment it belongs to: 404 when that is
     missing or hidden from the user, 403 when its board is restricted and the user lacks access."""
-    attachment = session.get(Attachment, attachment_id)
+    attachment = attachments_crud.get(session, attachment_id)
     if attachment is None:
         raise NotFound("attachment")
     try:

@@ -9,13 +9,13 @@ from errors import Conflict, NotFound
 from models import Board, User
 from schemas import (
     AdminUserDetail,
+    AdminUserPublic,
     AdminUserUpdate,
     BoardAccess,
     BoardPublic,
     Page,
     UserActivity,
     UserCreate,
-    UserPublic,
 )
 from services import auth, chat
 
@@ -36,18 +36,18 @@ def get_board(session: Session, board_id: int) -> Board:
 
 def list_users(
     session: Session, *, q: str | None, is_banned: bool | None, offset: int, limit: int
-) -> Page[UserPublic]:
+) -> Page[AdminUserPublic]:
     rows, total = pages.fetch_page(
         session, users_crud.search_query(q=q, is_banned=is_banned), offset=offset, limit=limit
     )
-    return Page[UserPublic](
-        items=[UserPublic.model_validate(u) for u in rows], total=total, offset=offset, limit=limit
+    return Page[AdminUserPublic](
+        items=[AdminUserPublic.model_validate(u) for u in rows], total=total, offset=offset, limit=limit
     )
 
 
 def describe_user(session: Session, user: User) -> AdminUserDetail:
     return AdminUserDetail(
-        **UserPublic.model_validate(user).model_dump(),
+        **AdminUserPublic.model_validate(user).model_dump(exclude={"is_deleted"}),
         counts=UserActivity(**users_crud.activity_counts(session, user.id)),
         boards=[BoardPublic.model_validate(b) for b in boards_crud.member_boards(session, user.id)],
     )
@@ -55,6 +55,7 @@ def describe_user(session: Session, user: User) -> AdminUserDetail:
 
 def update_user(session: Session, *, admin: User, user: User, changes: AdminUserUpdate) -> User:
     values = changes.model_dump(exclude_unset=True)
+    _refuse_deleted(user)
     if values.get("is_banned") and user.id == admin.id:
         raise Conflict("administrators cannot ban themselves", code="cannot_ban_self")
     # Every request checks is_banned on the one user lookup, so the user's tokens stop working
@@ -67,8 +68,15 @@ def update_user(session: Session, *, admin: User, user: User, changes: AdminUser
     return user
 
 
+def _refuse_deleted(user: User) -> None:
+    """A deleted account is final: nothing an administrator changes brings it back to life."""
+    if user.deleted_date is not None:
+        raise Conflict("this account was deleted", code="user_deleted")
+
+
 def grant_board_access(session: Session, *, user: User, board_ids: list[int]) -> BoardAccess:
     """Replaces the user's access list with exactly these boards."""
+    _refuse_deleted(user)
     wanted = sorted(set(board_ids))
     boards = boards_crud.get_many(session, wanted)
     missing = sorted(set(wanted) - {b.id for b in boards})

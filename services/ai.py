@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 from anyio import CapacityLimiter, to_thread
 from sqlalchemy.exc import IntegrityError
@@ -20,11 +21,12 @@ from sqlalchemy.orm import Session
 
 from config import settings
 from crud import ai as ai_crud
+from crud import ai_training as training_crud
 from crud import embeddings as embeddings_crud
 from crud import pages
 from database import SessionLocal, utcnow
-from errors import Conflict, NotFound, TooManyRequests
-from ml import registry
+from errors import Conflict, NotFound, TooManyRequests, Unprocessable
+from ml import registry, tabular
 from ml.backends import Backend, QueueFull, create_backend
 from ml.encoder import MODEL_NAME
 from models import AI, AIlog, User
@@ -66,9 +68,15 @@ async def running() -> AsyncIterator[None]:
 
 
 def sync_models() -> None:
+    """A row in the AI table for each model of the registry that has none."""
+    entries = [(model.name, model.information) for model in registry.listed()]
     with SessionLocal() as session:
-        added = ai_crud.insert_missing_models(session, [(m.name, m.information) for m in registry.listed()])
-        session.commit()
+        try:
+            added = ai_crud.insert_missing_models(session, entries)
+            session.commit()
+        except IntegrityError:  # another API process starting at the same time added them
+            session.rollback()
+            added = 0
     if added:
         log.info("%d AI model(s) added to the AI table", added)
 
@@ -86,10 +94,15 @@ def recover(backend: Backend) -> tuple[int, int]:
     if not backend.recovers_at_startup:
         lost_after = settings.CELERY_VISIBILITY_TIMEOUT_SECONDS + settings.celery_hard_time_limit
         started_before = utcnow() - timedelta(seconds=lost_after)
+    from services import ai_training  # training jobs go back to their own queue, by their own limits
+
+    training_job_ids = ai_training.recover(backend)
     requeue: list[AIlog] = []
     with SessionLocal() as session:
         failed: list[int] = []
         for job in ai_crud.left_behind(session, started_before=started_before):
+            if job.id in training_job_ids:
+                continue
             if not backend.recovers_at_startup:
                 if job.status == ai_crud.RUNNING and ai_crud.finish(
                     session, job.id, status=ai_crud.FAILED, now=utcnow(), error="lost: no worker finished it"
@@ -117,9 +130,14 @@ def recover(backend: Backend) -> tuple[int, int]:
 
 
 def list_models(session: Session, *, user: User) -> list[AI]:
-    """The models this process runs; hidden ones only for administrators."""
+    """The models this process runs, and the trained ones with a version that succeeded; hidden
+    ones (and trained ones without a version yet) only for administrators."""
     names = [model.name for model in registry.listed()]
-    return ai_crud.model_list(session, names=names, include_hidden=user.is_superuser)
+    rows = ai_crud.model_list(session, names=names, include_hidden=user.is_superuser)
+    trained = training_crud.trained_models(
+        session, kind=tabular.KIND, include_unready=user.is_superuser, include_hidden=user.is_superuser
+    )
+    return sorted([*rows, *trained], key=lambda row: row.id)
 
 
 def usable_model(session: Session, *, user: User, name: str) -> AI:
@@ -148,11 +166,17 @@ def update_model(session: Session, *, model: AI, changes: AIModelUpdate) -> AIMo
 
 
 def submit(
-    session: Session, *, user: User, model_name: str, text: str, idempotency_key: str | None
+    session: Session,
+    *,
+    user: User,
+    model_name: str,
+    text: str | dict[str, Any] | list[Any],
+    idempotency_key: str | None,
 ) -> JobPublic:
     """Stores a queued job and hands it to the backend. With an idempotency key already used
     by this user, the first job comes back instead (409 if it asked for something else)."""
     model = usable_model(session, user=user, name=model_name)
+    text = _stored_input(model_name, text)
     if idempotency_key is not None:
         earlier = ai_crud.job_by_key(session, user_id=user.id, key=idempotency_key)
         if earlier is not None:
@@ -181,7 +205,7 @@ def submit(
         raise
     # Taken before handing over: the answer shows the job as submitted (queued), however fast
     # a worker then takes it.
-    submitted = job_public(job, model_name=model.name)
+    submitted = job_public(job, model_name=model.name, structured_input=model.kind is not None)
     publish_public([(user.id, submitted)])
     if _hand_over(session, backend, model_name=model.name, job_id=job.id):
         return submitted
@@ -189,6 +213,23 @@ def submit(
     assert failed is not None
     publish_jobs([failed])
     return job_public(failed)
+
+
+def _stored_input(model_name: str, value: str | dict[str, Any] | list[Any]) -> str:
+    """The input as the job stores it, in the form its model reads (text, or a trained model's
+    rows as JSON); 422 naming what does not fit (e.g. a missing column)."""
+    model = registry.get(model_name)
+    if model is None:  # a trained model's only version went away between the two looks
+        raise NotFound("model")
+    try:
+        return model.job_input(value)
+    except ValueError as exc:
+        raise Unprocessable(f"input: {exc}") from exc
+
+
+def current_backend() -> Backend | None:
+    """The backend while the app runs; None in scripts, workers and stopped apps."""
+    return _backend
 
 
 def _hand_over(session: Session, backend: Backend | None, *, model_name: str, job_id: int) -> bool:

@@ -32,13 +32,16 @@ log = logging.getLogger(__name__)
 ERROR_MAX_CHARS = 2000
 
 
-def job_public(job: AIlog, *, model_name: str | None = None) -> JobPublic:
-    """The API's view of a job row (its model loaded, or its name given)."""
+def job_public(job: AIlog, *, model_name: str | None = None, structured_input: bool = False) -> JobPublic:
+    """The API's view of a job row (its model loaded, or its name given). A trained model's jobs
+    (rows of numbers, training parameters) store their input as JSON: given back as JSON."""
+    if model_name is None:
+        model_name, structured_input = job.ai.name, job.ai.kind is not None
     return JobPublic(
         id=job.id,
-        model=model_name if model_name is not None else job.ai.name,
+        model=model_name,
         status=job.status,  # type: ignore[arg-type]
-        input=job.content,
+        input=json.loads(job.content) if structured_input else job.content,
         result=json.loads(job.result) if job.result is not None else None,
         error=job.error,
         attempts=job.attempts,

@@ -14,7 +14,7 @@ from database import utcnow
 from errors import BadRequest, Conflict, Unauthorized, banned
 from models import PasswordResetToken, RefreshToken, User
 from schemas import TokenPair, UserCreate
-from services import mail, rate_limit, security
+from services import chat, mail, rate_limit, security
 
 log = logging.getLogger(__name__)
 
@@ -170,3 +170,4 @@ def confirm_password_reset(session: Session, *, token: str, new_password: str) -
     end_all_sessions(session, user)
     tokens_crud.expire_resets_for_user(session, user.id, now)
     session.commit()
+    chat.disconnect_user(user.id, banned=False)

@@ -5,6 +5,11 @@ answers every conversation. A message is committed to the database before anyone
 it; then a live event goes through the broker to every socket of the opener and of every
 administrator, on every process. The same functions serve REST (one request Session) and the
 WebSocket (services/chat_socket.py runs them in a worker thread with a Session of their own).
+
+A deleted message keeps its place in the history as a tombstone (`message_public`): members
+see that something was said and removed, not what; administrators keep the content for
+moderation. The listing's last message and unread counts leave deleted messages out: a
+preview of "(message deleted)" or a badge for something nobody can read helps no one.
 """
 
 from dataclasses import dataclass
@@ -53,14 +58,25 @@ def readable_conversation(session: Session, *, user: User, conversation_id: int)
 
 
 def readable_message(session: Session, *, user: User, message_id: int) -> tuple[Chat, ChatSession]:
+    """A message of a conversation the caller may read (deleted ones too: members see their
+    tombstones); 404 otherwise."""
     message = chat_crud.get_message(session, message_id)
-    if message is None or (not message.is_visible and not user.is_superuser):
+    if message is None:
         raise NotFound("message")
     try:
         conversation = readable_conversation(session, user=user, conversation_id=message.chat_session_id)
     except NotFound:
         raise NotFound("message") from None
     return message, conversation
+
+
+def message_public(message: Chat, *, viewer: User) -> ChatMessagePublic:
+    """A message as `viewer` sees it: a deleted one is a tombstone without its content, except
+    for administrators."""
+    public = ChatMessagePublic.model_validate(message)
+    if message.is_visible or viewer.is_superuser:
+        return public
+    return public.model_copy(update={"content": None})
 
 
 def _public(conversation: ChatSession, opener: User) -> ChatSessionPublic:
@@ -90,7 +106,8 @@ def list_conversations(
     session: Session, *, user: User, is_closed: bool | None, offset: int, limit: int
 ) -> Page[ChatSessionSummary]:
     """My conversations (administrators: all), most recently active first, each with its last
-    message and my unread count: one query for the page, one for the last messages."""
+    message and my unread count (both leave deleted messages out): one query for the page, one
+    for the last messages."""
     query, count = chat_crud.conversations_page_query(user, is_closed=is_closed)
     rows, total = pages.fetch_page(session, query, offset=offset, limit=limit, count_query=count)
     last_messages = chat_crud.messages_by_id(
@@ -119,15 +136,11 @@ def history(
     after_id: int | None,
     limit: int,
 ) -> list[ChatMessagePublic]:
+    """Messages in order, deleted ones as tombstones in their place (see message_public)."""
     messages = chat_crud.history(
-        session,
-        conversation_id=conversation.id,
-        before_id=before_id,
-        after_id=after_id,
-        limit=limit,
-        include_hidden=user.is_superuser,
+        session, conversation_id=conversation.id, before_id=before_id, after_id=after_id, limit=limit
     )
-    return [ChatMessagePublic.model_validate(message) for message in messages]
+    return [message_public(message, viewer=user) for message in messages]
 
 
 @dataclass(frozen=True)
@@ -144,7 +157,7 @@ def post_message(
     if conversation.is_closed:
         stored = _stored(session, user=user, client_id=client_id)
         if stored is not None:  # a resend of a message sent before the conversation closed
-            return _resent(stored, conversation)
+            return _resent(stored, conversation, user)
         raise Conflict("this conversation is closed", code="conversation_closed")
     # Insert first and look for the earlier copy only when the unique (user_id, client_id)
     # refuses it: resends are rare, so the usual send costs no extra query.
@@ -158,7 +171,7 @@ def post_message(
         stored = _stored(session, user=user, client_id=client_id)
         if stored is None:
             raise
-        return _resent(stored, conversation)
+        return _resent(stored, conversation, user)
     message = ChatMessagePublic(
         id=chat.id,
         session_id=conversation.id,
@@ -180,10 +193,10 @@ def _stored(session: Session, *, user: User, client_id: str | None) -> Chat | No
     return chat_crud.find_by_client_id(session, user_id=user.id, client_id=client_id)
 
 
-def _resent(stored: Chat, conversation: ChatSession) -> SentMessage:
+def _resent(stored: Chat, conversation: ChatSession, user: User) -> SentMessage:
     if stored.chat_session_id != conversation.id:
         raise Conflict("this client_id was already used in another conversation", code="client_id_reused")
-    return SentMessage(ChatMessagePublic.model_validate(stored), created=False)
+    return SentMessage(message_public(stored, viewer=user), created=False)
 
 
 def send_message(
@@ -235,11 +248,12 @@ def update_conversation(
 
 
 def edit_message(session: Session, *, user: User, message_id: int, content: str) -> ChatMessagePublic:
+    """The author changes their message; members online get `chat.edited`."""
     message, conversation = readable_message(session, user=user, message_id=message_id)
     if message.user_id != user.id:
         raise Forbidden("only the author may edit a message", code="not_author")
     if not message.is_visible:
-        raise NotFound("message")
+        raise Conflict("a deleted message cannot be edited", code="message_deleted")
     if conversation.is_closed:
         raise Conflict("this conversation is closed", code="conversation_closed")
     message.content = content
@@ -251,7 +265,8 @@ def edit_message(session: Session, *, user: User, message_id: int, content: str)
 
 
 def delete_message(session: Session, *, user: User, message_id: int) -> None:
-    """Hides the message (soft delete); administrators still see it in the history."""
+    """Soft delete: the message becomes a tombstone in the history (administrators still read
+    its content); members online get `chat.deleted`. Deleting it again changes nothing."""
     message, conversation = readable_message(session, user=user, message_id=message_id)
     if message.user_id != user.id and not user.is_superuser:
         raise Forbidden("only the author or an administrator may delete a message", code="not_author")
@@ -259,8 +274,25 @@ def delete_message(session: Session, *, user: User, message_id: int) -> None:
         return
     message.is_visible = False
     session.commit()
-    event = {"type": "chat.deleted", "session_id": conversation.id, "message_id": message.id}
-    broker.publish(members(conversation), event)
+    _publish_deletion(conversation, message)
+
+
+def _publish_deletion(conversation: ChatSession, message: Chat) -> None:
+    """`chat.deleted` carries the message as each member's history now shows it: the tombstone
+    for the opener, the tombstone with its content for administrators."""
+
+    def event(public: ChatMessagePublic) -> dict[str, object]:
+        return {
+            "type": "chat.deleted",
+            "session_id": conversation.id,
+            "message_id": message.id,
+            "message": public.model_dump(mode="json"),
+        }
+
+    broker.publish(Audience(admins=True), event(ChatMessagePublic.model_validate(message)))
+    opener = conversation.user
+    if not opener.is_superuser:  # an administrator's own conversation: told above, content and all
+        broker.publish(Audience(user_ids=(opener.id,)), event(message_public(message, viewer=opener)))
 
 
 def typing_audience(session: Session, *, user: User, conversation_id: int) -> Audience:

@@ -11,10 +11,12 @@ moment to fetch what was missed (history with after_id). A client sends:
   {"type": "chat.typing", "session_id"}                → other members get {"type": "chat.typing",
                                                          "session_id", "user"} (nothing is stored)
   {"type": "ping"} → {"type": "pong"}; {"type": "pong"} answers the server's ping.
-The server also sends chat.edited, chat.deleted, chat.session (opened, renamed, closed),
-{"type": "ping"} every CHAT_PING_SECONDS (answer with pong, or send anything), {"type":
-"resync"} when live events may have been missed (fetch history with after_id), and
-{"type": "error", "code", "detail"[, "client_id"]} for any bad frame; the socket stays open.
+The server also sends chat.edited {"message"}, chat.deleted {"session_id", "message_id",
+"message": the tombstone, content null except for administrators}, chat.session (opened,
+renamed, closed), {"type": "ping"} every CHAT_PING_SECONDS (answer with pong, or send
+anything), {"type": "resync"} when live events may have been missed (fetch history with
+after_id), and {"type": "error", "code", "detail"[, "client_id"]} for any bad frame; the
+socket stays open.
 
 Close codes: 4401 missing, bad or expired token; 4403 banned (also at once on a ban); 4408
 no heartbeat; 1013 the socket could not keep up with its events.

@@ -8,7 +8,7 @@ from crud import comments as comments_crud
 from crud import pages
 from crud import posts as posts_crud
 from crud.authors import with_author
-from database import utcnow
+from database import utcnow, write_turns
 from errors import Forbidden
 from models import Comment, Post, User
 from schemas import CommentCreate, CommentPublic, CommentUpdate, Page
@@ -33,12 +33,12 @@ def list_comments(
 
 
 def create(session: Session, *, post: Post, user: User, data: CommentCreate) -> CommentPublic:
-    posts_crud.lock(session, post.id)
-    comment = Comment(post_id=post.id, user_id=user.id, content=data.content)
-    session.add(comment)
-    session.flush()
-    posts_crud.add_to_counter(session, post.id, Post.number_of_comment, +1)
-    session.commit()
+    with write_turns.turn():
+        # The counter first: its UPDATE locks the post row (see services/posts.py).
+        posts_crud.add_to_counter(session, post.id, Post.number_of_comment, +1)
+        comment = Comment(post_id=post.id, user_id=user.id, content=data.content)
+        session.add(comment)
+        session.commit()
     return describe(session, comment_id=comment.id)
 
 

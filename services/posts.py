@@ -1,12 +1,19 @@
 """Posts: list and search a board, read (counting the view), write, delete, like.
 
 Counters move only in SQL (UPDATE ... SET n = n + 1), and only when the row that justifies
-the change (a like, a view) was really inserted or deleted. Every such change locks the post
-row first, so concurrent likes and views of one post queue instead of deadlocking.
+the change (a like, a view) was really inserted or deleted. The counter's UPDATE comes first in
+its transaction: on MariaDB it locks the post row, so concurrent likes and views of one post
+queue there instead of deadlocking (the child row's foreign-key check then finds the lock
+held), and it costs no separate locking read. When the like or view row turns out unchanged
+(a repeat, or another request won), the transaction is rolled back, counter and all.
 """
 
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
 
+from anyio import to_thread
 from sqlalchemy.orm import Session
 
 from config import settings
@@ -14,7 +21,8 @@ from crud import attachments as attachments_crud
 from crud import pages
 from crud import posts as posts_crud
 from crud.authors import with_author
-from database import utcnow
+from crud.pages import Listing
+from database import IN_PROCESS_DATABASE, utcnow, write_turns
 from errors import Forbidden
 from models import Board, Post, User
 from schemas import (
@@ -29,14 +37,37 @@ from schemas import (
 )
 from services import access, ai
 
+# A list page runs on the event loop when the indexes serve it and the database is in-process:
+# a reader's (visible posts only) page of a board without search, near the top, on SQLite. It is
+# then a few index reads, cheaper than the trip to a worker thread. Search reads the text of
+# every post of the board, OFFSET walks that many index entries, and administrators' lists
+# (hidden posts too) sort what no index orders: time that grows with the data. A database server
+# makes the caller wait on the network. Those run in the thread pool. (The COUNT reads the
+# board's index entries: about 20 ns each on SQLite, tens of microseconds for the busiest
+# seeded board.)
+INLINE_MAX_OFFSET = 1000
 
-def list_posts(
+
+async def list_posts(
     session: Session, *, board: Board, user: User, sort: PostSort, q: str | None, offset: int, limit: int
 ) -> Page[PostSummary]:
     """One page of the board's posts: one COUNT and one SELECT (authors joined), whatever
     the page size. Hidden posts are left out, and not counted, except for administrators."""
     q = (q or "").strip() or None
-    listing = posts_crud.listing(board_id=board.id, include_hidden=access.sees_hidden(user), sort=sort, q=q)
+    include_hidden = access.sees_hidden(user)
+    page = partial(
+        _list_page,
+        session,
+        listing=posts_crud.listing(board_id=board.id, include_hidden=include_hidden, sort=sort, q=q),
+        offset=offset,
+        limit=limit,
+    )
+    if q is None and not include_hidden and offset < INLINE_MAX_OFFSET and IN_PROCESS_DATABASE:
+        return page()
+    return await to_thread.run_sync(page)
+
+
+def _list_page(session: Session, *, listing: Listing, offset: int, limit: int) -> Page[PostSummary]:
     rows, total = pages.fetch_page(
         session,
         listing.query,
@@ -51,18 +82,58 @@ def list_posts(
     )
 
 
-def read(session: Session, *, post: Post, user: User) -> PostDetail:
-    """The post for its reader, counting the view once per reader per VIEW_DEDUPE_MINUTES."""
-    _count_view(session, post_id=post.id, user_id=user.id)
-    return describe(session, post_id=post.id, viewer=user)
+async def read(session: Session, *, post: Post, user: User) -> PostDetail:
+    """The post for its reader, counting the view once per reader per VIEW_DEDUPE_MINUTES.
+
+    The post is read first, with when this reader was last counted: a reader counted recently
+    costs nothing more and takes no lock. Counting a view writes, and a write may wait (for the
+    post's row lock on MariaDB, the database's write lock on SQLite), so it runs in the thread
+    pool, last; on SQLite the reads run on the event loop, with a database server everything
+    runs in one trip to a worker thread. The answer shows the count with this view."""
+    post_id, user_id = post.id, user.id  # a rolled-back count expires the loaded objects
+    if not IN_PROCESS_DATABASE:
+        return await to_thread.run_sync(partial(_read, session, post_id=post_id, user_id=user_id))
+    fields, view = _look(session, post_id=post_id, user_id=user_id)
+    if view is not None and await to_thread.run_sync(view):
+        fields["number_of_view"] += 1
+    return PostDetail.model_validate(fields)
 
 
-def describe(session: Session, *, post_id: int, viewer: User) -> PostDetail:
-    """The post with author, current counts, the viewer's like and attachments: two queries,
-    however many attachments there are."""
-    row = posts_crud.detail(session, post_id=post_id, viewer_id=viewer.id)
+def _read(session: Session, *, post_id: int, user_id: int) -> PostDetail:
+    fields, view = _look(session, post_id=post_id, user_id=user_id)
+    if view is not None and view():
+        fields["number_of_view"] += 1
+    return PostDetail.model_validate(fields)
+
+
+def _look(
+    session: Session, *, post_id: int, user_id: int
+) -> tuple[dict[str, Any], Callable[[], bool] | None]:
+    """The post as its reader sees it, and the view still to count (a callable that counts it
+    and tells whether it did), or None when the reader was counted recently."""
+    fields = _detail(session, post_id=post_id, viewer_id=user_id)
+    last_viewed = fields.pop(posts_crud.VIEWER_LAST_VIEWED)
+    now = utcnow()
+    since = now - timedelta(minutes=settings.VIEW_DEDUPE_MINUTES)
+    if last_viewed is not None and last_viewed >= since:
+        return fields, None
+    seen = last_viewed is not None
+    view = partial(_count_view, session, post_id=post_id, user_id=user_id, seen=seen, now=now, since=since)
+    return fields, view
+
+
+def describe(session: Session, *, post_id: int, viewer_id: int) -> PostDetail:
+    fields = _detail(session, post_id=post_id, viewer_id=viewer_id)
+    del fields[posts_crud.VIEWER_LAST_VIEWED]
+    return PostDetail.model_validate(fields)
+
+
+def _detail(session: Session, *, post_id: int, viewer_id: int) -> dict[str, Any]:
+    """The post with author, current counts, the viewer's like and last counted view, and the
+    attachments: two queries, however many attachments there are."""
+    row = posts_crud.detail(session, post_id=post_id, viewer_id=viewer_id)
     attachments = [AttachmentPublic.model_validate(a) for a in attachments_crud.of_post(session, post_id)]
-    return PostDetail.model_validate({**with_author([row])[0], "attachments": attachments})
+    return {**with_author([row])[0], "attachments": attachments}
 
 
 def create(session: Session, *, board: Board, user: User, data: PostCreate) -> PostDetail:
@@ -70,7 +141,7 @@ def create(session: Session, *, board: Board, user: User, data: PostCreate) -> P
     session.add(post)
     session.commit()
     ai.post_changed(post.id)  # similar-posts: its embedding is computed in the background
-    return describe(session, post_id=post.id, viewer=user)
+    return describe(session, post_id=post.id, viewer_id=user.id)
 
 
 def update(session: Session, *, post: Post, user: User, changes: PostUpdate) -> PostDetail:
@@ -85,7 +156,7 @@ def update(session: Session, *, post: Post, user: User, changes: PostUpdate) -> 
     session.commit()
     if text_changed:
         ai.post_changed(post.id)  # similar-posts: its embedding is computed again
-    return describe(session, post_id=post.id, viewer=user)
+    return describe(session, post_id=post.id, viewer_id=user.id)
 
 
 def delete(session: Session, *, post: Post) -> None:
@@ -97,20 +168,28 @@ def delete(session: Session, *, post: Post) -> None:
 
 def like(session: Session, *, post: Post, user: User) -> LikeState:
     """Idempotent: liking twice leaves one like."""
-    posts_crud.lock(session, post.id)
-    if posts_crud.add_like(session, post_id=post.id, user_id=user.id):
-        posts_crud.add_to_counter(session, post.id, Post.number_of_like, +1)
-    session.commit()
-    return _like_state(session, post_id=post.id, liked=True)
+    post_id = post.id
+    with write_turns.turn():
+        posts_crud.add_to_counter(session, post_id, Post.number_of_like, +1)
+        _keep_if(session, posts_crud.add_like(session, post_id=post_id, user_id=user.id))
+    return _like_state(session, post_id=post_id, liked=True)
 
 
 def unlike(session: Session, *, post: Post, user: User) -> LikeState:
     """Idempotent: unliking a post one does not like changes nothing."""
-    posts_crud.lock(session, post.id)
-    if posts_crud.remove_like(session, post_id=post.id, user_id=user.id):
-        posts_crud.add_to_counter(session, post.id, Post.number_of_like, -1)
-    session.commit()
-    return _like_state(session, post_id=post.id, liked=False)
+    post_id = post.id
+    with write_turns.turn():
+        posts_crud.add_to_counter(session, post_id, Post.number_of_like, -1)
+        _keep_if(session, posts_crud.remove_like(session, post_id=post_id, user_id=user.id))
+    return _like_state(session, post_id=post_id, liked=False)
+
+
+def _keep_if(session: Session, changed: bool) -> None:
+    """Commits a counter change whose like or view row really changed; rolls back the rest."""
+    if changed:
+        session.commit()
+    else:
+        session.rollback()
 
 
 def _like_state(session: Session, *, post_id: int, liked: bool) -> LikeState:
@@ -120,13 +199,22 @@ def _like_state(session: Session, *, post_id: int, liked: bool) -> LikeState:
     )
 
 
-def _count_view(session: Session, *, post_id: int, user_id: int) -> None:
-    now = utcnow()
-    since = now - timedelta(minutes=settings.VIEW_DEDUPE_MINUTES)
-    # A reader counted recently costs one indexed read and takes no lock.
-    if posts_crud.viewed_since(session, post_id=post_id, user_id=user_id, since=since):
-        return
-    posts_crud.lock(session, post_id)
-    if posts_crud.record_view(session, post_id=post_id, user_id=user_id, now=now, since=since):
+def _count_view(
+    session: Session, *, post_id: int, user_id: int, seen: bool, now: datetime, since: datetime
+) -> bool:
+    """Counts the view unless a request of the same reader counted it first; True when this
+    one counted. The counter moves first: on MariaDB that UPDATE takes the post's row lock, so
+    views of one post queue there, and the view row's foreign-key check then finds the lock
+    already held (taken after it, the shared lock of that check is what concurrent viewers
+    deadlock on). The view row decides: a first view is an insert-or-ignore, a renewal a
+    conditional UPDATE of the row `seen` before (never an UPDATE of a missing row, which takes a
+    gap lock under REPEATABLE READ); when it changes nothing, another request counted this
+    view, and all is rolled back."""
+    with write_turns.turn():
         posts_crud.add_to_counter(session, post_id, Post.number_of_view, +1)
-    session.commit()
+        if seen:
+            counted = posts_crud.renew_view(session, post_id=post_id, user_id=user_id, now=now, since=since)
+        else:
+            counted = posts_crud.add_view(session, post_id=post_id, user_id=user_id, now=now)
+        _keep_if(session, counted)
+    return counted

@@ -2,6 +2,7 @@
 
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
@@ -80,6 +81,19 @@ def create_access_token(user_id: int, token_version: int) -> str:
 
 
 def decode_access_token(token: str) -> AccessClaims:
+    """The claims of a valid access token; Unauthorized otherwise. A token is verified once and
+    remembered (a client sends the same one with each request until it expires): the string
+    fixes the signature check and the claims, so only the expiry is checked on each use."""
+    claims, expires_at = _verified_access_token(token)
+    if time.time() >= expires_at:
+        raise Unauthorized("access token expired", code="token_expired")
+    return claims
+
+
+@lru_cache(maxsize=4096)
+def _verified_access_token(token: str) -> tuple[AccessClaims, float]:
+    """(claims, expiry as a Unix time) of a signed access token. A refused token raises, and
+    lru_cache keeps no exceptions, so nothing is remembered for it."""
     try:
         claims = jwt.decode(
             token,
@@ -94,7 +108,8 @@ def decode_access_token(token: str) -> AccessClaims:
     try:
         if claims.get("type") != ACCESS_TOKEN_TYPE:
             raise ValueError("not an access token")
-        return AccessClaims(user_id=int(claims["sub"]), token_version=int(claims["ver"]))
+        access = AccessClaims(user_id=int(claims["sub"]), token_version=int(claims["ver"]))
+        return access, float(claims["exp"])
     except (KeyError, TypeError, ValueError) as exc:
         raise Unauthorized("invalid access token", code="invalid_token") from exc
 

@@ -3,11 +3,14 @@
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from crud import boards as boards_crud
+from crud import tokens as tokens_crud
 from crud import users as users_crud
+from database import utcnow
 from errors import BadRequest, Conflict
 from models import User
-from schemas import UserUpdate
-from services import auth, security
+from schemas import DELETED_USER_PREFIX, UserUpdate
+from services import auth, chat, security
 
 
 def update_profile(session: Session, *, user: User, changes: UserUpdate) -> User:
@@ -33,3 +36,31 @@ def change_password(session: Session, *, user: User, current_password: str, new_
     user.password_hash = security.hash_password(new_password)
     auth.end_all_sessions(session, user)
     session.commit()
+    chat.disconnect_user(user.id, banned=False)
+
+
+def delete_account(session: Session, *, user: User, password: str) -> None:
+    """Anonymizes the account: the name becomes a placeholder, the email is freed, no password
+    matches, every token and socket dies and board access is cleared. Posts, comments and chat
+    history stay, shown under the placeholder name."""
+    if not security.verify_password(password, user.password_hash):
+        raise BadRequest("the password is wrong", code="wrong_password")
+    # Locked: of the last two administrators leaving at once, the second waits for the first's
+    # commit and then finds itself the last one.
+    if user.is_superuser and not set(users_crud.lock_active_superusers(session)) - {user.id}:
+        raise Conflict("the last administrator cannot delete their account", code="last_administrator")
+    now = utcnow()
+    user.name = deleted_user_name(user.id)
+    user.email = None
+    user.password_hash = security.unusable_password_hash()
+    user.is_superuser = False
+    user.deleted_date = now
+    auth.end_all_sessions(session, user)
+    tokens_crud.expire_resets_for_user(session, user.id, now)
+    boards_crud.replace_members(session, user_id=user.id, board_ids=[])
+    session.commit()
+    chat.disconnect_user(user.id, banned=False)
+
+
+def deleted_user_name(user_id: int) -> str:
+    return f"{DELETED_USER_PREFIX}{user_id}"

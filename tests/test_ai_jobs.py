@@ -377,12 +377,43 @@ def test_deleting_a_finished_job_hides_it_from_its_owner_only(
     assert client.get(f"{API}/ai/jobs/{job_id}", headers=admin.headers).status_code == 200
 
 
-def test_a_job_still_in_flight_cannot_be_deleted(start_app: StartApp, gate: GateModel, user: Person) -> None:
+def test_a_deleted_job_stays_in_the_administrators_list(
+    start_app: StartApp, echo: EchoModel, user: Person, admin: Person
+) -> None:
+    client = start_app()
+    job_id = ended(client, user, submitted(client, user, "test-echo")["id"])["id"]
+    client.delete(f"{API}/ai/jobs/{job_id}", headers=user.headers)
+    everyone = client.get(f"{API}/admin/ai/jobs", headers=admin.headers).json()
+    assert [job["id"] for job in everyone["items"]] == [job_id]
+
+
+def test_a_running_job_cannot_be_deleted(start_app: StartApp, gate: GateModel, user: Person) -> None:
     client = start_app()
     job_id = submitted(client, user, "test-gate")["id"]
+    assert gate.started.wait(10)
     response = client.delete(f"{API}/ai/jobs/{job_id}", headers=user.headers)
     assert response.status_code == 409
     assert response.json()["code"] == "job_not_finished"
+    assert client.get(f"{API}/ai/jobs/{job_id}", headers=user.headers).status_code == 200
+
+
+def test_a_queued_job_cannot_be_deleted(start_app: StartApp, gate: GateModel, user: Person) -> None:
+    client = start_app(AI_WORKERS=1)
+    submitted(client, user, "test-gate", "holds the worker")
+    assert gate.started.wait(10)
+    job_id = submitted(client, user, "test-gate", "waits its turn")["id"]
+    response = client.delete(f"{API}/ai/jobs/{job_id}", headers=user.headers)
+    assert response.status_code == 409
+    assert client.get(f"{API}/ai/jobs/{job_id}", headers=user.headers).json()["status"] == "queued"
+
+
+def test_a_canceled_job_can_be_deleted(start_app: StartApp, gate: GateModel, user: Person) -> None:
+    client = start_app(AI_WORKERS=1)
+    submitted(client, user, "test-gate", "holds the worker")
+    assert gate.started.wait(10)
+    job_id = submitted(client, user, "test-gate", "waits its turn")["id"]
+    client.post(f"{API}/ai/jobs/{job_id}/cancel", headers=user.headers)
+    assert client.delete(f"{API}/ai/jobs/{job_id}", headers=user.headers).status_code == 204
 
 
 # --- administrators and models --------------------------------------------------------------

@@ -97,3 +97,34 @@ def test_a_user_and_an_administrator_chat_through_the_page(browser, server, make
     expect(user_page.locator("#messages .message .content")).to_have_text(
         ["hello, is anyone there?", "안녕하세요! How can I help?"]
     )
+
+
+def test_the_page_shows_edited_and_deleted_messages(browser, server, make_user):
+    import httpx2
+
+    user = make_user("minji")
+    make_user("root_admin", is_superuser=True)
+    user_page = signed_in_page(browser, server, "minji")
+    user_page.fill("#new-conversation-name", "오타가 있어요")
+    user_page.click("#new-conversation-form button")
+    expect(user_page.locator("#conversation-title")).to_have_text("오타가 있어요")
+    say(user_page, "typo")
+    say(user_page, "oops")
+    sent = user_page.locator("#messages .message:not(.pending)")
+    expect(sent.locator(".content")).to_have_text(["typo", "oops"])
+    typo_id, oops_id = (sent.nth(n).get_attribute("data-id") for n in (0, 1))
+
+    # Changed through the API: the open page hears of it live.
+    api = f"{server.http}/api/v1/chat/messages"
+    assert (
+        httpx2.patch(f"{api}/{typo_id}", json={"content": "fixed"}, headers=user.headers).status_code == 200
+    )
+    assert httpx2.delete(f"{api}/{oops_id}", headers=user.headers).status_code == 204
+    expect(sent.locator(".content")).to_have_text(["fixed", "(message deleted)"])
+    expect(sent.nth(0).locator(".meta")).to_contain_text("(edited)")
+
+    # From the history: an administrator still reads the deleted message, marked as deleted.
+    admin_page = signed_in_page(browser, server, "root_admin")
+    admin_page.locator("#conversation-list li").first.click()
+    expect(admin_page.locator("#messages .message .content")).to_have_text(["fixed", "oops"])
+    expect(admin_page.locator("#messages .message.deleted .meta")).to_contain_text("(message deleted)")

@@ -343,6 +343,22 @@ def test_a_user_cannot_close_their_conversation(client, user, conversation):
     assert response.status_code == 403
 
 
+def test_a_user_cannot_reopen_their_closed_conversation(client, user, admin, conversation):
+    url = f"{API}/chat/sessions/{conversation['id']}"
+    client.patch(url, json={"is_closed": True}, headers=admin.headers)
+    response = client.patch(url, json={"is_closed": False}, headers=user.headers)
+    assert response.status_code == 403
+    assert listing(client, user)[0]["is_closed"] is True
+
+
+def test_administrator_reopens_a_conversation(client, admin, conversation):
+    url = f"{API}/chat/sessions/{conversation['id']}"
+    client.patch(url, json={"is_closed": True}, headers=admin.headers)
+    response = client.patch(url, json={"is_closed": False}, headers=admin.headers)
+    assert response.status_code == 200
+    assert response.json()["is_closed"] is False
+
+
 def test_the_opener_renames_a_conversation(client, user, conversation):
     response = client.patch(
         f"{API}/chat/sessions/{conversation['id']}", json={"name": "solved"}, headers=user.headers
@@ -358,46 +374,150 @@ def test_an_administrator_cannot_rename_a_users_conversation(client, admin, conv
     assert response.status_code == 403
 
 
+def edit(client, person, message_id: int, content: str = "fixed"):
+    return client.patch(
+        f"{API}/chat/messages/{message_id}", json={"content": content}, headers=person.headers
+    )
+
+
+def delete(client, person, message_id: int):
+    return client.delete(f"{API}/chat/messages/{message_id}", headers=person.headers)
+
+
 def test_the_author_edits_a_message(client, user, conversation):
     message = post_message(client, user, conversation["id"], "typo")
-    response = client.patch(
-        f"{API}/chat/messages/{message['id']}", json={"content": "fixed"}, headers=user.headers
-    )
+    response = edit(client, user, message["id"], "fixed")
     assert response.status_code == 200
     assert response.json()["content"] == "fixed"
     assert response.json()["edit_date"] is not None
 
 
+def test_history_shows_an_edited_message_as_edited(client, user, conversation):
+    message = post_message(client, user, conversation["id"], "typo")
+    edit(client, user, message["id"], "fixed")
+    (seen,) = history(client, user, conversation["id"])
+    assert (seen["content"], seen["edit_date"] is not None) == ("fixed", True)
+
+
+def test_an_unedited_message_has_no_edit_date(client, user, conversation):
+    post_message(client, user, conversation["id"], "as sent")
+    (seen,) = history(client, user, conversation["id"])
+    assert seen["edit_date"] is None
+
+
 def test_nobody_else_edits_a_message(client, user, admin, conversation):
     message = post_message(client, user, conversation["id"], "mine")
-    response = client.patch(
-        f"{API}/chat/messages/{message['id']}", json={"content": "x"}, headers=admin.headers
-    )
+    response = edit(client, admin, message["id"], "x")
     assert response.status_code == 403
+    assert response.json()["code"] == "not_author"
+
+
+def test_the_opener_cannot_edit_an_administrators_answer(client, user, admin, conversation):
+    answer = post_message(client, admin, conversation["id"], "answer")
+    assert edit(client, user, answer["id"], "changed").status_code == 403
+
+
+def test_the_opener_cannot_delete_an_administrators_answer(client, user, admin, conversation):
+    answer = post_message(client, admin, conversation["id"], "answer")
+    response = delete(client, user, answer["id"])
+    assert response.status_code == 403
+    assert history(client, user, conversation["id"])[0]["content"] == "answer"
 
 
 def test_a_message_in_another_users_conversation_is_not_found(client, user, other_user, conversation):
     message = post_message(client, user, conversation["id"], "mine")
-    response = client.delete(f"{API}/chat/messages/{message['id']}", headers=other_user.headers)
+    response = delete(client, other_user, message["id"])
     assert response.status_code == 404
 
 
-def test_a_deleted_message_leaves_the_users_history(client, user, conversation):
-    message = post_message(client, user, conversation["id"], "oops")
-    assert client.delete(f"{API}/chat/messages/{message['id']}", headers=user.headers).status_code == 204
-    assert history(client, user, conversation["id"]) == []
+def test_a_message_in_another_users_conversation_cannot_be_edited(client, user, other_user, conversation):
+    message = post_message(client, user, conversation["id"], "mine")
+    assert edit(client, other_user, message["id"], "theirs").status_code == 404
+    assert history(client, user, conversation["id"])[0]["content"] == "mine"
 
 
-def test_administrators_still_see_a_deleted_message(client, user, admin, conversation):
+def test_an_unknown_message_is_not_found(client, user):
+    assert edit(client, user, 999_999).status_code == 404
+    assert delete(client, user, 999_999).status_code == 404
+
+
+def test_the_author_deletes_a_message(client, user, conversation):
     message = post_message(client, user, conversation["id"], "oops")
-    client.delete(f"{API}/chat/messages/{message['id']}", headers=admin.headers)
+    assert delete(client, user, message["id"]).status_code == 204
+
+
+def test_a_deleted_message_stays_in_the_users_history_as_a_tombstone(client, user, conversation):
+    message = post_message(client, user, conversation["id"], "oops")
+    delete(client, user, message["id"])
+    (seen,) = history(client, user, conversation["id"])
+    assert seen == {
+        **message,
+        "content": None,
+        "is_deleted": True,
+        "is_visible": False,
+    }
+
+
+def test_a_tombstone_keeps_its_place_between_other_messages(client, user, admin, conversation):
+    first = post_message(client, user, conversation["id"], "one")
+    gone = post_message(client, user, conversation["id"], "two")
+    last = post_message(client, admin, conversation["id"], "three")
+    delete(client, user, gone["id"])
+    seen = history(client, user, conversation["id"])
+    assert [(m["id"], m["content"]) for m in seen] == [
+        (first["id"], "one"),
+        (gone["id"], None),
+        (last["id"], "three"),
+    ]
+
+
+def test_an_administrator_deletes_a_users_message(client, user, admin, conversation):
+    message = post_message(client, user, conversation["id"], "spam")
+    assert delete(client, admin, message["id"]).status_code == 204
+    (seen,) = history(client, user, conversation["id"])
+    assert (seen["content"], seen["is_deleted"]) == (None, True)
+
+
+def test_administrators_still_read_a_deleted_messages_content(client, user, admin, conversation):
+    message = post_message(client, user, conversation["id"], "oops")
+    delete(client, user, message["id"])
     (seen,) = history(client, admin, conversation["id"])
-    assert seen["is_visible"] is False
+    assert (seen["content"], seen["is_deleted"], seen["is_visible"]) == ("oops", True, False)
+
+
+def test_deleting_a_deleted_message_again_changes_nothing(client, user, conversation):
+    message = post_message(client, user, conversation["id"], "oops")
+    delete(client, user, message["id"])
+    assert delete(client, user, message["id"]).status_code == 204
+    assert history(client, user, conversation["id"])[0]["is_deleted"] is True
+
+
+def test_a_deleted_message_cannot_be_edited(client, user, conversation):
+    message = post_message(client, user, conversation["id"], "oops")
+    delete(client, user, message["id"])
+    response = edit(client, user, message["id"], "back from the dead")
+    assert response.status_code == 409
+    assert response.json()["code"] == "message_deleted"
+
+
+def test_a_resend_of_a_deleted_message_returns_its_tombstone(client, user, conversation):
+    message = post_message(client, user, conversation["id"], "oops", client_id="c-1")
+    delete(client, user, message["id"])
+    again = post_message(client, user, conversation["id"], "oops", client_id="c-1")
+    assert (again["id"], again["content"], again["is_deleted"]) == (message["id"], None, True)
 
 
 def test_a_deleted_message_is_neither_last_nor_unread(client, user, admin, conversation):
     kept = post_message(client, admin, conversation["id"], "kept")
     gone = post_message(client, admin, conversation["id"], "gone")
-    client.delete(f"{API}/chat/messages/{gone['id']}", headers=admin.headers)
+    delete(client, admin, gone["id"])
     (item,) = listing(client, user)
     assert (item["last_message"]["id"], item["unread_count"]) == (kept["id"], 1)
+
+
+def test_a_message_in_a_closed_conversation_cannot_be_edited(client, user, admin, conversation):
+    message = post_message(client, user, conversation["id"], "typo")
+    client.patch(f"{API}/chat/sessions/{conversation['id']}", json={"is_closed": True}, headers=admin.headers)
+    response = edit(client, user, message["id"], "fixed")
+    assert response.status_code == 409
+    assert response.json()["code"] == "conversation_closed"

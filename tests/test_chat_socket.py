@@ -179,14 +179,94 @@ def test_closing_a_conversation_is_announced_to_its_opener(client, user, admin, 
         assert listener.wait_for("chat.session")["session"]["is_closed"] is True
 
 
-def test_edits_and_deletions_are_delivered(client, user, admin, conversation):
+def edit(client, person, message_id: int, content: str = "fixed") -> None:
+    response = client.patch(
+        f"{API}/chat/messages/{message_id}", json={"content": content}, headers=person.headers
+    )
+    assert response.status_code == 200, response.text
+
+
+def delete(client, person, message_id: int) -> None:
+    assert client.delete(f"{API}/chat/messages/{message_id}", headers=person.headers).status_code == 204
+
+
+def test_an_edit_is_delivered_to_every_member_online(client, user, admin, conversation):
     message = post_message(client, user, conversation["id"], "typo")
-    with live_socket(client, admin) as listener:
-        client.patch(f"{API}/chat/messages/{message['id']}", json={"content": "fixed"}, headers=user.headers)
-        assert listener.wait_for("chat.edited")["message"]["content"] == "fixed"
-        client.delete(f"{API}/chat/messages/{message['id']}", headers=user.headers)
-        deleted = listener.wait_for("chat.deleted")
+    with live_socket(client, admin) as administrator, live_socket(client, user) as other_device:
+        edit(client, user, message["id"], "fixed")
+        for socket in (administrator, other_device):
+            edited = socket.wait_for("chat.edited")["message"]
+            assert (edited["id"], edited["content"]) == (message["id"], "fixed")
+            assert edited["edit_date"] is not None
+
+
+def test_the_authors_deletion_reaches_the_opener_as_a_tombstone(client, user, conversation):
+    message = post_message(client, user, conversation["id"], "oops")
+    with live_socket(client, user) as socket:
+        delete(client, user, message["id"])
+        deleted = socket.wait_for("chat.deleted")
     assert (deleted["session_id"], deleted["message_id"]) == (conversation["id"], message["id"])
+    assert deleted["message"] == {**message, "content": None, "is_deleted": True, "is_visible": False}
+
+
+def test_administrators_hear_of_a_deletion_with_the_content(client, user, admin, conversation):
+    message = post_message(client, user, conversation["id"], "oops")
+    with live_socket(client, admin) as socket:
+        delete(client, user, message["id"])
+        deleted = socket.wait_for("chat.deleted")["message"]
+    assert (deleted["content"], deleted["is_deleted"]) == ("oops", True)
+
+
+def test_an_administrators_deletion_reaches_the_opener_as_a_tombstone(client, user, admin, conversation):
+    message = post_message(client, user, conversation["id"], "spam")
+    with live_socket(client, user) as socket:
+        delete(client, admin, message["id"])
+        deleted = socket.wait_for("chat.deleted")["message"]
+    assert (deleted["id"], deleted["content"], deleted["is_deleted"]) == (message["id"], None, True)
+
+
+def test_the_live_tombstone_is_what_the_history_shows(client, user, admin, conversation):
+    message = post_message(client, admin, conversation["id"], "wrong answer")
+    with live_socket(client, user) as socket:
+        delete(client, admin, message["id"])
+        deleted = socket.wait_for("chat.deleted")["message"]
+    history = client.get(f"{API}/chat/sessions/{conversation['id']}/messages", headers=user.headers).json()
+    assert history == [deleted]
+
+
+def test_each_member_hears_of_a_deletion_once(client, user, admin, conversation):
+    message = post_message(client, user, conversation["id"], "oops")
+    with live_socket(client, user) as opener, live_socket(client, admin) as administrator:
+        delete(client, user, message["id"])
+        opener.wait_for("chat.deleted")
+        administrator.wait_for("chat.deleted")
+        opener.assert_quiet()
+        administrator.assert_quiet()
+
+
+def test_an_administrator_who_opened_a_conversation_hears_of_a_deletion_once_with_the_content(client, admin):
+    conversation = open_conversation(client, admin, "internal note")
+    message = post_message(client, admin, conversation["id"], "draft")
+    with live_socket(client, admin) as socket:
+        delete(client, admin, message["id"])
+        assert socket.wait_for("chat.deleted")["message"]["content"] == "draft"
+        socket.assert_quiet()
+
+
+def test_deleting_a_deleted_message_again_sends_nothing(client, user, conversation):
+    message = post_message(client, user, conversation["id"], "oops")
+    delete(client, user, message["id"])
+    with live_socket(client, user) as socket:
+        delete(client, user, message["id"])
+        socket.assert_quiet()
+
+
+def test_other_users_hear_nothing_of_edits_and_deletions(client, user, other_user, conversation):
+    message = post_message(client, user, conversation["id"], "typo")
+    with live_socket(client, other_user) as outsider:
+        edit(client, user, message["id"])
+        delete(client, user, message["id"])
+        outsider.assert_quiet()
 
 
 # --- read markers and typing ---------------------------------------------------------------
@@ -294,6 +374,18 @@ def test_a_closed_conversation_refuses_a_socket_message(client, user, admin, con
     with live_socket(client, user) as socket:
         socket.send(send(conversation))
         assert_error_then_still_open(socket, "conversation_closed")
+    assert stored_messages() == 0
+
+
+def test_a_reopened_conversation_takes_socket_messages_again(client, user, admin, conversation):
+    url = f"{API}/chat/sessions/{conversation['id']}"
+    client.patch(url, json={"is_closed": True}, headers=admin.headers)
+    with live_socket(client, user) as socket:
+        socket.send(send(conversation, "anyone?", client_id="before"))
+        assert_error_then_still_open(socket, "conversation_closed")
+        client.patch(url, json={"is_closed": False}, headers=admin.headers)
+        socket.send(send(conversation, "anyone?", client_id="after"))
+        assert socket.wait_for("chat.ack")["message"]["content"] == "anyone?"
 
 
 def test_a_flood_of_frames_gets_rate_limited_errors(client, user):

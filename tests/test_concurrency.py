@@ -115,6 +115,26 @@ def test_fifty_first_views_at_once_count_fifty(
     assert (stored(models.Post.number_of_view, post), rows_of(models.PostView, post)) == (50, 50)
 
 
+def test_first_views_of_different_neighbouring_posts_at_once_all_count(
+    client: TestClient,
+    make_board: Callable[..., models.Board],
+    make_post: Callable[..., models.Post],
+    user: Person,
+    crowd: list[Person],
+) -> None:
+    """Each reader opens a different post, the posts made one after another (neighbouring keys
+    in post_view's indexes): no reader may wait on, or deadlock with, another's first view."""
+    board = make_board("neighbours")
+    posts = [make_post(board, user, name=f"post {n}") for n in range(len(crowd))]
+    requests = [
+        lambda p=person, post=post: client.get(f"{API}/posts/{post.id}", headers=p.headers)
+        for person, post in zip(crowd, posts, strict=True)
+    ]
+    assert statuses(all_at_once(requests)) == [200]
+    counted = [(stored(models.Post.number_of_view, post), rows_of(models.PostView, post)) for post in posts]
+    assert counted == [(1, 1)] * len(posts)
+
+
 def test_one_user_reading_twenty_times_at_once_counts_one_view(
     client: TestClient, post: models.Post, other_user: Person
 ) -> None:
