@@ -5,16 +5,36 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
-MARIADB_TEST_URL ?= mysql+pymysql://root@127.0.0.1:3306/madang_test?charset=utf8mb4
+MARIADB_TEST_URL ?= mysql+mysqldb://root@127.0.0.1:3306/madang_test?charset=utf8mb4
 PYTEST_ARGS ?=
 # `make bench` / `make bench-mariadb`: the board benchmark (bench/run.py); the MariaDB database is
-# dropped and created again, so it must be a throwaway one named madang_bench...
-MARIADB_BENCH_URL ?= mysql+pymysql://root@127.0.0.1:3306/madang_bench?charset=utf8mb4
+# dropped and created again (BENCH_ARGS=--reuse-seeded keeps one an earlier run seeded), so it must
+# be a throwaway one named madang_bench...
+MARIADB_BENCH_URL ?= mysql+mysqldb://root@127.0.0.1:3306/madang_bench?charset=utf8mb4
 BENCH_ARGS ?=
+# `make soak`: the soak test (bench/soak.py), two API processes + a Celery worker on MariaDB and
+# Redis under a mixed load, then the database checked; the database is dropped and created again,
+# so it must be a throwaway one named madang_soak...; SOAK_ARGS for options (--seconds 120, ...).
+MARIADB_SOAK_URL ?= mysql+pymysql://root@127.0.0.1:3306/madang_soak?charset=utf8mb4
+SOAK_ARGS ?=
 
-.PHONY: install migrate run test test-sqlite test-mariadb bench bench-mariadb bench-ai bench-train lint format clean
+.PHONY: install migrate run test test-sqlite test-mariadb bench bench-mariadb bench-ai bench-train soak lint format clean
+
+# mysqlclient, the MariaDB driver, is compiled when pip installs it, against the MariaDB C client
+# library that pkg-config finds: Debian's libmariadb-dev (and pkg-config), installed with apt when
+# missing (as root, or through sudo); nothing is done when they are there.
+MARIADB_CLIENT_PACKAGES := libmariadb-dev pkg-config
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
+	@pkg-config --exists mysqlclient 2>/dev/null || pkg-config --exists mariadb 2>/dev/null \
+	|| pkg-config --exists libmariadb 2>/dev/null || { \
+	  command -v apt-get >/dev/null || { echo "install the MariaDB C client library and its headers" \
+	    "(mysqlclient builds against them; see README, MariaDB or MySQL)" >&2; exit 1; }; \
+	  echo "installing $(MARIADB_CLIENT_PACKAGES) with apt (mysqlclient builds against them)"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(MARIADB_CLIENT_PACKAGES) >/dev/null \
+	  || { $(SUDO) apt-get update -qq && \
+	       $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(MARIADB_CLIENT_PACKAGES) >/dev/null; }; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements-dev.txt
@@ -30,8 +50,9 @@ run: migrate
 
 test: test-sqlite test-mariadb
 
+# The short soak (tests/test_soak.py) runs on MariaDB and Redis whatever the pass; once is enough.
 test-sqlite: install
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --ignore=tests/test_soak.py $(PYTEST_ARGS)
 
 test-mariadb: install
 	TEST_DATABASE_URL='$(MARIADB_TEST_URL)' $(BIN)/pytest $(PYTEST_ARGS)
@@ -41,6 +62,9 @@ bench: install
 
 bench-mariadb: install
 	$(BIN)/python -m bench --database-url '$(MARIADB_BENCH_URL)' $(BENCH_ARGS)
+
+soak: install
+	$(BIN)/python -m bench.soak --database-url '$(MARIADB_SOAK_URL)' $(SOAK_ARGS)
 
 # The AI benchmark (bench/ai_bench.py): raw model vs served through HTTP; AI_BENCH_ARGS for options.
 bench-ai: install

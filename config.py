@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     PROJECT_NAME: str = "Madang"
     API_PREFIX: str = "/api/v1"
 
+    # Logs (logs.py): "json" writes one JSON object a line, "text" readable lines; empty: json
+    # when ENV=production, text in development.
+    LOG_FORMAT: Literal["json", "text", ""] = ""
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
     DATABASE_URL: str = f"sqlite:///{BASE_DIR / 'madang.sqlite3'}"
     DATABASE_POOL_SIZE: int = 10
     # Threads that run sync endpoints and dependencies (anyio's default is 40); at most
@@ -67,6 +72,9 @@ class Settings(BaseSettings):
     PASSWORD_RESET_LIMIT_PER_IP: int = 10
     PASSWORD_RESET_LIMIT_PER_ACCOUNT: int = 3
     RATE_LIMIT_WINDOW_SECONDS: int = 60
+    # Prefixes every rate-limit counter in Redis: counters are keyed by user id, so two
+    # deployments (or test runs) sharing one Redis need prefixes of their own.
+    RATE_LIMIT_KEY_PREFIX: str = "madang:rl:"
 
     MAX_JSON_BODY_KB: int = 256
     UPLOAD_DIR: Path = BASE_DIR / "uploads"
@@ -81,11 +89,16 @@ class Settings(BaseSettings):
     # as a worker is free, so a lone request is never delayed (batches still form under load).
     AI_MAX_WAIT_MS: int = 0
     AI_WORKERS: int = 1  # batches running at once in the embedded runner (each uses the torch threads)
-    AI_TORCH_THREADS: int = 0  # 0: torch's default (one per core)
+    # 0: in the model processes, the cores shared among them and the API process (at least
+    # one); in-process, torch's default (one per core)
+    AI_TORCH_THREADS: int = 0
     # The API process runs the forward passes in a child process (python -m ml.model_process):
     # PyTorch's Python-level work would otherwise share the GIL with request handling.
     AI_MODEL_PROCESS: bool = True
     AI_JOB_TIMEOUT_SECONDS: float = 60.0  # from the start of a job; then it is failed
+    # When the API process stops, how long the embedded runner lets running batches end; jobs
+    # still queued, or running past it, go back to the queue for the next start.
+    AI_SHUTDOWN_GRACE_SECONDS: float = 10.0
     AI_MAX_JOBS_PER_USER: int = 16  # queued or running at once; RATE_LIMIT_ENABLED=false lifts it
     AI_MAX_ATTEMPTS: int = 3  # runs of one job (crash recovery, lost workers) before it is failed
     AI_INDEX_POSTS: bool = True  # embed posts for similar-posts when they are written
@@ -142,6 +155,12 @@ class Settings(BaseSettings):
                 "CELERY_VISIBILITY_TIMEOUT_SECONDS, or a training run would be delivered twice"
             )
         return self
+
+    @property
+    def log_format(self) -> Literal["json", "text"]:
+        if self.LOG_FORMAT:
+            return self.LOG_FORMAT
+        return "json" if self.ENV == "production" else "text"
 
     @property
     def train_timeout_seconds(self) -> float:

@@ -1,6 +1,7 @@
 """Engine, sessions and the column types every backend agrees on."""
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -10,6 +11,7 @@ import anyio
 from sqlalchemy import DateTime, Dialect, create_engine, event
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -48,12 +50,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def make_engine(url: str) -> Engine:
     if not url.startswith("sqlite"):
-        # READ COMMITTED: each statement reads the latest commit, and InnoDB takes no gap locks
-        # for searches. Under REPEATABLE READ an UPDATE that finds no row locks the gap where
-        # the row would be, and two such transactions inserting into that gap deadlock.
-        return create_engine(
-            url, pool_pre_ping=True, pool_recycle=3600, isolation_level="READ COMMITTED", **pool_options()
-        )
+        return make_server_engine(url)
     engine = create_engine(url, connect_args={"check_same_thread": False}, **pool_options())
 
     @event.listens_for(engine, "connect")
@@ -65,6 +62,66 @@ def make_engine(url: str) -> Engine:
         cursor.execute(f"PRAGMA busy_timeout={int(settings.SQLITE_BUSY_TIMEOUT_MS)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+
+    return engine
+
+
+# A pooled connection idle longer than this is pinged before use (see make_server_engine).
+PING_AFTER_IDLE_SECONDS = 10.0
+_RETURNED_AT = "returned_at"  # keys in a pooled connection's info dict
+_TRANSACTION_ENDED = "transaction_ended"
+
+
+def make_server_engine(url: str) -> Engine:
+    """An engine for a database server (MariaDB/MySQL), which a request waits on for each round
+    trip: none is spent on bookkeeping the pool can do without.
+
+    - READ COMMITTED, set once per connection when it is made: each statement reads the latest
+      commit, and InnoDB takes no gap locks for searches. Under REPEATABLE READ an UPDATE that
+      finds no row locks the gap where the row would be, and two such transactions inserting
+      into that gap deadlock.
+    - No ping on every checkout (pool_pre_ping): only a connection idle for more than
+      PING_AFTER_IDLE_SECONDS is pinged, since one in steady use was just seen working; a dead
+      one is replaced before the request gets it. pool_recycle keeps connections younger than
+      the server's wait_timeout (8 h by default). The trade: a server restart under load fails
+      the statement that finds its connection gone, and the pool then replaces them all.
+    - One ROLLBACK per transaction, not two: a Session ends its transaction (commit or
+      rollback) and then returns the connection, and the pool's rollback-on-return would send
+      a second ROLLBACK for nothing. It is sent only when something may have run since the
+      connection's last COMMIT or ROLLBACK (a raw DB-API user, an error on the way).
+    """
+    engine = create_engine(
+        url, pool_recycle=3600, pool_reset_on_return=None, isolation_level="READ COMMITTED", **pool_options()
+    )
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        record.info[_TRANSACTION_ENDED] = False
+        returned_at = record.info.get(_RETURNED_AT)
+        if returned_at is not None and time.monotonic() - returned_at > PING_AFTER_IDLE_SECONDS:
+            try:
+                engine.dialect.do_ping(dbapi_connection)
+            except engine.dialect.loaded_dbapi.Error as exc:
+                raise DisconnectionError("a pooled connection went away while idle") from exc
+
+    @event.listens_for(engine, "checkin")
+    def _checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_RETURNED_AT] = time.monotonic()
+
+    @event.listens_for(engine, "commit")
+    @event.listens_for(engine, "rollback")
+    def _transaction_end(connection: Any) -> None:
+        if not connection.invalidated:  # a connection lost on the way has nothing to reset
+            connection.info[_TRANSACTION_ENDED] = True
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _statement(connection: Any, *_: Any) -> None:
+        connection.info[_TRANSACTION_ENDED] = False
+
+    @event.listens_for(engine, "reset")
+    def _reset(dbapi_connection: Any, record: Any, state: Any) -> None:
+        if not (state.transaction_was_reset or record.info.get(_TRANSACTION_ENDED)):
+            dbapi_connection.rollback()
 
     return engine
 

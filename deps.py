@@ -1,9 +1,11 @@
 """FastAPI dependencies: the session, the current user, pagination, loaders that 404/403."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Annotated
+from functools import partial
+from typing import Annotated, TypeVar
 
+from anyio import to_thread
 from fastapi import Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
@@ -11,8 +13,9 @@ from sqlalchemy.orm import Session
 
 from config import settings
 from crud import users as users_crud
-from database import RequestSlots, SessionLocal
+from database import IN_PROCESS_DATABASE, RequestSlots, SessionLocal
 from errors import Forbidden, Unauthorized, banned
+from logs import remember_user
 from models import AI, AIlog, Attachment, Board, ChatSession, Comment, Post, User
 from schemas import MAX_DB_ID
 from services import access, admin, ai, attachments, chat, security
@@ -32,31 +35,63 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
 
 SessionDep = Annotated[Session, Depends(get_session)]
 
-# The loaders below (the current user, "load it or 404/403") run on the event loop: each is a
-# primary-key read or two, cheaper than the thread hop a sync dependency costs, and the request
-# already holds a pool slot (RequestSlots), so a connection is there without waiting. Endpoints
-# that do more stay sync and run in the thread pool.
+T = TypeVar("T")
+
+# The loaders below (the current user, "load it or 404/403") are async and send their queries
+# through on_database: on the event loop when the database is in-process (SQLite: a primary-key
+# read or two costs less than the thread hop a sync dependency pays), in a worker thread when it
+# is a server, whose round trips would otherwise stall every other request on the loop. The
+# request already holds a pool slot (RequestSlots), so a connection is there without waiting.
+# Endpoints that do more stay sync and run in the thread pool.
+
+
+async def on_database(work: Callable[[], T]) -> T:
+    if IN_PROCESS_DATABASE:
+        return work()
+    return await to_thread.run_sync(work)
+
 
 # auto_error=False: a missing token gets our own 401 body ({"detail", "code"}).
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl=f"{settings.API_PREFIX}/auth/login", auto_error=False)
+BearerToken = Annotated[str | None, Depends(oauth2_scheme)]
 
 
 def authenticate(session: Session, token: str | None) -> User:
     """The user a bearer token names, checked with one query: the token must be signed, unexpired,
     of the user's current token version, and the user neither banned nor deleted."""
+    claims = token_claims(token)
+    return vetted_user(users_crud.get(session, claims.user_id), claims)
+
+
+def token_claims(token: str | None) -> security.AccessClaims:
     if not token:
         raise Unauthorized("not authenticated")
-    claims = security.decode_access_token(token)
-    user = users_crud.get(session, claims.user_id)
-    if user is None or user.deleted_date is not None or user.token_version != claims.token_version:
+    return security.decode_access_token(token)
+
+
+def vetted_user(user: User | None, claims: security.AccessClaims) -> User:
+    """The user the claims name, as loaded, if the token still speaks for them."""
+    if user is None or user.deleted_date is not None:
         raise Unauthorized("this token is no longer valid", code="token_revoked")
+    # A ban also ends the tokens' version; the ban is named first so the user learns why.
     if user.is_banned:
         raise banned()
+    if user.token_version != claims.token_version:
+        raise Unauthorized("this token is no longer valid", code="token_revoked")
+    remember_user(user.id)  # the request's log records name the user from here on
     return user
 
 
-async def get_current_user(session: SessionDep, token: Annotated[str | None, Depends(oauth2_scheme)]) -> User:
-    return authenticate(session, token)
+# The request's user, once loaded and vetted, is kept in its session's info: a loader that loads
+# the user together with a board or post (below) spares CurrentUser its own query.
+REQUEST_USER = "request_user"
+
+
+async def get_current_user(session: SessionDep, token: BearerToken) -> User:
+    user = session.info.get(REQUEST_USER)
+    if user is None:
+        user = session.info[REQUEST_USER] = await on_database(partial(authenticate, session, token))
+    return user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
@@ -95,9 +130,39 @@ Pagination = Annotated[PageParams, Depends(page_params)]
 
 
 async def readable_board(
-    board_id: Annotated[int, Path(ge=1, le=MAX_DB_ID)], session: SessionDep, user: CurrentUser
+    board_id: Annotated[int, Path(ge=1, le=MAX_DB_ID)],
+    session: SessionDep,
+    token: BearerToken,
 ) -> Board:
-    return access.readable_board(session, user=user, board_id=board_id)
+    _, board = await on_database(partial(_user_and_board, session, token, board_id))
+    return board
+
+
+def _user_and_board(session: Session, token: str | None, board_id: int) -> tuple[User, Board]:
+    """The request's user and the board they may read: one query for both when the user is not
+    loaded yet (see REQUEST_USER)."""
+    user = session.info.get(REQUEST_USER)
+    if user is not None:
+        return user, access.readable_board(session, user=user, board_id=board_id)
+    claims = token_claims(token)
+    user, board = access.reader_and_readable_board(
+        session, user_id=claims.user_id, board_id=board_id, vet_reader=partial(vetted_user, claims=claims)
+    )
+    session.info[REQUEST_USER] = user
+    return user, board
+
+
+def _user_and_post(session: Session, token: str | None, post_id: int) -> tuple[User, Post]:
+    """The request's user and the post they may read, as _user_and_board."""
+    user = session.info.get(REQUEST_USER)
+    if user is not None:
+        return user, access.readable_post(session, user=user, post_id=post_id)
+    claims = token_claims(token)
+    user, post = access.reader_and_readable_post(
+        session, user_id=claims.user_id, post_id=post_id, vet_reader=partial(vetted_user, claims=claims)
+    )
+    session.info[REQUEST_USER] = user
+    return user, post
 
 
 ReadableBoard = Annotated[Board, Depends(readable_board)]
@@ -106,7 +171,7 @@ ReadableBoard = Annotated[Board, Depends(readable_board)]
 async def any_board(
     board_id: Annotated[int, Path(ge=1, le=MAX_DB_ID)], session: SessionDep, _: AdminUser
 ) -> Board:
-    return admin.get_board(session, board_id)
+    return await on_database(partial(admin.get_board, session, board_id))
 
 
 AnyBoard = Annotated[Board, Depends(any_board)]
@@ -115,7 +180,7 @@ AnyBoard = Annotated[Board, Depends(any_board)]
 async def any_user(
     user_id: Annotated[int, Path(ge=1, le=MAX_DB_ID)], session: SessionDep, _: AdminUser
 ) -> User:
-    return admin.get_user(session, user_id)
+    return await on_database(partial(admin.get_user, session, user_id))
 
 
 AnyUser = Annotated[User, Depends(any_user)]
@@ -125,20 +190,21 @@ PostId = Annotated[int, Path(ge=1, le=MAX_DB_ID)]
 CommentId = Annotated[int, Path(ge=1, le=MAX_DB_ID)]
 
 
-async def readable_post(post_id: PostId, session: SessionDep, user: CurrentUser) -> Post:
-    return access.readable_post(session, user=user, post_id=post_id)
+async def readable_post(post_id: PostId, session: SessionDep, token: BearerToken) -> Post:
+    _, post = await on_database(partial(_user_and_post, session, token, post_id))
+    return post
 
 
 async def writable_post(post_id: PostId, session: SessionDep, user: CurrentUser) -> Post:
-    return access.writable_post(session, user=user, post_id=post_id)
+    return await on_database(partial(access.writable_post, session, user=user, post_id=post_id))
 
 
 async def readable_comment(comment_id: CommentId, session: SessionDep, user: CurrentUser) -> Comment:
-    return access.readable_comment(session, user=user, comment_id=comment_id)
+    return await on_database(partial(access.readable_comment, session, user=user, comment_id=comment_id))
 
 
 async def writable_comment(comment_id: CommentId, session: SessionDep, user: CurrentUser) -> Comment:
-    return access.writable_comment(session, user=user, comment_id=comment_id)
+    return await on_database(partial(access.writable_comment, session, user=user, comment_id=comment_id))
 
 
 ReadablePost = Annotated[Post, Depends(readable_post)]
@@ -153,13 +219,17 @@ AttachmentId = Annotated[int, Path(ge=1, le=MAX_DB_ID)]
 async def readable_attachment(
     attachment_id: AttachmentId, session: SessionDep, user: CurrentUser
 ) -> Attachment:
-    return access.readable_attachment(session, user=user, attachment_id=attachment_id)
+    return await on_database(
+        partial(access.readable_attachment, session, user=user, attachment_id=attachment_id)
+    )
 
 
 async def deletable_attachment(
     attachment_id: AttachmentId, session: SessionDep, user: CurrentUser
 ) -> Attachment:
-    return access.deletable_attachment(session, user=user, attachment_id=attachment_id)
+    return await on_database(
+        partial(access.deletable_attachment, session, user=user, attachment_id=attachment_id)
+    )
 
 
 ReadableAttachment = Annotated[Attachment, Depends(readable_attachment)]
@@ -190,7 +260,9 @@ ChatMessageId = Annotated[int, Path(ge=1, le=MAX_DB_ID)]
 async def readable_conversation(
     session_id: ChatSessionId, session: SessionDep, user: CurrentUser
 ) -> ChatSession:
-    return chat.readable_conversation(session, user=user, conversation_id=session_id)
+    return await on_database(
+        partial(chat.readable_conversation, session, user=user, conversation_id=session_id)
+    )
 
 
 ReadableConversation = Annotated[ChatSession, Depends(readable_conversation)]
@@ -201,11 +273,11 @@ ModelId = Annotated[int, Path(ge=1, le=MAX_DB_ID)]
 
 
 async def readable_job(job_id: JobId, session: SessionDep, user: CurrentUser) -> AIlog:
-    return ai.readable_job(session, user=user, job_id=job_id)
+    return await on_database(partial(ai.readable_job, session, user=user, job_id=job_id))
 
 
 async def any_model(model_id: ModelId, session: SessionDep, _: AdminUser) -> AI:
-    return ai.get_model_row(session, model_id)
+    return await on_database(partial(ai.get_model_row, session, model_id))
 
 
 ReadableJob = Annotated[AIlog, Depends(readable_job)]
@@ -238,13 +310,15 @@ class PostReading:
 
 
 async def board_reading(
-    board_id: Annotated[int, Path(ge=1, le=MAX_DB_ID)], session: SessionDep, user: CurrentUser
+    board_id: Annotated[int, Path(ge=1, le=MAX_DB_ID)],
+    session: SessionDep,
+    token: BearerToken,
 ) -> BoardReading:
-    return BoardReading(session, user, access.readable_board(session, user=user, board_id=board_id))
+    return BoardReading(session, *await on_database(partial(_user_and_board, session, token, board_id)))
 
 
-async def post_reading(post_id: PostId, session: SessionDep, user: CurrentUser) -> PostReading:
-    return PostReading(session, user, access.readable_post(session, user=user, post_id=post_id))
+async def post_reading(post_id: PostId, session: SessionDep, token: BearerToken) -> PostReading:
+    return PostReading(session, *await on_database(partial(_user_and_post, session, token, post_id)))
 
 
 BoardBeingRead = Annotated[BoardReading, Depends(board_reading)]

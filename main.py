@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -18,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from config import settings
 from database import RequestSlots
 from errors import DomainError, PayloadTooLarge, Unprocessable
+from logs import RequestLogMiddleware, configure_logging
 from routers import admin, ai, ai_training, attachments, auth, boards, chat, comments, health, posts, users
 from services import ai as ai_service
 from services import broker, security
@@ -127,10 +129,33 @@ def is_plain_text_413(message: Message) -> bool:
 
 class MadangAPI(FastAPI):
     def build_middleware_stack(self) -> ASGIApp:
-        return TooLargeAsJSON(super().build_middleware_stack())
+        # The request id outermost: its header then goes on every answer, the 413 and 500 too.
+        return RequestLogMiddleware(TooLargeAsJSON(super().build_middleware_stack()))
+
+
+# One line per tag, in the order /docs shows them; every operation has exactly one tag.
+OPENAPI_TAGS = [
+    {"name": "auth", "description": "Sign up, log in, trade and revoke tokens, reset a forgotten password."},
+    {"name": "users", "description": "My account: profile, password, deletion, the boards I may use."},
+    {"name": "boards", "description": "The boards I may read and write."},
+    {"name": "posts", "description": "Posts on a board: write, read (counts a view), edit, delete, like."},
+    {"name": "comments", "description": "Comments on a post."},
+    {"name": "attachments", "description": "Files on posts and comments: upload, download, delete."},
+    {"name": "chat", "description": "Support conversations with the administrators; live events on WS /ws."},
+    {"name": "ai", "description": "AI models and their asynchronous jobs: submit, long-poll, list, cancel."},
+    {"name": "admin", "description": "Administrators only: users, boards, AI models and training, all jobs."},
+    {"name": "health", "description": "Liveness and readiness probes for the load balancer."},
+]
+
+
+def operation_id(route: APIRoute) -> str:
+    """The function's name (list_posts, attach_to_comment): a generated TypeScript client reads
+    `PostsService.listPosts`. Names are unique across routers (tests/test_openapi.py checks)."""
+    return route.name
 
 
 def create_app() -> FastAPI:
+    configure_logging()  # before uvicorn logs its start-up lines, so they share the format
     app = MadangAPI(
         title=settings.PROJECT_NAME,
         version="0.1.0",
@@ -138,6 +163,8 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
         # JSON bodies are small; upload routes set their own, larger limit.
         max_body_size=settings.MAX_JSON_BODY_KB * 1024,
+        openapi_tags=OPENAPI_TAGS,
+        generate_unique_id_function=operation_id,
     )
     app.add_exception_handler(DomainError, domain_error_handler)
     app.add_exception_handler(HTTPException, http_error_handler)
@@ -145,6 +172,7 @@ def create_app() -> FastAPI:
     app.add_exception_handler(Exception, server_error_handler)
     for module in (auth, users, boards, posts, comments, attachments, chat, admin, ai, ai_training):
         app.include_router(module.router, prefix=settings.API_PREFIX)
+    app.include_router(ai.admin_router, prefix=settings.API_PREFIX)  # /admin/ai/...
     app.include_router(health.router)
     app.include_router(chat.page_router)  # GET /chat, the example chat client
     return app

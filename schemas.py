@@ -128,14 +128,28 @@ class TokenPair(BaseModel):
 class RefreshRequest(RequestBody):
     refresh_token: Annotated[str, Field(min_length=1, max_length=512)]
 
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"refresh_token": "Jq0x4m7Vb9cR2tLwYp8sKd3nHf6gZa1eUo5iQyXvTb0"}]}
+    )
+
 
 class PasswordResetRequest(RequestBody):
     email: Email
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"email": "minji@example.com"}]})
 
 
 class PasswordResetConfirm(RequestBody):
     token: Annotated[str, Field(min_length=1, max_length=512)]
     new_password: Password
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"token": "Jq0x4m7Vb9cR2tLwYp8sKd3nHf6gZa1eUo5iQyXvTb0", "new_password": "a new long secret"}
+            ]
+        }
+    )
 
 
 # --- users --------------------------------------------------------------------------------
@@ -154,14 +168,26 @@ class UserUpdate(RequestBody):
     name: UserName = None  # type: ignore[assignment]  # may be omitted, never null
     email: Email = None  # type: ignore[assignment]
 
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"name": "minji.kim"}, {"email": "minji.kim@example.com"}]}
+    )
+
 
 class AccountDeletion(RequestBody):
     password: Annotated[str, Field(min_length=1, max_length=128)]
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"password": "a long secret"}]})
 
 
 class PasswordChange(RequestBody):
     current_password: Annotated[str, Field(min_length=1, max_length=128)]
     new_password: Password
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"current_password": "a long secret", "new_password": "an even longer secret"}]
+        }
+    )
 
 
 # --- boards -------------------------------------------------------------------------------
@@ -180,12 +206,22 @@ class BoardCreate(RequestBody):
     information: BoardInformation = ""
     is_public: bool = True
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"name": "자유게시판", "information": "무엇이든 이야기하는 곳", "is_public": True}]
+        }
+    )
+
 
 class BoardUpdate(RequestBody):
     name: BoardName = None  # type: ignore[assignment]
     information: BoardInformation = None  # type: ignore[assignment]
     is_public: bool = None  # type: ignore[assignment]
     is_visible: bool = None  # type: ignore[assignment]
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"information": "Questions about the service", "is_public": False}]}
+    )
 
 
 # --- admin --------------------------------------------------------------------------------
@@ -194,9 +230,13 @@ class BoardUpdate(RequestBody):
 class AdminUserUpdate(RequestBody):
     is_banned: bool = None  # type: ignore[assignment]
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{"is_banned": True}]})
+
 
 class BoardAccessUpdate(RequestBody):
     board_ids: Annotated[list[DbId], Field(max_length=1000)]
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"board_ids": [1, 3]}]})
 
 
 class BoardAccess(BaseModel):
@@ -313,6 +353,15 @@ class PostUpdate(RequestBody):
         None, description="Administrators only: false hides (deletes) the post, true restores it."
     )
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"name": "질문 있습니다 (해결)", "content": "마당에 처음 왔어요. 이제 알겠어요!"},
+                {"is_visible": True},
+            ]
+        }
+    )
+
 
 class LikeState(BaseModel):
     liked: bool
@@ -333,11 +382,17 @@ class CommentPublic(BaseModel):
 class CommentCreate(RequestBody):
     content: CommentContent
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{"content": "저도 궁금했어요!"}]})
+
 
 class CommentUpdate(RequestBody):
     content: CommentContent = None  # type: ignore[assignment]
     is_visible: bool = Field(  # type: ignore[assignment]
         None, description="Administrators only: false hides (deletes) the comment, true restores it."
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"content": "Thanks, that answers it."}, {"is_visible": False}]}
     )
 
 
@@ -415,18 +470,39 @@ class ChatSessionUpdate(RequestBody):
     name: ConversationName = Field(None, description="The opener only.")  # type: ignore[assignment]
     is_closed: bool = Field(None, description="Administrators only.")  # type: ignore[assignment]
 
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"name": "Password reset mail never arrives"}, {"is_closed": True}]}
+    )
+
 
 class ChatMessageCreate(RequestBody):
     content: ChatContent
     client_id: ClientId | None = None
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "content": "안녕하세요, 비밀번호 재설정 메일이 오지 않아요.",
+                    "client_id": "3f1c9a2e-7b4d-4e0a-9c51-2d8f6b1e0a77",
+                }
+            ]
+        }
+    )
+
 
 class ChatMessageUpdate(RequestBody):
     content: ChatContent
 
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"content": "Hello, the password reset mail never arrives."}]}
+    )
+
 
 class ChatReadMarker(RequestBody):
     last_read_id: DbId
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"last_read_id": 42}]})
 
 
 # What a client may send on the socket (`WS /ws`). Unknown extra fields are ignored so a
@@ -495,6 +571,12 @@ class AIModelPublic(ORMModel):
 class AIModelUpdate(RequestBody):
     information: Annotated[str, StringConstraints(strip_whitespace=True, max_length=256)] = None  # type: ignore[assignment]
     is_visible: bool = None  # type: ignore[assignment]
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"information": "Finds posts like the text you give it.", "is_visible": True}]
+        }
+    )
 
 
 class JobCreate(RequestBody):
@@ -565,6 +647,21 @@ class TrainingForm(RequestBody):
         None, ge=1, le=1024, description="One hidden ReLU layer of this size; none: a linear model."
     )
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "file": "rooms,area,price\n3,84.5,310.0\n2,59.9,215.5\n4,101.2,402.0\n",
+                    "target": "price",
+                    "features": "rooms,area",
+                    "epochs": 50,
+                    "learning_rate": 0.01,
+                    "hidden_size": 16,
+                }
+            ]
+        }
+    )
+
     def feature_names(self) -> list[str] | None:
         return self.features.split(",") if self.features else None
 
@@ -575,6 +672,24 @@ class ModelCreateForm(TrainingForm):
         str, StringConstraints(strip_whitespace=True, max_length=256), AfterValidator(multi_line_text)
     ] = ""
     kind: Literal["tabular-regression"] = "tabular-regression"
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "house-prices",
+                    "information": "A flat's price from its rooms and area.",
+                    "kind": "tabular-regression",
+                    "file": "rooms,area,price\n3,84.5,310.0\n2,59.9,215.5\n4,101.2,402.0\n",
+                    "target": "price",
+                    "features": "rooms,area",
+                    "epochs": 50,
+                    "learning_rate": 0.01,
+                    "hidden_size": 16,
+                }
+            ]
+        }
+    )
 
 
 class AIModelVersionPublic(BaseModel):
@@ -590,3 +705,11 @@ class AIModelVersionPublic(BaseModel):
     create_date: datetime
     finish_date: datetime | None
     is_current: bool = Field(description="The version inference uses: the highest one that succeeded.")
+
+
+# --- health -------------------------------------------------------------------------------
+
+
+class Readiness(BaseModel):
+    status: Literal["ok", "fail"]
+    problems: list[str] = Field(description='What is not ready, e.g. "database unreachable"; empty when ok.')

@@ -8,10 +8,14 @@
 4. Lone latency: one client submits a similar-posts job and long-polls it (`?wait=30`), again and
    again; the time from sending the job to holding its result.
 5. Served throughput: N concurrent submitters (64), each its own user, each submitting a job
-   and long-polling it, then the next, for a warm-up and a measured window.
+   and long-polling it, then the next, for a warm-up and a measured window. A job counts when
+   its client holds it succeeded (submit -> long poll answered).
 
-Printed: the numbers and the ratios against the targets (served >= 0.7 x raw batch-32 and
->= 2 x raw batch-1; lone latency <= raw single forward + 30 ms).
+Steps 1 and 5 alternate for --rounds rounds, so each round's ratio compares raw and served
+under the same load from the rest of the machine (printed: the load average and the CPU the
+other processes used meanwhile). Printed: each round, and the ratios against the targets
+(served >= 0.7 x raw batch-32 and >= 2 x raw batch-1; lone latency <= raw single forward +
+30 ms), judged on the median round, with the best and the worst.
 """
 
 import argparse
@@ -52,7 +56,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--warmup", type=float, default=3.0, help="seconds before measuring served throughput"
     )
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds of served throughput")
-    parser.add_argument("--raw-seconds", type=float, default=5.0, help="measured seconds per raw batch size")
+    parser.add_argument(
+        "--raw-seconds", type=float, default=3.0, help="measured seconds per raw batch size and thread count"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of raw then served measurement (ratios per round)"
+    )
     parser.add_argument("--lone-jobs", type=int, default=40, help="sequential jobs for the lone latency")
     parser.add_argument("--posts", type=int, default=300, help="posts similar-posts ranks against")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
@@ -77,31 +86,41 @@ def sentences(count: int, rng: random.Random) -> list[str]:
 
 
 def measure_raw(texts: list[str], seconds: float) -> dict[str, float]:
-    """The model at its best in one process: in-process, every core for torch (whatever
-    AI_TORCH_THREADS the server gets)."""
+    """The model at its best in one process: in-process, at batch 1 and 32, each with one torch
+    thread and with one per core, keeping the better (whatever AI_TORCH_THREADS the server
+    gets). One thread wins when other processes hold the cores: a multi-threaded forward then
+    waits for its descheduled threads at every operation."""
     import torch
 
+    from bench.loadgen import machine_busy_seconds
     from ml.encoder import get_encoder
 
     encoder = get_encoder()
     encoder.load()
-    torch.set_num_threads(os.cpu_count() or 1)
     results: dict[str, float] = {}
-    for batch in (1, 32):
-        encoder.encode(texts[:batch])  # warm
-        done, started, offset = 0, time.perf_counter(), 0
-        forwards: list[float] = []
-        while time.perf_counter() - started < seconds:
-            chunk = [texts[(offset + i) % len(texts)] for i in range(batch)]
-            offset += batch
-            begun = time.perf_counter()
-            encoder.encode(chunk)
-            forwards.append(time.perf_counter() - begun)
-            done += batch
-        results[f"batch{batch}_per_s"] = done / (time.perf_counter() - started)
-        if batch == 1:
-            results["single_forward_ms"] = statistics.median(forwards) * 1000
-    results["torch_threads"] = torch.get_num_threads()
+    machine, own, began = machine_busy_seconds(), time.process_time(), time.perf_counter()
+    for threads in sorted({1, os.cpu_count() or 1}):
+        torch.set_num_threads(threads)
+        for batch in (1, 32):
+            encoder.encode(texts[:batch])  # warm
+            done, started, offset = 0, time.perf_counter(), 0
+            forwards: list[float] = []
+            while time.perf_counter() - started < seconds:
+                chunk = [texts[(offset + i) % len(texts)] for i in range(batch)]
+                offset += batch
+                begun = time.perf_counter()
+                encoder.encode(chunk)
+                forwards.append(time.perf_counter() - begun)
+                done += batch
+            rate = done / (time.perf_counter() - started)
+            if rate > results.get(f"batch{batch}_per_s", 0):
+                results[f"batch{batch}_per_s"], results[f"batch{batch}_torch_threads"] = rate, threads
+            if batch == 1:
+                forward_ms = statistics.median(forwards) * 1000
+                results["single_forward_ms"] = min(results.get("single_forward_ms", forward_ms), forward_ms)
+    elapsed = time.perf_counter() - began
+    others = (machine_busy_seconds() - machine) - (time.process_time() - own)
+    results["raw_cpu_percent_others"] = max(0.0, 100 * others / elapsed)
     return results
 
 
@@ -268,7 +287,13 @@ async def served_throughput(world: World, texts: list[str], args: argparse.Names
     if "cpu_percent_machine" in shares:  # what the rest of the machine used meanwhile
         ours = sum(value for name, value in shares.items() if name != "cpu_percent_machine")
         shares["cpu_percent_others"] = max(0.0, shares.pop("cpu_percent_machine") - ours)
+    per_job = {  # CPU time per finished job: what bounds throughput on a machine of its own
+        f"cpu_ms_per_job_{name.replace(' ', '_')}": 1000 * (marks[1] - marks[0]) / max(1, len(finished))
+        for name, marks in cpu.items()
+        if len(marks) == 2 and name in ("server", "model process")
+    }
     return {
+        **per_job,
         "served_per_s": len(finished) / args.duration,
         "served_job_p50_ms": statistics.median(job_latencies) * 1000 if job_latencies else float("nan"),
         "served_job_p99_ms": job_latencies[int(0.99 * len(job_latencies))] * 1000
@@ -294,20 +319,46 @@ def descendants(pid: int) -> list[int]:
 # --- report ---------------------------------------------------------------------------------
 
 
-def report(results: dict[str, float], args: argparse.Namespace) -> bool:
+def print_round(number: int, result: dict[str, float]) -> None:
+    raw1, raw32, served = result["batch1_per_s"], result["batch32_per_s"], result["served_per_s"]
+    print(
+        f"round {number}: load {result['load_average']:.1f}, "
+        f"others raw {result['raw_cpu_percent_others']:.0f}% "
+        f"served {result.get('cpu_percent_others', float('nan')):.0f}% | raw b1 {raw1:.1f} b32 {raw32:.1f} "
+        f"| served {served:.1f} jobs/s | served/b32 {served / raw32:.2f} served/b1 {served / raw1:.2f} "
+        f"| CPU ms/job server {result.get('cpu_ms_per_job_server', float('nan')):.1f} "
+        f"model {result.get('cpu_ms_per_job_model_process', float('nan')):.1f}",
+        flush=True,
+    )
+
+
+def report(rounds: list[dict[str, float]], lone: dict[str, float], args: argparse.Namespace) -> bool:
+    """The median round (by served / raw batch-32) in full; the targets judged on it, with the
+    best and the worst round's ratios beside."""
+    by_ratio = sorted(rounds, key=lambda r: r["served_per_s"] / r["batch32_per_s"])
+    results = by_ratio[len(by_ratio) // 2]
     raw1, raw32 = results["batch1_per_s"], results["batch32_per_s"]
     served = results["served_per_s"]
+    single_forward_ms = statistics.median(r["single_forward_ms"] for r in rounds)
     print()
-    print(f"raw model (torch threads: {results['torch_threads']:.0f})")
+    print(f"median round of {len(rounds)} (by served / raw batch-32)")
+    print("raw model (in the bench process; the better of 1 and all-core torch threads)")
     print(
-        f"  batch 1            {raw1:8.1f} sentences/s   (one forward: {results['single_forward_ms']:.1f} ms)"
+        f"  batch 1            {raw1:8.1f} sentences/s   ({results['batch1_torch_threads']:.0f} threads; "
+        f"one forward: {results['single_forward_ms']:.1f} ms)"
     )
-    print(f"  batch 32           {raw32:8.1f} sentences/s")
-    threads = os.environ.get("AI_TORCH_THREADS", "0")
-    model_process = os.environ.get("AI_MODEL_PROCESS", "true")
+    print(f"  batch 32           {raw32:8.1f} sentences/s   ({results['batch32_torch_threads']:.0f} threads)")
+    settings_shown = " ".join(
+        f"{name}={os.environ.get(name, default)}"
+        for name, default in (
+            ("AI_WORKERS", "default"),
+            ("AI_TORCH_THREADS", "0"),
+            ("AI_MODEL_PROCESS", "true"),
+        )
+    )
     print(
         f"served through HTTP ({args.submitters} submitters, {args.model}, submit + long-poll; "
-        f"AI_TORCH_THREADS={threads}, AI_MODEL_PROCESS={model_process})"
+        f"{settings_shown})"
     )
     print(
         f"  throughput         {served:8.1f} jobs/s        (job p50 {results['served_job_p50_ms']:.0f} ms, "
@@ -319,16 +370,30 @@ def report(results: dict[str, float], args: argparse.Namespace) -> bool:
         if name.startswith("cpu_percent_")
     ]
     print(f"  CPU, % of one core: {', '.join(shares)}")
-    lone = results["lone_p50_ms"]
-    print(f"  lone request       {lone:8.1f} ms p50      (p90 {results['lone_p90_ms']:.1f} ms)")
+    costs = [
+        f"{name.removeprefix('cpu_ms_per_job_').replace('_', ' ')} {value:.1f} ms"
+        for name, value in results.items()
+        if name.startswith("cpu_ms_per_job_")
+    ]
+    print(f"  CPU per job: {', '.join(costs)}")
+    print(
+        f"  lone request       {lone['lone_p50_ms']:8.1f} ms p50      (p90 {lone['lone_p90_ms']:.1f} ms; "
+        f"median raw single forward {single_forward_ms:.1f} ms)"
+    )
+
+    def spread(ratio: Any) -> str:
+        values = sorted(ratio(r) for r in rounds)
+        return f"(rounds: worst {values[0]:.2f}, best {values[-1]:.2f})"
+
     checks = {
-        f"served / raw batch-32 = {served / raw32:.2f}  (target >= {SERVED_TARGET_VS_BATCH32})": served
+        f"served / raw batch-32 = {served / raw32:.2f}  (target >= {SERVED_TARGET_VS_BATCH32})  "
+        + spread(lambda r: r["served_per_s"] / r["batch32_per_s"]): served
         >= SERVED_TARGET_VS_BATCH32 * raw32,
-        f"served / raw batch-1  = {served / raw1:.2f}  (target >= {SERVED_TARGET_VS_BATCH1})": served
-        >= SERVED_TARGET_VS_BATCH1 * raw1,
-        f"lone latency - raw single forward = {results['lone_p50_ms'] - results['single_forward_ms']:.1f} ms"
-        f"  (target <= {LONE_LATENCY_MARGIN_MS:.0f} ms)": results["lone_p50_ms"]
-        <= results["single_forward_ms"] + LONE_LATENCY_MARGIN_MS,
+        f"served / raw batch-1  = {served / raw1:.2f}  (target >= {SERVED_TARGET_VS_BATCH1})  "
+        + spread(lambda r: r["served_per_s"] / r["batch1_per_s"]): served >= SERVED_TARGET_VS_BATCH1 * raw1,
+        f"lone latency - raw single forward = {lone['lone_p50_ms'] - single_forward_ms:.1f} ms"
+        f"  (target <= {LONE_LATENCY_MARGIN_MS:.0f} ms)": lone["lone_p50_ms"]
+        <= single_forward_ms + LONE_LATENCY_MARGIN_MS,
     }
     print("ratios")
     for label, ok in checks.items():
@@ -345,15 +410,21 @@ def main(argv: list[str] | None = None) -> int:
     app = None
     try:
         texts = sentences(512, random.Random(20261126))
-        results: dict[str, float] = measure_raw(texts, args.raw_seconds)
         world_tokens = prepare_database(url, args)
         app = start_app(workdir)
         world = World(app.base, world_tokens, app.log, app.process.pid)
-        results |= asyncio.run(lone_latency(world, texts, args))
-        results |= asyncio.run(served_throughput(world, texts, args))
-        passed = report(results, args)
+        lone = asyncio.run(lone_latency(world, texts, args))
+        print(f"lone request: {lone['lone_p50_ms']:.1f} ms p50 (load {os.getloadavg()[0]:.1f})", flush=True)
+        rounds = []
+        for number in range(1, max(1, args.rounds) + 1):
+            result: dict[str, float] = {"load_average": os.getloadavg()[0]}
+            result |= measure_raw(texts, args.raw_seconds)
+            result |= asyncio.run(served_throughput(world, texts, args))
+            print_round(number, result)
+            rounds.append(result)
+        passed = report(rounds, lone, args)
         if args.json:
-            args.json.write_text(json.dumps(results, indent=2))
+            args.json.write_text(json.dumps({"lone": lone, "rounds": rounds}, indent=2))
         return 0 if passed else 1
     finally:
         if app is not None:

@@ -60,16 +60,19 @@ def list_posts(request: Request) -> Response:
     connection = engine.raw_connection()
     try:
         cursor = connection.cursor()
-        cursor.execute(LIST_SQL["count"]["sql"], bind(LIST_SQL["count"], values))
-        total = cursor.fetchone()[0]
-        rows: list[Any] = []
-        if total > values["offset"]:
-            cursor.execute(LIST_SQL["page"]["sql"], bind(LIST_SQL["page"], values))
-            columns = [column[0] for column in cursor.description]
-            rows = cursor.fetchall()
+        # As the app (crud/pages.py): the page first, the COUNT only when the page does not
+        # tell the total (a full page, or an empty one past the start).
+        cursor.execute(LIST_SQL["page"]["sql"], bind(LIST_SQL["page"], values))
+        columns = [column[0] for column in cursor.description]
+        rows: list[Any] = list(cursor.fetchall())
+        if len(rows) < values["limit"] and (rows or values["offset"] == 0):
+            total = values["offset"] + len(rows)
+        else:
+            cursor.execute(LIST_SQL["count"]["sql"], bind(LIST_SQL["count"], values))
+            total = cursor.fetchone()[0]
         cursor.close()
     finally:
-        connection.close()  # back to the pool (rolled back there, as the app's Session is)
+        connection.close()  # back to the pool, rolled back there (the app's request ends its own)
     items = []
     if rows:
         at = {name: index for index, name in enumerate(columns)}

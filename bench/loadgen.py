@@ -52,6 +52,7 @@ class Spec:
     list_limit: int = 20
     watch_pids: dict[str, int] = field(default_factory=dict)
     seed: int = 1
+    keep_latencies: bool = False  # also return every measured latency (ms), to merge runs
 
 
 RequestFactory = Callable[[], bytes]
@@ -210,7 +211,8 @@ def summarize(spec: Spec, seen: Measurements, window: float) -> dict[str, Any]:
         return latencies[min(len(latencies) - 1, int(fraction * len(latencies)))] * 1000
 
     ok = sum(count for status, count in seen.statuses.items() if status.startswith("2"))
-    return {
+    kept = {"latencies_ms": [round(x * 1000, 3) for x in latencies]} if spec.keep_latencies else {}
+    return kept | {
         "scenario": spec.scenario,
         "connections": spec.connections,
         "seconds": round(window, 3),

@@ -1,14 +1,17 @@
 """One command that seeds, serves, loads and prints: `python -m bench [--database-url URL]`.
 
 1. A fresh database (`alembic upgrade head`; a SQLite file in a temporary folder, or the
-   MariaDB database named in the URL, dropped and created again), seeded in bulk (bench/seed.py).
+   MariaDB database named in the URL, dropped and created again), seeded in bulk (bench/seed.py);
+   with --reuse-seeded, a MariaDB database an earlier run seeded is reused (what runs added is
+   removed first).
 2. The app under uvicorn (one worker, no access log, rate limits off, ENV=production with a
    random SECRET_KEY, default Argon2 cost) in a subprocess on a free port.
 3. The ceiling (bench/ceiling.py) in a second subprocess, sending the list SQL captured from
    the app while it served one page.
-4. The load generator (bench/loadgen.py) in a third process, one scenario at a time, with
-   access tokens minted by services.security.create_access_token under the server's
-   SECRET_KEY (one real login through POST /auth/login checks the seeded password too).
+4. The load generator (bench/loadgen.py) in a third process, one scenario at a time, the
+   scenarios taking turns in short slices (--rounds), with access tokens minted by
+   services.security.create_access_token under the server's SECRET_KEY (one real login
+   through POST /auth/login checks the seeded password too).
 
 Nothing is written into the repository; the temporary folder is removed at the end.
 """
@@ -62,6 +65,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds per scenario, not measured")
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per scenario")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="split each scenario's measured time into this many slices, the scenarios taking turns "
+        "(ceiling, list, read, comment, ceiling, ...), so that other work on the machine weighs on "
+        "each alike; the first slice of each gets the full warm-up, later ones a short one",
+    )
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated subset")
     parser.add_argument(
         "--profile",
@@ -69,9 +80,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="auto",
         help="sample the server with py-spy during an extra list run (auto: when the list misses its target)",
     )
+    parser.add_argument(
+        "--reuse-seeded",
+        action="store_true",
+        help="MariaDB: keep the database an earlier run seeded (what runs added is removed) instead of "
+        "seeding it again; seeds it when it is missing, on another migration or of other sizes",
+    )
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (database, logs)")
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     unknown = set(args.scenarios.split(",")) - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
@@ -181,9 +200,11 @@ def process_id_of(command_name: str) -> int | None:
     return None
 
 
-def run_load(spec: dict[str, Any]) -> dict[str, Any]:
+def run_load(spec: dict[str, Any], *, module: str = "bench.loadgen") -> dict[str, Any]:
+    """Runs a load generator module in its own process: the JSON spec on its stdin, the JSON
+    result from its stdout."""
     completed = subprocess.run(
-        [PYTHON, "-m", "bench.loadgen"],
+        [PYTHON, "-m", module],
         input=json.dumps(spec).encode(),
         cwd=REPO,
         capture_output=True,
@@ -298,6 +319,7 @@ def configure_environment(args: argparse.Namespace, workdir: Path) -> str:
             "SECRET_KEY": secrets.token_urlsafe(48),
             "ACCESS_TOKEN_MINUTES": "180",  # the minted tokens outlive the run
             "RATE_LIMIT_ENABLED": "false",
+            "LOG_LEVEL": "WARNING",  # no access line per request: the load is not what is measured
             "UPLOAD_DIR": str(workdir / "uploads"),
             "MODEL_DIR": str(workdir / "models"),
             "REDIS_URL": "",
@@ -317,14 +339,20 @@ def prepare(args: argparse.Namespace, workdir: Path) -> Setup:
     from services import security
 
     backend = "MariaDB" if url.startswith("mysql") else "SQLite"
-    started = time.perf_counter()
-    seed.fresh_database(url)
-    migrated = time.perf_counter() - started
-    seeded = seed.seed(url, password_hash=security.hash_password(BENCH_PASSWORD))
-    rows = ", ".join(f"{count:,} {name}" for name, count in seeded.rows.items())
-    print(
-        f"seeded  {rows} in {seeded.seconds:.1f} s (fresh schema by alembic upgrade head in {migrated:.1f} s)"
-    )
+    seeded = seed.reuse(url) if args.reuse_seeded and backend == "MariaDB" else None
+    if seeded is not None:
+        rows = ", ".join(f"{count:,} {name}" for name, count in seeded.rows.items())
+        print(f"reused  {rows} seeded by an earlier run; its additions removed in {seeded.seconds:.1f} s")
+    else:
+        started = time.perf_counter()
+        seed.fresh_database(url)
+        migrated = time.perf_counter() - started
+        seeded = seed.seed(url, password_hash=security.hash_password(BENCH_PASSWORD))
+        rows = ", ".join(f"{count:,} {name}" for name, count in seeded.rows.items())
+        print(
+            f"seeded  {rows} in {seeded.seconds:.1f} s "
+            f"(fresh schema by alembic upgrade head in {migrated:.1f} s)"
+        )
     engine = make_engine(url)
     with engine.connect() as conn:
         names = dict(conn.execute(text("SELECT id, name FROM user")).all())  # type: ignore[arg-type]
@@ -409,6 +437,45 @@ def load_spec(args: argparse.Namespace, setup: Setup, scenario: str, server: Ser
         "comments": corpus.KO_COMMENTS + corpus.EN_COMMENTS,
         "watch_pids": watch,
         "seed": secrets.randbelow(2**31),
+    }
+
+
+SLICE_WARMUP = 0.5  # seconds: the servers are warm; this refills the 32 connections' pipeline
+
+
+def merged(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from the slices of a scenario: requests and CPU summed over their windows,
+    latency percentiles over every request of every slice."""
+    latencies = sorted(x for run in runs for x in run.pop("latencies_ms"))
+    seconds = sum(run["seconds"] for run in runs)
+    statuses: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    cpu: Counter[str] = Counter()
+    for run in runs:
+        statuses.update(run["statuses"])
+        errors.update(run["server_errors"])
+        for name, percent in run["cpu_percent"].items():
+            cpu[name] += percent * run["seconds"]
+
+    def percentile(fraction: float) -> float:
+        return (
+            latencies[min(len(latencies) - 1, int(fraction * len(latencies)))] if latencies else float("nan")
+        )
+
+    ok = sum(run["ok"] for run in runs)
+    return runs[0] | {
+        "seconds": round(seconds, 3),
+        "slices": len(runs),
+        "requests": len(latencies),
+        "ok": ok,
+        "statuses": dict(statuses),
+        "rps": ok / seconds if seconds > 0 else 0.0,
+        "p50_ms": percentile(0.50),
+        "p90_ms": percentile(0.90),
+        "p99_ms": percentile(0.99),
+        "max_ms": latencies[-1] if latencies else float("nan"),
+        "cpu_percent": {name: round(total / seconds, 1) for name, total in cpu.items()} if seconds else {},
+        "server_errors": dict(errors.most_common(3)),
     }
 
 
@@ -540,12 +607,20 @@ def main(argv: list[str] | None = None) -> int:
             f"using {capacity['cpu_percent'].get('loadgen', 0):.0f}% of a core"
         )
         seeded_views = total_views(setup.database_url)
-        results: dict[str, dict[str, Any]] = {}
-        for scenario in args.scenarios.split(","):
-            server = ceiling if scenario == "ceiling" else app
-            log_start = server.log.stat().st_size
-            results[scenario] = run_load(load_spec(args, setup, scenario, server))
-            results[scenario]["server_errors"] = server_errors(server.log, log_start)
+        slices: dict[str, list[dict[str, Any]]] = {}
+        for turn in range(args.rounds):
+            for scenario in args.scenarios.split(","):
+                server = ceiling if scenario == "ceiling" else app
+                log_start = server.log.stat().st_size
+                spec = load_spec(args, setup, scenario, server) | {
+                    "duration": args.duration / args.rounds,
+                    "warmup": args.warmup if turn == 0 else min(args.warmup, SLICE_WARMUP),
+                    "keep_latencies": True,
+                }
+                result = run_load(spec)
+                result["server_errors"] = server_errors(server.log, log_start)
+                slices.setdefault(scenario, []).append(result)
+        results = {scenario: merged(runs) for scenario, runs in slices.items()}
         print_results(args, setup, results)
         print(f"counts  {counts_after(setup.database_url, seeded_views)}")
         verdicts = print_verdicts(results)
@@ -574,13 +649,15 @@ def print_header(args: argparse.Namespace, setup: Setup, list_sql: dict[str, Any
 
     where = setup.workdir / "bench.sqlite3" if setup.backend == "SQLite" else setup.database_url
     print(
-        f"setup   {setup.backend} ({where}); app: uvicorn main:app, one process, --no-access-log, "
+        f"setup   {setup.backend} ({where}) through {driver_name(setup.database_url)}, the app's and the "
+        "ceiling's alike; app: uvicorn main:app, one process, --no-access-log, "
         f"ENV=production, rate limits off; Python {sys.version.split()[0]}, SQLAlchemy "
         f"{sqlalchemy.__version__}, {os.cpu_count()} CPUs"
     )
     print(
         f"load    {args.connections} connections, {args.warmup:g} s warm-up + {args.duration:g} s measured "
-        "per scenario; list: random board, offset in the first 5 pages, limit 20; read: random "
+        f"per scenario, in {args.rounds} turns (the scenarios alternate, so other work on the machine "
+        "weighs on each alike); list: random board, offset in the first 5 pages, limit 20; read: random "
         "visible post (counts a view); comment: random visible post; each request as a random seeded user"
     )
     print(
@@ -590,6 +667,22 @@ def print_header(args: argparse.Namespace, setup: Setup, list_sql: dict[str, Any
     shared = {" ".join(list_sql[name]["sql"].split()) for name in ("count", "page")}
     for sql in list_sql["app_statements"]:
         print(f"  {'*' if sql in shared else ' '} {sql}")
+
+
+def driver_name(url: str) -> str:
+    """The DB-API driver a URL selects, with its version: 'mysqlclient 2.3.1 (C)'."""
+    from importlib.metadata import version
+
+    from sqlalchemy.engine import make_url
+
+    dialect = make_url(url).get_dialect()
+    module = dialect.import_dbapi()
+    if dialect.name == "sqlite":
+        return f"sqlite3 (SQLite {module.sqlite_version}, in-process)"
+    distribution, kind = {"MySQLdb": ("mysqlclient", "C"), "pymysql": ("PyMySQL", "pure Python")}.get(
+        module.__name__, (module.__name__, "?")
+    )
+    return f"{distribution} {version(distribution)} ({kind})"
 
 
 def print_results(args: argparse.Namespace, setup: Setup, results: dict[str, dict[str, Any]]) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Table, create_engine, insert, text
+from sqlalchemy import Table, bindparam, create_engine, insert, text
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from bench import corpus
@@ -106,6 +106,90 @@ def seed(url: str, *, password_hash: str, sizes: Sizes = Sizes(), rng_seed: int 
         },
         seconds=time.perf_counter() - started,
     )
+
+
+# The tables seed() fills; a run adds rows to others (views, comments, a login's refresh token).
+SEEDED_TABLES = ("board", "user", "post", "comment", "post_like")
+
+
+def reuse(url: str, *, sizes: Sizes = Sizes()) -> SeededData | None:
+    """The data an earlier seed() left at `url`, put back as seed() made it, or None when the
+    database is missing, migrated to another revision or not seeded with these sizes (then
+    seed a fresh one). What runs added goes: comments past the seeded ids (their posts' comment
+    counters recomputed from the rows) and every row of the tables seed() leaves empty. View
+    counters keep what earlier runs added: a run measures views as a difference."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy.exc import OperationalError
+
+    from config import BASE_DIR
+    from database import make_engine
+
+    started = time.perf_counter()
+    head = ScriptDirectory.from_config(Config(str(BASE_DIR / "alembic.ini"))).get_current_head()
+    engine: Engine = make_engine(url)
+    try:
+        try:
+            with engine.connect() as conn:
+                if MigrationContext.configure(conn).get_current_revision() != head:
+                    return None
+        except OperationalError:  # no such database
+            return None
+        with engine.begin() as conn:
+            rows = {
+                name: conn.execute(text(f"SELECT count(*) FROM `{name}`")).scalar_one()
+                for name in SEEDED_TABLES
+            }
+            seeded_comments = conn.execute(
+                text("SELECT count(*) FROM comment WHERE id <= :n"), {"n": sizes.comments}
+            ).scalar_one()
+            expected = (rows["board"], rows["user"], rows["post"], seeded_comments)
+            if expected != (sizes.boards, sizes.users, sizes.posts, sizes.comments):
+                return None
+            _undo_runs(conn, sizes)
+            board_ids = list(conn.execute(text("SELECT id FROM board ORDER BY id")).scalars())
+            user_ids = list(conn.execute(text("SELECT id FROM `user` ORDER BY id")).scalars())
+            visible = conn.execute(text("SELECT id FROM post WHERE is_visible = 1 ORDER BY id")).scalars()
+            visible_post_ids = list(visible)
+        with engine.connect() as conn:
+            _check_counts(conn)
+    finally:
+        engine.dispose()
+    return SeededData(
+        board_ids=board_ids,
+        user_ids=user_ids,
+        visible_post_ids=visible_post_ids,
+        rows={
+            "boards": rows["board"],
+            "users": rows["user"],
+            "posts": rows["post"],
+            "comments": sizes.comments,
+            "likes": rows["post_like"],
+        },
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _undo_runs(conn: Connection, sizes: Sizes) -> None:
+    import models
+
+    touched = list(
+        conn.execute(
+            text("SELECT DISTINCT post_id FROM comment WHERE id > :n"), {"n": sizes.comments}
+        ).scalars()
+    )
+    conn.execute(text("DELETE FROM comment WHERE id > :n"), {"n": sizes.comments})
+    for start in range(0, len(touched), CHUNK_ROWS):
+        conn.execute(
+            text(
+                "UPDATE post SET number_of_comment = (SELECT count(*) FROM comment "
+                "WHERE comment.post_id = post.id AND comment.is_visible = 1) WHERE id IN :ids"
+            ).bindparams(bindparam("ids", expanding=True)),
+            {"ids": touched[start : start + CHUNK_ROWS]},
+        )
+    for table in reversed(models.Base.metadata.sorted_tables):
+        if table.name not in SEEDED_TABLES:
+            conn.execute(table.delete())
 
 
 @dataclass

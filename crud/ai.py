@@ -23,8 +23,19 @@ def _jobs() -> Select[tuple[AIlog]]:
     return select(AIlog).options(joinedload(AIlog.ai)).execution_options(populate_existing=True)
 
 
+# The statements every job request sends, built once with bind parameters: SQLAlchemy then
+# neither builds them nor computes their cache key per request (a third of their cost).
+_MODEL_BY_NAME = select(AI).where(AI.name == bindparam("name"))
+_JOB = _jobs().where(AIlog.id == bindparam("job_id"))
+_IN_FLIGHT_COUNT = (
+    select(func.count())
+    .select_from(AIlog)
+    .where(AIlog.user_id == bindparam("user_id"), AIlog.status.in_(IN_FLIGHT))
+)
+
+
 def model_by_name(session: Session, name: str) -> AI | None:
-    return session.scalar(select(AI).where(AI.name == name))
+    return session.scalar(_MODEL_BY_NAME, {"name": name})
 
 
 def model_by_id(session: Session, model_id: int) -> AI | None:
@@ -49,7 +60,7 @@ def insert_missing_models(session: Session, entries: Sequence[tuple[str, str]]) 
 
 
 def job(session: Session, job_id: int) -> AIlog | None:
-    return session.scalar(_jobs().where(AIlog.id == job_id))
+    return session.scalar(_JOB, {"job_id": job_id})
 
 
 def jobs(session: Session, job_ids: Sequence[int]) -> list[AIlog]:
@@ -85,10 +96,7 @@ def job_listing_count(*, user_id: int | None, status: str | None, include_hidden
 
 
 def count_in_flight(session: Session, *, user_id: int) -> int:
-    query = (
-        select(func.count()).select_from(AIlog).where(AIlog.user_id == user_id, AIlog.status.in_(IN_FLIGHT))
-    )
-    return session.scalar(query) or 0
+    return session.scalar(_IN_FLIGHT_COUNT, {"user_id": user_id}) or 0
 
 
 def count_queued(session: Session) -> int:
@@ -169,6 +177,20 @@ def requeue(session: Session, job_id: int) -> bool:
         .execution_options(synchronize_session=False)
     )
     return outcome.rowcount == 1
+
+
+def unclaim(session: Session, job_ids: Sequence[int]) -> int:
+    """Running jobs back to the queue as if never started, the attempt not counted (a process
+    stopping gives back what it could not finish). Returns how many."""
+    if not job_ids:
+        return 0
+    outcome = session.execute(
+        update(AIlog)
+        .where(AIlog.id.in_(job_ids), AIlog.status == RUNNING)
+        .values(status=QUEUED, started_date=None, attempts=AIlog.attempts - 1)
+        .execution_options(synchronize_session=False)
+    )
+    return outcome.rowcount
 
 
 def hide_if_finished(session: Session, job_id: int) -> bool:

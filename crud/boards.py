@@ -3,10 +3,21 @@
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, delete, exists, func, insert, select
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Select,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    true,
+)
 from sqlalchemy.orm import Session
 
-from models import Board, board_access
+from models import Board, User, board_access
 
 
 def get(session: Session, board_id: int) -> Board | None:
@@ -45,6 +56,46 @@ def get_with_condition(
     `params` fill the condition's own bind parameters."""
     row = session.execute(query, {"board_id": board_id, **params}).first()
     return None if row is None else (row[0], bool(row[1]))
+
+
+def with_reader_and_condition(condition: ColumnElement[bool]) -> Select[tuple[User, Board | None, bool]]:
+    """A user (the `reader_id` bind parameter) and a board (`board_id`; None when there is no
+    such board) with whether the board meets the condition, which may name the user's columns:
+    a statement to build once and run with get_with_reader."""
+    return (
+        select(User, Board, condition)
+        .select_from(User)
+        .outerjoin(Board, Board.id == bindparam("board_id"))
+        .where(User.id == bindparam("reader_id"))
+    )
+
+
+def get_with_reader(
+    session: Session, query: Select[tuple[User, Board | None, bool]], *, reader_id: int, board_id: int
+) -> tuple[User, Board | None, bool] | None:
+    """The user, the board (or None) and the condition's verdict; None when there is no user."""
+    row = session.execute(query, {"reader_id": reader_id, "board_id": board_id}).first()
+    return None if row is None else (row[0], row[1], bool(row[2]))
+
+
+def ids_by_user(
+    session: Session, condition: ColumnElement[bool], *, user_ids: Sequence[int]
+) -> dict[int, list[int]]:
+    """For each of these users, the ids (ascending) of the boards meeting a condition that may
+    name the user's columns: one query over these users and every board."""
+    if not user_ids:
+        return {}
+    rows = session.execute(
+        select(User.id, Board.id)
+        .select_from(User)
+        .join(Board, true())  # every pair; the condition picks
+        .where(User.id.in_(list(user_ids)), condition)
+        .order_by(User.id, Board.id)
+    )
+    found: dict[int, list[int]] = {}
+    for user_id, board_id in rows:
+        found.setdefault(user_id, []).append(board_id)
+    return found
 
 
 def select_where(condition: ColumnElement[bool]) -> Select[tuple[Board]]:

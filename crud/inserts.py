@@ -17,7 +17,8 @@ def insert_if_absent(session: Session, model: type[DeclarativeBase], values: dic
     foreign key) into warnings: callers lock or load the parent row first, so those cannot happen.
     """
     statement = _insert_ignoring_duplicates(session.get_bind().dialect.name, model, tuple(values))
-    return session.execute(statement, values).rowcount == 1
+    # On the session's connection: a Core statement needs none of the ORM's execution machinery.
+    return session.connection().execute(statement, values).rowcount == 1
 
 
 @cache  # one statement per backend, table and set of columns, its values bound per call

@@ -1,4 +1,4 @@
-"""The one way a list becomes a page: one COUNT and one SELECT, whatever the page size."""
+"""The one way a list becomes a page: one SELECT and at most one COUNT, whatever the page size."""
 
 from collections.abc import Mapping
 from functools import lru_cache
@@ -35,24 +35,28 @@ def fetch_page(
     """The page's rows (ORM objects for a one-entity query, Rows for a query of several
     columns) and the total. `count_query` may give a cheaper COUNT (same filters, no joins).
     `params` fill the bind parameters of a statement built once and reused (see crud/posts.py):
-    such a statement is neither rebuilt nor re-keyed for SQLAlchemy's compiled cache."""
+    such a statement is neither rebuilt nor re-keyed for SQLAlchemy's compiled cache.
+
+    The page is read first: a page shorter than the limit is the last one, so the total is
+    known without a COUNT (most comment lists, the last page of a board). A full page, or an
+    empty one past the start, still needs the COUNT."""
     values = dict(params or {})
-    if count_query is None:
-        count_query = select(func.count()).select_from(query.order_by(None).subquery())
     # Statements that load no ORM objects (the COUNT, list rows made of columns) run on the
     # session's connection: they give the same Rows, without the ORM's result machinery,
     # which costs more than the query itself.
     connection = session.connection()
-    total = connection.execute(count_query, values).scalar() or 0
-    if total <= offset:
-        return [], total
     window = {**values, PAGE_OFFSET: offset, PAGE_LIMIT: limit}
     loads_objects, one_per_row = _shape(query)
     if loads_objects:
         result = session.execute(_windowed(query), window)
     else:
         result = connection.execute(_windowed(query), window)
-    return list(result.scalars() if one_per_row else result.all()), total
+    rows = list(result.scalars() if one_per_row else result.all())
+    if len(rows) < limit and (rows or offset == 0):
+        return rows, offset + len(rows)
+    if count_query is None:
+        count_query = select(func.count()).select_from(query.order_by(None).subquery())
+    return rows, connection.execute(count_query, values).scalar() or 0
 
 
 @lru_cache(maxsize=256)

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from config import settings
 from crud import ai as ai_crud
+from ml import registry
 from ml.encoder import get_encoder
 from ml.post_index import PostIndex
 from ml.runner import BatchRunner, Lane, QueueFull
@@ -65,13 +66,14 @@ class ThreadBackend:
         self.trainer = TrainingExecutor(workers=settings.AI_TRAIN_WORKERS, run=_run_training)
 
     def start(self) -> None:
+        registry.check_loadable()  # for /ready; the models themselves load on first use
         get_encoder().run_in_child_process(settings.AI_MODEL_PROCESS, processes=settings.AI_WORKERS)
         self.runner.start()
         self.trainer.start()
 
     def stop(self) -> None:
         self.trainer.stop()
-        self.runner.stop()
+        self.runner.stop(grace=settings.AI_SHUTDOWN_GRACE_SECONDS)
 
     def reserve(self, session: Session) -> None:
         self.runner.reserve()
@@ -104,10 +106,11 @@ class ThreadBackend:
 def _job_lane(model_name: str) -> Lane:
     return Lane(
         name=model_name,
-        run=partial(ai_worker.run_jobs, model_name),
+        run=lambda job_ids, computed: ai_worker.run_jobs(model_name, job_ids, computed=computed),
         timed_out=lambda job_ids, seconds: ai_worker.fail_jobs(
             job_ids, error=ai_worker.timed_out_error(seconds)
         ),
+        interrupted=ai_worker.give_back,
     )
 
 
@@ -120,7 +123,7 @@ def _run_training(job_id: int, processes: TrainingProcesses) -> None:
 def _index_lane() -> Lane:
     return Lane(
         name=PostIndex.name,
-        run=ai_worker.index_posts,
+        run=lambda post_ids, computed: ai_worker.index_posts(post_ids, computed=computed),
         timed_out=lambda post_ids, seconds: log.warning(
             "embedding %d posts took over %g s", len(post_ids), seconds
         ),

@@ -10,11 +10,13 @@ so an edit is embedded afresh); centroids are read per batch.
 
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import Session
 
+from crud import boards as boards_crud
 from crud import embeddings as embeddings_crud
 from ml.embedding import EmbeddingModel, cosine_scores
 from ml.encoder import MODEL_NAME, get_encoder
@@ -25,6 +27,7 @@ RESULT_LIMIT = 10
 DESCRIPTION_WEIGHT = 0.3
 POSTS_PER_BOARD = 100  # the latest posts that shape a board's profile
 CACHE_SIZE = 4096
+SCOPES = "reading scopes"  # memo key: each owner's access.reading_scope
 
 
 class BoardSuggest(EmbeddingModel):
@@ -38,14 +41,19 @@ class BoardSuggest(EmbeddingModel):
         self._descriptions: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
 
+    def batch_memo(self, session: Session, *, owners: Sequence[User]) -> dict[Any, Any]:
+        return {SCOPES: access.reading_scopes(session, users=owners)}
+
     def result_for(
         self, session: Session, *, user: User, text: str, output: Any, memo: dict[Any, Any]
     ) -> Any:
-        boards = access.usable_boards(session, user=user)
-        key = ("board profiles", tuple(board.id for board in boards))
+        scope = memo.get(SCOPES, {}).get(user.id)
+        board_ids = scope[1] if scope is not None else access.reading_scope(session, user=user)[1]
+        key = ("board profiles", board_ids)
         if key not in memo:  # jobs in one batch offered the same boards share their profiles
-            memo[key] = self._profiles(session, boards)
-        profiles = memo[key]
+            boards = boards_crud.get_many(session, board_ids)
+            memo[key] = (boards, self._profiles(session, boards))
+        boards, profiles = memo[key]
         if not boards:
             return {"boards": []}
         scores = cosine_scores(np.asarray(output, dtype=np.float32), profiles)

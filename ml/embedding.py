@@ -16,6 +16,9 @@ class EmbeddingModel(AIModel):
     def load(self) -> None:
         get_encoder().load()
 
+    def missing(self) -> str | None:
+        return get_encoder().missing()
+
     @contextlib.contextmanager
     def inference(self) -> Iterator[None]:
         with get_encoder().inference():

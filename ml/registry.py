@@ -48,6 +48,15 @@ def listed() -> list[AIModel]:
     return [model for model in _models.values() if model.listed]
 
 
+def check_loadable() -> None:
+    """Notes on each listed model what would stop it from loading (ml.base.AIModel.load_error),
+    without loading it: what this process learns when it starts running models."""
+    for model in listed():
+        model.load_error = model.missing()
+        if model.load_error:
+            log.error("model %s cannot load: %s", model.name, model.load_error)
+
+
 def _ensure_models() -> None:
     """The shipped models, and those of AI_MODEL_MODULES (imported once; each registers its
     models when imported, e.g. the test suite's failing and slow models in a Celery worker)."""

@@ -6,9 +6,17 @@ request runs at once, and under load the ids that piled up while the workers wer
 the next batch (up to max_batch), which is what makes the model fast. AI_MAX_WAIT_MS > 0 lets
 the oldest id wait that long for companions; the default 0 never waits.
 
+A worker is free again as soon as its batch's model work is done (the lane calls `computed`):
+the batch then stores its results on its thread while the next batch already computes, so the
+model never waits for the database.
+
 A batch past its deadline is reported to its lane (which fails its jobs) and stops counting
 against the worker budget, so the runner goes on; the pool keeps a few spare threads for such
 stuck batches, since a Python thread cannot be killed.
+
+Stopping (the API process shutting down) lets the running batches end within a grace period;
+ids still waiting are dropped (their jobs stay queued in the database, for the next start's
+recovery) and a batch still running after the grace is reported to its lane (`interrupted`).
 """
 
 import logging
@@ -19,10 +27,13 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 log = logging.getLogger(__name__)
 
 SPARE_THREADS = 2  # batches that may hang past their deadline before the runner stops taking work
+# Each worker's last batch may still be storing its results while its next one computes.
+THREADS_PER_WORKER = 2
 
 
 class QueueFull(Exception):
@@ -33,11 +44,14 @@ class QueueFull(Exception):
 
 @dataclass(eq=False)
 class Lane:
-    """One model's queue and what to do with its batches."""
+    """One model's queue and what to do with its batches: run(ids, computed) runs one batch and
+    calls computed() once the model is done with it (then the worker takes the next batch)."""
 
     name: str
-    run: Callable[[list[int]], None]
+    run: Callable[[list[int], Callable[[], None]], None]
     timed_out: Callable[[list[int], float], None]
+    # The ids of a batch still running when the runner stopped, past the grace period.
+    interrupted: Callable[[list[int]], None] = lambda _ids: None
     # Job lanes share the AI_QUEUE_MAX bound (and answer 429); internal lanes (post indexing)
     # have a bound of their own and drop work beyond it (a reindex repairs that).
     counts_toward_limit: bool = True
@@ -51,6 +65,7 @@ class _Batch:
     started: float
     deadline: float
     timed_out: bool = False
+    computing: bool = True  # counts against the workers until the lane says it computed
 
 
 class BatchRunner:
@@ -72,8 +87,9 @@ class BatchRunner:
         self._lanes: dict[str, Lane] = {}
         self._pending = 0  # ids waiting on lanes that count toward the limit
         self._reserved = 0  # admissions promised to submitters still writing their row
-        self._active = 0  # batches running that count against the worker budget
+        self._active = 0  # batches computing that count against the worker budget
         self._busy = 0  # threads running a batch, stuck ones included
+        self._threads = self.workers * THREADS_PER_WORKER + SPARE_THREADS
         self._running: set[_Batch] = set()
         self._seconds_per_item = 0.05  # moving average, for Retry-After
         self._stopping = False
@@ -84,24 +100,40 @@ class BatchRunner:
 
     def start(self) -> None:
         self._stopping = False
-        self._executor = ThreadPoolExecutor(self.workers + SPARE_THREADS, thread_name_prefix="ai-runner")
+        self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="ai-runner")
         self._dispatcher = threading.Thread(target=self._dispatch_loop, name="ai-dispatcher", daemon=True)
         self._dispatcher.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stops dispatching and waits (up to timeout) for running batches; ids still queued stay
-        queued in the database and are picked up by the next start's recovery."""
+    def stop(self, grace: float = 10.0) -> None:
+        """Stops taking and dispatching work and waits up to `grace` seconds for the batches
+        running; then drops the ids still waiting and reports each batch still running to its
+        lane's `interrupted`."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
+        deadline = time.monotonic() + grace
         if self._dispatcher is not None:
-            self._dispatcher.join(timeout)
-        deadline = time.monotonic() + timeout
+            self._dispatcher.join(grace)
         with self._cond:
             while self._busy and time.monotonic() < deadline:
                 self._cond.wait(deadline - time.monotonic())
+            unfinished = [batch for batch in self._running if not batch.timed_out]
+            for lane in self._lanes.values():
+                lane.waiting.clear()
+            self._pending = 0
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
+        for batch in unfinished:
+            log.warning(
+                "%s batch of %d still running after the %g s shutdown grace",
+                batch.lane.name,
+                len(batch.items),
+                grace,
+            )
+            try:
+                batch.lane.interrupted(batch.items)
+            except Exception:
+                log.exception("could not give back the %s batch cut short by the shutdown", batch.lane.name)
 
     # --- admission --------------------------------------------------------------------------
 
@@ -134,7 +166,11 @@ class BatchRunner:
             elif len(lane.waiting) >= self.queue_max:
                 return False
             lane.waiting.append((item, time.monotonic()))
-            self._cond.notify_all()
+            # The dispatcher wakes only when it could act: a worker is free, or the lane's first
+            # id starts its AI_MAX_WAIT_MS clock (a wake-up per job costs the submitter a GIL
+            # switch under load).
+            if len(lane.waiting) == 1 or self._worker_free():
+                self._cond.notify_all()
             return True
 
     def pending(self) -> int:
@@ -182,11 +218,20 @@ class BatchRunner:
         expired = [b for b in self._running if not b.timed_out and b.deadline <= now]
         for batch in expired:
             batch.timed_out = True
-            self._active -= 1
+            self._free_worker(batch)
         return expired
 
+    def _free_worker(self, batch: _Batch) -> None:
+        """The batch stops counting against the workers (called with the lock held)."""
+        if batch.computing:
+            batch.computing = False
+            self._active -= 1
+
+    def _worker_free(self) -> bool:
+        return self._active < self.workers and self._busy < self._threads
+
     def _next_batch(self, now: float) -> _Batch | None:
-        if self._active >= self.workers or self._busy >= self.workers + SPARE_THREADS:
+        if not self._worker_free():
             return None
         ready = [lane for lane in self._lanes.values() if lane.waiting and self._ready(lane, now)]
         if not ready:
@@ -213,15 +258,19 @@ class BatchRunner:
 
     def _run(self, batch: _Batch) -> None:
         try:
-            batch.lane.run(batch.items)
+            batch.lane.run(batch.items, partial(self._computed, batch))
         except Exception:
             log.exception("%s batch of %d failed outside its jobs", batch.lane.name, len(batch.items))
         finally:
             elapsed = time.monotonic() - batch.started
             with self._cond:
                 self._busy -= 1
-                if not batch.timed_out:
-                    self._active -= 1
+                self._free_worker(batch)
                 self._running.discard(batch)
                 self._seconds_per_item = 0.8 * self._seconds_per_item + 0.2 * elapsed / len(batch.items)
                 self._cond.notify_all()
+
+    def _computed(self, batch: _Batch) -> None:
+        with self._cond:
+            self._free_worker(batch)
+            self._cond.notify_all()

@@ -1,12 +1,13 @@
 """AI models and jobs (DESIGN.md §3, AI): submit a job, long-poll it, list, cancel, hide."""
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Response, status
 
 from config import settings
 from deps import AdminUser, AnyModel, CurrentUser, Pagination, ReadableJob, SessionDep
 from models import AI
+from routers.responses import ADMINISTRATORS, AUTHENTICATED, JOB_ACCEPTED, JSON_BODY, errors
 from schemas import (
     AIModelPublic,
     AIModelUpdate,
@@ -18,11 +19,17 @@ from schemas import (
 )
 from services import ai as ai_service
 
-router = APIRouter(tags=["ai"])
+router = APIRouter(tags=["ai"], responses=AUTHENTICATED)
+# Everyone's jobs and the models' settings, for administrators (training: routers/ai_training.py).
+admin_router = APIRouter(prefix="/admin/ai", tags=["admin"], responses=ADMINISTRATORS)
 
 ModelName = Annotated[str, Path(min_length=1, max_length=64)]
-JOB_ERRORS: dict[int | str, dict[str, Any]] = {
-    status.HTTP_404_NOT_FOUND: {"description": "No such job, or not yours."},
+JOB = {404: "No such job, or not yours."}
+SUBMIT_NOTES = {
+    404: "No such model.",
+    409: "The Idempotency-Key was used for another request.",
+    422: "The input failed validation, or does not fit the model (e.g. a missing column).",
+    429: "The queue is full, or you have AI_MAX_JOBS_PER_USER jobs in flight; see Retry-After.",
 }
 
 
@@ -36,13 +43,7 @@ def list_models(user: CurrentUser, session: SessionDep) -> list[AI]:
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobPublic,
     summary="Submit a job (answers at once; the job runs in the background)",
-    responses={
-        status.HTTP_404_NOT_FOUND: {"description": "No such model."},
-        status.HTTP_409_CONFLICT: {"description": "The Idempotency-Key was used for another request."},
-        status.HTTP_429_TOO_MANY_REQUESTS: {
-            "description": "The queue is full, or you have AI_MAX_JOBS_PER_USER jobs in flight (Retry-After)."
-        },
-    },
+    responses=JOB_ACCEPTED | errors(404, 409, 429, *JSON_BODY, notes=SUBMIT_NOTES, service_422=True),
 )
 def submit_job(
     name: ModelName,
@@ -62,7 +63,9 @@ def submit_job(
     return job
 
 
-@router.get("/ai/jobs", response_model=Page[JobPublic], summary="My jobs, newest first")
+@router.get(
+    "/ai/jobs", response_model=Page[JobPublic], summary="My jobs, newest first", responses=errors(422)
+)
 def list_jobs(
     user: CurrentUser, session: SessionDep, page: Pagination, status: JobStatus | None = None
 ) -> Page[JobPublic]:
@@ -73,7 +76,7 @@ def list_jobs(
     "/ai/jobs/{job_id}",
     response_model=JobPublic,
     summary="A job; with `wait`, answers as soon as it finishes (long poll)",
-    responses=JOB_ERRORS,
+    responses=errors(404, 422, notes=JOB),
 )
 async def read_job(
     job: ReadableJob,
@@ -87,7 +90,7 @@ async def read_job(
     "/ai/jobs/{job_id}/cancel",
     response_model=JobPublic,
     summary="Cancel a job that has not started",
-    responses={**JOB_ERRORS, status.HTTP_409_CONFLICT: {"description": "Already running or ended."}},
+    responses=errors(404, 409, 422, notes={**JOB, 409: "Already running or ended."}),
 )
 def cancel_job(job: ReadableJob, session: SessionDep) -> JobPublic:
     return ai_service.cancel(session, job=job)
@@ -97,13 +100,13 @@ def cancel_job(job: ReadableJob, session: SessionDep) -> JobPublic:
     "/ai/jobs/{job_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Remove an ended job from my history",
-    responses={**JOB_ERRORS, status.HTTP_409_CONFLICT: {"description": "Still queued or running."}},
+    responses=errors(404, 409, 422, notes={**JOB, 409: "Still queued or running."}),
 )
 def hide_job(job: ReadableJob, session: SessionDep) -> None:
     ai_service.hide(session, job=job)
 
 
-@router.get("/admin/ai/jobs", response_model=Page[JobPublic], tags=["admin"], summary="Everyone's jobs")
+@admin_router.get("/jobs", response_model=Page[JobPublic], summary="Everyone's jobs", responses=errors(422))
 def list_all_jobs(
     admin: AdminUser, session: SessionDep, page: Pagination, status: JobStatus | None = None
 ) -> Page[JobPublic]:
@@ -112,11 +115,11 @@ def list_all_jobs(
     )
 
 
-@router.patch(
-    "/admin/ai/models/{model_id}",
+@admin_router.patch(
+    "/models/{model_id}",
     response_model=AIModelPublic,
-    tags=["admin"],
     summary="Edit a model's description, or hide it from users",
+    responses=errors(404, *JSON_BODY, notes={404: "No such model."}),
 )
 def update_model(model: AnyModel, changes: AIModelUpdate, session: SessionDep) -> AIModelPublic:
     return ai_service.update_model(session, model=model, changes=changes)

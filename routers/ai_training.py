@@ -1,27 +1,27 @@
 """Training models from a CSV (administrators): a new model, a new version, the versions."""
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Form, Response, status
 
 from config import settings
 from deps import AdminUser, AnyModel, Pagination, SessionDep
+from routers.responses import ADMINISTRATORS, JOB_ACCEPTED, JSON_BODY, errors
 from schemas import AIModelVersionPublic, JobPublic, ModelCreateForm, Page, TrainingForm
 from services import ai_training
 
-router = APIRouter(prefix="/admin/ai/models", tags=["admin", "ai"])
+router = APIRouter(prefix="/admin/ai/models", tags=["admin"], responses=ADMINISTRATORS)
 
 # The CSV at its limit plus the other fields; the route limit replaces the app's small JSON limit
 # (Starlette answers 413 as soon as more arrives). The file's own limit is checked when read.
 TRAINING_BODY_LIMIT = settings.MAX_UPLOAD_MB * 1024 * 1024 + 64 * 1024
-TRAINING_ERRORS: dict[int | str, dict[str, Any]] = {
-    status.HTTP_409_CONFLICT: {"description": "The name is taken, or the model is not trainable."},
-    status.HTTP_413_CONTENT_TOO_LARGE: {"description": "The file is larger than MAX_UPLOAD_MB."},
-    status.HTTP_422_UNPROCESSABLE_CONTENT: {
-        "description": "The CSV cannot train the model: empty, a non-numeric cell (row and column named), "
-        "no such target or feature column, duplicate column names, more than AI_TRAIN_MAX_ROWS rows."
-    },
-    status.HTTP_429_TOO_MANY_REQUESTS: {"description": "AI_TRAIN_QUEUE_MAX training jobs are in flight."},
+TRAINING_NOTES = {
+    409: "The name is taken, or the model is not trainable.",
+    413: "The file is larger than MAX_UPLOAD_MB.",
+    422: "The form failed validation, or the CSV cannot train the model: empty, a non-numeric cell (row "
+    "and column named), no such target or feature column, duplicate column names, more than "
+    "AI_TRAIN_MAX_ROWS rows.",
+    429: "AI_TRAIN_QUEUE_MAX training jobs are in flight; see Retry-After.",
 }
 MultipartForm = Form(media_type="multipart/form-data")
 
@@ -32,7 +32,7 @@ MultipartForm = Form(media_type="multipart/form-data")
     response_model=JobPublic,
     summary="Create a model trained from a CSV; answers with the training job",
     max_body_size=TRAINING_BODY_LIMIT,
-    responses=TRAINING_ERRORS,
+    responses=JOB_ACCEPTED | errors(409, 429, *JSON_BODY, notes=TRAINING_NOTES, service_422=True),
 )
 def create_model(
     admin: AdminUser,
@@ -51,7 +51,8 @@ def create_model(
     response_model=JobPublic,
     summary="Train a new version of a model from a CSV; answers with the training job",
     max_body_size=TRAINING_BODY_LIMIT,
-    responses=TRAINING_ERRORS,
+    responses=JOB_ACCEPTED
+    | errors(404, 409, 429, *JSON_BODY, notes={**TRAINING_NOTES, 404: "No such model."}, service_422=True),
 )
 def train_version(
     admin: AdminUser,
@@ -69,6 +70,7 @@ def train_version(
     "/{model_id}/versions",
     response_model=Page[AIModelVersionPublic],
     summary="A trained model's versions with their metrics, newest first",
+    responses=errors(404, 422, notes={404: "No such model."}),
 )
 def list_versions(model: AnyModel, session: SessionDep, page: Pagination) -> Page[AIModelVersionPublic]:
     return ai_training.list_versions(session, model=model, offset=page.offset, limit=page.limit)

@@ -15,10 +15,19 @@ from deps import (
     WritablePost,
 )
 from models import Attachment
+from routers.responses import (
+    AUTHENTICATED,
+    DELETABLE_ATTACHMENT,
+    READABLE_ATTACHMENT,
+    WRITABLE_COMMENT,
+    WRITABLE_POST,
+    errors,
+)
 from schemas import AttachmentPublic
 from services import attachments as attachments_service
+from services.attachments import GIF, JPEG, PDF, PNG, TEXT, WEBP, ZIP
 
-router = APIRouter(tags=["attachments"])
+router = APIRouter(tags=["attachments"], responses=AUTHENTICATED)
 
 # The body is parsed by deps.incoming_files (streamed to storage, not spooled by the form
 # parser), so the multipart schema is declared here for /docs.
@@ -39,17 +48,24 @@ UPLOAD_OPENAPI: dict[str, Any] = {
                             "MAX_UPLOAD_MB each (judged by content, not by name or header).",
                         }
                     },
-                }
+                },
+                # A file part's value is its bytes; two small text files here.
+                "example": {attachments_service.FIELD_NAME: ["마당 회의록\n", "notes\n"]},
             }
         },
     }
 }
-UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
-    status.HTTP_413_CONTENT_TOO_LARGE: {"description": "A file is larger than MAX_UPLOAD_MB."},
-    status.HTTP_415_UNSUPPORTED_MEDIA_TYPE: {"description": "A file's content is not an allowed type."},
-    status.HTTP_422_UNPROCESSABLE_CONTENT: {
-        "description": "No file, an empty file, too many files, or an unsafe ('..') name."
-    },
+UPLOAD_NOTES = {
+    400: "The multipart body is malformed (no boundary, a part without a name, cut short).",
+    413: "A file is larger than MAX_UPLOAD_MB.",
+    415: "The body is not multipart/form-data, or a file's content is not an allowed type.",
+    422: "No file, an empty file, too many files, another field than 'files', or an unsafe ('..') name.",
+}
+# Served as stored, with the type its content was judged to be at upload.
+DOWNLOAD_TYPES = tuple(kind.content_type.split(";")[0] for kind in (PNG, JPEG, GIF, WEBP, PDF, ZIP, TEXT))
+DOWNLOAD_HEADERS = {
+    "Content-Disposition": {"description": "attachment; filename*=UTF-8''...", "schema": {"type": "string"}},
+    "X-Content-Type-Options": {"description": "nosniff", "schema": {"type": "string"}},
 }
 # Large enough for every file at its limit; the route-level limit replaces the app's small
 # JSON limit. Each file's own limit is enforced while it streams in.
@@ -63,7 +79,7 @@ UPLOAD_BODY_LIMIT = attachments_service.max_request_bytes()
     summary="Attach files to a post (author or administrator)",
     max_body_size=UPLOAD_BODY_LIMIT,
     openapi_extra=UPLOAD_OPENAPI,
-    responses=UPLOAD_ERRORS,
+    responses=errors(400, 403, 404, 413, 415, 422, notes={**UPLOAD_NOTES, **WRITABLE_POST}, service_422=True),
 )
 def attach_to_post(
     post: WritablePost, user: CurrentUser, upload: IncomingFiles, session: SessionDep
@@ -78,7 +94,9 @@ def attach_to_post(
     summary="Attach files to a comment (author or administrator)",
     max_body_size=UPLOAD_BODY_LIMIT,
     openapi_extra=UPLOAD_OPENAPI,
-    responses=UPLOAD_ERRORS,
+    responses=errors(
+        400, 403, 404, 413, 415, 422, notes={**UPLOAD_NOTES, **WRITABLE_COMMENT}, service_422=True
+    ),
 )
 def attach_to_comment(
     comment: WritableComment, user: CurrentUser, upload: IncomingFiles, session: SessionDep
@@ -91,7 +109,15 @@ def attach_to_comment(
     response_class=StreamingResponse,
     summary="Download an attachment (whoever may read its post)",
     responses={
-        status.HTTP_200_OK: {"content": {"application/octet-stream": {}}, "description": "The bytes."}
+        status.HTTP_200_OK: {
+            "description": "The file's bytes, with the media type found at upload.",
+            "content": {
+                media_type: {"schema": {"type": "string", "format": "binary"}}
+                for media_type in DOWNLOAD_TYPES
+            },
+            "headers": DOWNLOAD_HEADERS,
+        },
+        **errors(403, 404, 422, notes=READABLE_ATTACHMENT),
     },
 )
 def download_attachment(attachment: ReadableAttachment) -> StreamingResponse:
@@ -103,6 +129,7 @@ def download_attachment(attachment: ReadableAttachment) -> StreamingResponse:
     "/attachments/{attachment_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete an attachment (uploader or administrator); the file goes too",
+    responses=errors(403, 404, 422, notes=DELETABLE_ATTACHMENT),
 )
 def delete_attachment(attachment: DeletableAttachment, session: SessionDep) -> None:
     attachments_service.delete(session, attachment=attachment)

@@ -1,9 +1,10 @@
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from deps import ClientIP, SessionDep
+from routers.responses import JSON_BODY, errors
 from schemas import (
     Message,
     PasswordResetConfirm,
@@ -18,28 +19,63 @@ from services import auth as auth_service
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 RESET_ACCEPTED = "If this address has an account, a reset code is on its way."
+# The login form, as Swagger UI and a generated client send it.
+LOGIN_EXAMPLE: dict[str, Any] = {
+    "requestBody": {
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "example": {"username": "minji", "password": "a long secret"},
+            }
+        }
+    }
+}
 
 
 @router.post(
-    "/signup", status_code=status.HTTP_201_CREATED, response_model=UserPublic, summary="Create an account"
+    "/signup",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserPublic,
+    summary="Create an account",
+    responses=errors(409, *JSON_BODY, notes={409: "The name or the email is taken."}),
 )
 def signup(data: UserCreate, session: SessionDep) -> object:
     return auth_service.signup(session, data)
 
 
-@router.post("/login", response_model=TokenPair, summary="Log in with name or email")
+@router.post(
+    "/login",
+    response_model=TokenPair,
+    summary="Log in with name or email",
+    openapi_extra=LOGIN_EXAMPLE,
+    responses=errors(401, 403, 429, *JSON_BODY, notes={401: "Wrong name, email or password."}),
+)
 def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep, ip: ClientIP
 ) -> TokenPair:
     return auth_service.login(session, login=form.username, password=form.password, client_ip=ip)
 
 
-@router.post("/refresh", response_model=TokenPair, summary="Trade a refresh token for a new pair")
+@router.post(
+    "/refresh",
+    response_model=TokenPair,
+    summary="Trade a refresh token for a new pair",
+    responses=errors(
+        401,
+        403,
+        *JSON_BODY,
+        notes={401: "The refresh token is invalid, expired, revoked or was already used."},
+    ),
+)
 def refresh(data: RefreshRequest, session: SessionDep) -> TokenPair:
     return auth_service.refresh(session, data.refresh_token)
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, summary="Revoke a refresh token")
+@router.post(
+    "/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Revoke a refresh token",
+    responses=errors(*JSON_BODY),
+)
 def logout(data: RefreshRequest, session: SessionDep) -> None:
     auth_service.logout(session, data.refresh_token)
 
@@ -49,6 +85,7 @@ def logout(data: RefreshRequest, session: SessionDep) -> None:
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Message,
     summary="Mail a password reset code",
+    responses=errors(429, *JSON_BODY),
 )
 def request_password_reset(data: PasswordResetRequest, session: SessionDep, ip: ClientIP) -> Message:
     auth_service.request_password_reset(session, email=data.email, client_ip=ip)
@@ -59,6 +96,10 @@ def request_password_reset(data: PasswordResetRequest, session: SessionDep, ip: 
     "/password-reset/confirm",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Set a new password with a reset code",
+    responses=errors(
+        *JSON_BODY,
+        notes={400: "The reset code is invalid, expired or already used; or the body is unreadable."},
+    ),
 )
 def confirm_password_reset(data: PasswordResetConfirm, session: SessionDep) -> None:
     auth_service.confirm_password_reset(session, token=data.token, new_password=data.new_password)

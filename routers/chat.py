@@ -1,10 +1,11 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Query, WebSocket, status
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, HTMLResponse
 
 from config import BASE_DIR
 from deps import ChatMessageId, CurrentUser, Pagination, ReadableConversation, SessionDep
+from routers.responses import AUTHENTICATED, JSON_BODY, errors
 from schemas import (
     MAX_DB_ID,
     ChatMessageCreate,
@@ -20,13 +21,16 @@ from schemas import (
 from services import chat as chat_service
 from services import chat_socket
 
-router = APIRouter(tags=["chat"])
+router = APIRouter(tags=["chat"], responses=AUTHENTICATED)
 # Outside the API prefix: the small example client at GET /chat.
 page_router = APIRouter(tags=["chat"])
 
 CHAT_PAGE = BASE_DIR / "static" / "chat.html"
 
 MessageCursor = Annotated[int | None, Query(ge=1, le=MAX_DB_ID)]
+CONVERSATION = {404: "No such conversation, or it is not yours."}
+MESSAGE = {404: "No such message in a conversation of yours."}
+CLOSED = "The conversation is closed"
 
 
 @router.post(
@@ -34,6 +38,7 @@ MessageCursor = Annotated[int | None, Query(ge=1, le=MAX_DB_ID)]
     status_code=status.HTTP_201_CREATED,
     response_model=ChatSessionPublic,
     summary="Open a support conversation with the administrators",
+    responses=errors(*JSON_BODY),
 )
 def open_conversation(data: ChatSessionCreate, user: CurrentUser, session: SessionDep) -> ChatSessionPublic:
     return chat_service.open_conversation(session, user=user, data=data)
@@ -43,6 +48,7 @@ def open_conversation(data: ChatSessionCreate, user: CurrentUser, session: Sessi
     "/chat/sessions",
     response_model=Page[ChatSessionSummary],
     summary="My conversations (administrators: all), with the last message and my unread count",
+    responses=errors(422),
 )
 def list_conversations(
     user: CurrentUser, session: SessionDep, page: Pagination, is_closed: bool | None = None
@@ -56,6 +62,15 @@ def list_conversations(
     "/chat/sessions/{session_id}",
     response_model=ChatSessionPublic,
     summary="Rename (the opener) or close and reopen (administrators) a conversation",
+    responses=errors(
+        403,
+        404,
+        *JSON_BODY,
+        notes={
+            **CONVERSATION,
+            403: "Only the opener renames, only administrators close or reopen (or this account is banned).",
+        },
+    ),
 )
 def update_conversation(
     conversation: ReadableConversation, changes: ChatSessionUpdate, user: CurrentUser, session: SessionDep
@@ -67,6 +82,7 @@ def update_conversation(
     "/chat/sessions/{session_id}/messages",
     response_model=list[ChatMessagePublic],
     summary="Messages, oldest first: the latest (or those before before_id), or those after after_id",
+    responses=errors(404, 422, notes=CONVERSATION),
 )
 def read_history(
     conversation: ReadableConversation,
@@ -86,6 +102,12 @@ def read_history(
     status_code=status.HTTP_201_CREATED,
     response_model=ChatMessagePublic,
     summary="Send a message; members online get it live, as from the socket",
+    responses=errors(
+        404,
+        409,
+        *JSON_BODY,
+        notes={**CONVERSATION, 409: f"{CLOSED}, or the client_id was used in another conversation."},
+    ),
 )
 def post_message(
     conversation: ReadableConversation, data: ChatMessageCreate, user: CurrentUser, session: SessionDep
@@ -99,6 +121,7 @@ def post_message(
     "/chat/sessions/{session_id}/read",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Move my read marker forward",
+    responses=errors(404, *JSON_BODY, notes=CONVERSATION),
 )
 def mark_read(
     conversation: ReadableConversation, data: ChatReadMarker, user: CurrentUser, session: SessionDep
@@ -106,7 +129,22 @@ def mark_read(
     chat_service.mark_read(session, user=user, conversation=conversation, last_read_id=data.last_read_id)
 
 
-@router.patch("/chat/messages/{message_id}", response_model=ChatMessagePublic, summary="Edit my message")
+@router.patch(
+    "/chat/messages/{message_id}",
+    response_model=ChatMessagePublic,
+    summary="Edit my message",
+    responses=errors(
+        403,
+        404,
+        409,
+        *JSON_BODY,
+        notes={
+            **MESSAGE,
+            403: "Only the author edits a message (or this account is banned).",
+            409: f"The message was deleted, or {CLOSED.lower()}.",
+        },
+    ),
+)
 def edit_message(
     message_id: ChatMessageId, data: ChatMessageUpdate, user: CurrentUser, session: SessionDep
 ) -> ChatMessagePublic:
@@ -117,6 +155,12 @@ def edit_message(
     "/chat/messages/{message_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a message (the author or an administrator)",
+    responses=errors(
+        403,
+        404,
+        422,
+        notes={**MESSAGE, 403: "Neither the author nor an administrator (or this account is banned)."},
+    ),
 )
 def delete_message(message_id: ChatMessageId, user: CurrentUser, session: SessionDep) -> None:
     chat_service.delete_message(session, user=user, message_id=message_id)
@@ -128,7 +172,11 @@ async def live_socket(websocket: WebSocket, token: str | None = None) -> None:
     await chat_socket.serve(websocket, token=token)
 
 
-@page_router.get("/chat", response_class=FileResponse, include_in_schema=False)
+@page_router.get(
+    "/chat",
+    response_class=HTMLResponse,
+    summary="The example chat client (an HTML page)",
+)
 def chat_page() -> FileResponse:
     """The example chat client: plain HTML and JavaScript, no build step."""
     return FileResponse(CHAT_PAGE, media_type="text/html")

@@ -2,6 +2,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from deps import SessionDep
+from schemas import Readiness
 from services import health
 
 router = APIRouter(tags=["health"])
@@ -12,7 +13,12 @@ def read_health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", summary="The database answers")
+@router.get(
+    "/ready",
+    response_model=Readiness,
+    summary="The database and Redis answer; the AI models can load",
+    responses={503: {"model": Readiness, "description": "Not ready: `problems` says why."}},
+)
 def read_ready(session: SessionDep) -> JSONResponse:
     problems = health.readiness_problems(session)
     status_code = 503 if problems else 200

@@ -12,13 +12,19 @@ from deps import (
     SessionDep,
     WritablePost,
 )
+from routers.responses import AUTHENTICATED, JSON_BODY, READABLE_BOARD, READABLE_POST, WRITABLE_POST, errors
 from schemas import LikeState, Page, PostCreate, PostDetail, PostSort, PostSummary, PostUpdate
 from services import posts as posts_service
 
-router = APIRouter(tags=["posts"])
+router = APIRouter(tags=["posts"], responses=AUTHENTICATED)
 
 
-@router.get("/boards/{board_id}/posts", response_model=Page[PostSummary], summary="A board's posts")
+@router.get(
+    "/boards/{board_id}/posts",
+    response_model=Page[PostSummary],
+    summary="A board's posts",
+    responses=errors(403, 404, 422, notes=READABLE_BOARD),
+)
 async def list_posts(
     reading: BoardBeingRead,
     page: Pagination,
@@ -41,12 +47,18 @@ async def list_posts(
     status_code=status.HTTP_201_CREATED,
     response_model=PostDetail,
     summary="Write a post",
+    responses=errors(403, 404, *JSON_BODY, notes=READABLE_BOARD),
 )
 def create_post(board: ReadableBoard, data: PostCreate, user: CurrentUser, session: SessionDep) -> PostDetail:
     return posts_service.create(session, board=board, user=user, data=data)
 
 
-@router.get("/posts/{post_id}", response_model=PostDetail, summary="Read a post (counts a view)")
+@router.get(
+    "/posts/{post_id}",
+    response_model=PostDetail,
+    summary="Read a post (counts a view)",
+    responses=errors(403, 404, 422, notes=READABLE_POST),
+)
 async def read_post(reading: PostBeingRead) -> PostDetail:
     return await posts_service.read(reading.session, post=reading.post, user=reading.user)
 
@@ -55,6 +67,12 @@ async def read_post(reading: PostBeingRead) -> PostDetail:
     "/posts/{post_id}",
     response_model=PostDetail,
     summary="Edit a post (author or administrator; is_visible: administrators)",
+    responses=errors(
+        403,
+        404,
+        *JSON_BODY,
+        notes={**WRITABLE_POST, 403: f"{WRITABLE_POST[403]} Only administrators may set is_visible."},
+    ),
 )
 def update_post(
     post: WritablePost, changes: PostUpdate, user: CurrentUser, session: SessionDep
@@ -66,16 +84,27 @@ def update_post(
     "/posts/{post_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a post (soft; author or admin)",
+    responses=errors(403, 404, 422, notes=WRITABLE_POST),
 )
 def delete_post(post: WritablePost, session: SessionDep) -> None:
     posts_service.delete(session, post=post)
 
 
-@router.put("/posts/{post_id}/like", response_model=LikeState, summary="Like a post (idempotent)")
+@router.put(
+    "/posts/{post_id}/like",
+    response_model=LikeState,
+    summary="Like a post (idempotent)",
+    responses=errors(403, 404, 422, notes=READABLE_POST),
+)
 def like_post(post: ReadablePost, user: CurrentUser, session: SessionDep) -> LikeState:
     return posts_service.like(session, post=post, user=user)
 
 
-@router.delete("/posts/{post_id}/like", response_model=LikeState, summary="Take back a like (idempotent)")
+@router.delete(
+    "/posts/{post_id}/like",
+    response_model=LikeState,
+    summary="Take back a like (idempotent)",
+    responses=errors(403, 404, 422, notes=READABLE_POST),
+)
 def unlike_post(post: ReadablePost, user: CurrentUser, session: SessionDep) -> LikeState:
     return posts_service.unlike(session, post=post, user=user)

@@ -2,11 +2,13 @@ from fastapi import APIRouter, status
 
 from deps import CurrentUser, SessionDep
 from models import User
+from routers.responses import AUTHENTICATED, JSON_BODY, errors
 from schemas import AccountDeletion, BoardPublic, PasswordChange, UserPublic, UserUpdate
 from services import access
 from services import users as users_service
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = APIRouter(prefix="/users", tags=["users"], responses=AUTHENTICATED)
+WRONG_PASSWORD = "The password is wrong; or the body is unreadable."
 
 
 @router.get("/me", response_model=UserPublic, summary="My profile")
@@ -14,13 +16,21 @@ def read_me(user: CurrentUser) -> User:
     return user
 
 
-@router.patch("/me", response_model=UserPublic, summary="Edit my profile")
+@router.patch(
+    "/me",
+    response_model=UserPublic,
+    summary="Edit my profile",
+    responses=errors(409, *JSON_BODY, notes={409: "The name or the email is taken."}),
+)
 def update_me(changes: UserUpdate, user: CurrentUser, session: SessionDep) -> User:
     return users_service.update_profile(session, user=user, changes=changes)
 
 
 @router.put(
-    "/me/password", status_code=status.HTTP_204_NO_CONTENT, summary="Change my password (ends every session)"
+    "/me/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Change my password (ends every session)",
+    responses=errors(*JSON_BODY, notes={400: WRONG_PASSWORD}),
 )
 def change_password(data: PasswordChange, user: CurrentUser, session: SessionDep) -> None:
     users_service.change_password(
@@ -32,6 +42,9 @@ def change_password(data: PasswordChange, user: CurrentUser, session: SessionDep
     "/me",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete my account (anonymized; posts stay under a placeholder name)",
+    responses=errors(
+        409, *JSON_BODY, notes={400: WRONG_PASSWORD, 409: "The last administrator cannot leave."}
+    ),
 )
 def delete_me(data: AccountDeletion, user: CurrentUser, session: SessionDep) -> None:
     users_service.delete_account(session, user=user, password=data.password)

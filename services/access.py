@@ -1,6 +1,7 @@
 """The one place that decides who may see a board. Every path into a board's data (board
 pages, posts, comments, attachments, search, AI) goes through these functions."""
 
+from collections.abc import Callable, Collection
 from functools import cache
 from typing import Any
 
@@ -22,10 +23,15 @@ def board_usable_by(user: User) -> ColumnElement[bool]:
     return _board_rule(administrator=user.is_superuser, user_id=user.id)
 
 
-def _board_rule(*, administrator: bool, user_id: int | BindParameter[int]) -> ColumnElement[bool]:
-    if administrator:
+def _board_rule(
+    *, administrator: bool | ColumnElement[bool], user_id: int | BindParameter[int] | ColumnElement[int]
+) -> ColumnElement[bool]:
+    """The rule for a user known in Python (administrator a bool), or for the user of a row the
+    same statement loads (administrator and user_id that user's columns)."""
+    if administrator is True:
         return true()
-    return and_(Board.is_visible.is_(True), or_(Board.is_public.is_(True), boards_crud.lists_user(user_id)))
+    rule = and_(Board.is_visible.is_(True), or_(Board.is_public.is_(True), boards_crud.lists_user(user_id)))
+    return rule if administrator is False else or_(administrator, rule)
 
 
 READER_ID = "reader_id"
@@ -49,17 +55,53 @@ def _post_check(administrator: bool) -> Select[Any]:
     return posts_crud.with_board_condition(_reader_rule(administrator))
 
 
+@cache
+def _loaded_reader_rule() -> ColumnElement[bool]:
+    """The rule for the user loaded by the same statement (READER_ID picks that user)."""
+    return _board_rule(administrator=User.is_superuser.is_(True), user_id=User.id)
+
+
 def readable_board(session: Session, *, user: User, board_id: int) -> Board:
     """The board, or 404 when it does not exist or is hidden from this user, or 403 when it
     is restricted and the user is not on its access list."""
     found = boards_crud.get_with_condition(
         session, _board_check(user.is_superuser), board_id=board_id, params={READER_ID: user.id}
     )
+    return _readable_board(found)
+
+
+def _readable_board(found: tuple[Board, bool] | None) -> Board:
     if found is None:
         raise NotFound("board")
     board, usable = found
     _check_board(visible=board.is_visible, usable=usable)
     return board
+
+
+# A request that reads one board or post needs its user and that thing. The functions below load
+# both with one statement, a round trip less than authenticating first and checking access
+# after; `vet_reader` (authentication's own checks) judges the user before the rule judges the
+# board, so a refused token answers 401 whatever it asked for.
+VetReader = Callable[[User | None], User]
+
+
+@cache
+def _board_check_with_reader() -> Select[Any]:
+    return boards_crud.with_reader_and_condition(_loaded_reader_rule())
+
+
+def reader_and_readable_board(
+    session: Session, *, user_id: int, board_id: int, vet_reader: VetReader
+) -> tuple[User, Board]:
+    """The user `user_id` as vet_reader lets them through, and the board as readable_board
+    gives it to that user."""
+    found = boards_crud.get_with_reader(
+        session, _board_check_with_reader(), reader_id=user_id, board_id=board_id
+    )
+    user = vet_reader(None if found is None else found[0])
+    assert found is not None, "vet_reader refuses a missing user"
+    _, board, usable = found
+    return user, _readable_board(None if board is None else (board, usable))
 
 
 def _check_board(*, visible: bool, usable: bool) -> None:
@@ -79,6 +121,10 @@ def readable_post(session: Session, *, user: User, post_id: int) -> Post:
     found = posts_crud.get_with_board_condition(
         session, _post_check(user.is_superuser), post_id=post_id, params={READER_ID: user.id}
     )
+    return _readable_post(found, user=user)
+
+
+def _readable_post(found: tuple[Post, bool, bool] | None, *, user: User) -> Post:
     if found is None:
         raise NotFound("post")
     post, board_visible, usable = found
@@ -86,6 +132,23 @@ def readable_post(session: Session, *, user: User, post_id: int) -> Post:
         raise NotFound("post")
     _check_board(visible=board_visible, usable=usable)
     return post
+
+
+@cache
+def _post_check_with_reader() -> Select[Any]:
+    return posts_crud.with_reader_and_board_condition(_loaded_reader_rule())
+
+
+def reader_and_readable_post(
+    session: Session, *, user_id: int, post_id: int, vet_reader: VetReader
+) -> tuple[User, Post]:
+    """The user `user_id` as vet_reader lets them through, and the post as readable_post gives
+    it to that user."""
+    found = posts_crud.get_with_reader(session, _post_check_with_reader(), reader_id=user_id, post_id=post_id)
+    user = vet_reader(None if found is None else found[0])
+    assert found is not None, "vet_reader refuses a missing user"
+    _, post, board_visible, usable = found
+    return user, _readable_post(None if post is None else (post, board_visible, usable), user=user)
 
 
 def writable_post(session: Session, *, user: User, post_id: int) -> Post:
@@ -165,3 +228,10 @@ def reading_scope(session: Session, *, user: User) -> tuple[bool, tuple[int, ...
     posts, and the boards they may use (post_readable_by depends on nothing else). Lets work
     done for one user be shared with others in the same position (AI batches)."""
     return sees_hidden(user), tuple(board.id for board in usable_boards(session, user=user))
+
+
+def reading_scopes(session: Session, *, users: Collection[User]) -> dict[int, tuple[bool, tuple[int, ...]]]:
+    """reading_scope of each of these users, by id, with one query (the rule evaluated for each
+    user the statement loads): an AI batch's jobs have as many owners."""
+    usable = boards_crud.ids_by_user(session, _loaded_reader_rule(), user_ids=[user.id for user in users])
+    return {user.id: (sees_hidden(user), tuple(usable.get(user.id, ()))) for user in users}

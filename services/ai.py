@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
+import anyio
 from anyio import CapacityLimiter, to_thread
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -24,7 +25,7 @@ from crud import ai as ai_crud
 from crud import ai_training as training_crud
 from crud import embeddings as embeddings_crud
 from crud import pages
-from database import SessionLocal, utcnow
+from database import IN_PROCESS_DATABASE, RequestSlots, SessionLocal, utcnow, write_turns
 from errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from ml import registry, tabular
 from ml.backends import Backend, QueueFull, create_backend
@@ -190,8 +191,9 @@ def submit(
             raise _queue_full(exc.retry_after) from exc
     job = AIlog(user_id=user.id, ai_id=model.id, content=text, idempotency_key=idempotency_key)
     try:
-        session.add(job)
-        session.commit()
+        with write_turns.turn():  # SQLite: writers queue here, not in its sleeping busy handler
+            session.add(job)
+            session.commit()
     except IntegrityError:
         # The same key, submitted twice at once: the other request stored it first.
         session.rollback()
@@ -295,17 +297,19 @@ def readable_job(session: Session, *, user: User, job_id: int) -> AIlog:
 
 async def wait_for_job(session: Session, *, job: AIlog, wait: float) -> JobPublic:
     """The job as it is now, or, with a wait, as soon as it finishes (at most `wait` seconds).
-    The wait holds no thread and no database connection: it awaits the job's event on the loop
-    and answers with the ending the event carries; the database is read again only if no event
-    came (the wait ran out, or every WAIT_RECHECK_SECONDS in case a message was lost)."""
+    The wait holds no thread, no database connection and no request slot (RequestSlots): it
+    awaits the job's event on the loop and answers with the ending the event carries; the
+    database is read again only if no event came (the wait ran out, or every
+    WAIT_RECHECK_SECONDS in case a message was lost)."""
     public = job_public(job)
     events = ai_events.current()
     if public.is_finished or wait <= 0:
         return public
-    # The request's connection goes back to the pool while it waits. Not through the default
-    # thread limiter: when every one of its threads waits for a connection, one held here would
-    # never be given back (a deadlock until the pool's timeout).
-    await to_thread.run_sync(session.close, limiter=_release_limiter())
+    # The request's connection and its pool slot (RequestSlots) go back while it waits: long
+    # polls holding slots would keep the next submissions out until their jobs end.
+    slot = session.info.get(RequestSlots.SESSION_KEY)
+    await _close(session)
+    RequestSlots.release(session)
     deadline = time.monotonic() + wait
     with events.watch(job.id) if events is not None else contextlib.nullcontext() as finished:
         while True:
@@ -315,9 +319,25 @@ async def wait_for_job(session: Session, *, job: AIlog, wait: float) -> JobPubli
                 return JobPublic.model_validate(ended)
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not await _until(finished, min(remaining, WAIT_RECHECK_SECONDS)):
-                current = await to_thread.run_sync(_read_job, job.id)
+                current = await _read_again(job.id, slot)
                 if current is None or current.is_finished or time.monotonic() >= deadline:
                     return current or public
+
+
+async def _close(session: Session) -> None:
+    if IN_PROCESS_DATABASE:  # SQLite: ending the read transaction is cheaper than a thread hop
+        session.close()
+        return
+    # A server's ROLLBACK is a round trip: in a thread, and not through the default thread
+    # limiter, since when every one of its threads waits for a connection, one held here would
+    # never be given back (a deadlock until the pool's timeout).
+    await to_thread.run_sync(session.close, limiter=_release_limiter())
+
+
+async def _read_again(job_id: int, slot: anyio.Semaphore | None) -> JobPublic | None:
+    """The job from the database, within a request slot again (as every request session)."""
+    async with slot if slot is not None else contextlib.nullcontext():
+        return await to_thread.run_sync(_read_job, job_id)
 
 
 _release_limiters: dict[asyncio.AbstractEventLoop, CapacityLimiter] = {}

@@ -9,7 +9,7 @@ the ending it got first.
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from config import settings
 from crud import ai as ai_crud
 from crud import embeddings as embeddings_crud
-from database import SessionLocal, utcnow
+from database import SessionLocal, utcnow, write_turns
 from ml import registry
 from ml.encoder import MODEL_NAME, to_bytes
 from ml.post_index import PostIndex, post_text
@@ -73,23 +73,29 @@ def run_jobs(
     *,
     redelivered: bool = False,
     interrupts: tuple[type[BaseException], ...] = (),
+    computed: Callable[[], None] = lambda: None,
 ) -> None:
     """Runs these jobs of one model as one batch.
 
     redelivered: the Celery path, where a message comes back when its worker died; a job that
     worker left `running` is taken again, unless it has used its AI_MAX_ATTEMPTS, and is then
     failed, so a job that kills its worker cannot loop forever.
+    computed: called once the model is done with the batch (the embedded runner then lets the
+    next batch compute while this one stores its results).
     """
     now = utcnow()
     with SessionLocal() as session:
-        claimed = ai_crud.claim(
-            session, job_ids, now=now, also_running=redelivered, max_attempts=settings.AI_MAX_ATTEMPTS
-        )
-        gave_up: list[int] = []
-        if redelivered:
-            exhausted = [job_id for job_id in job_ids if job_id not in claimed]
-            gave_up = _fail(session, exhausted, error=attempts_exhausted(), from_statuses=ai_crud.IN_FLIGHT)
-        session.commit()
+        with write_turns.turn():  # SQLite: writers queue here, not in its sleeping busy handler
+            claimed = ai_crud.claim(
+                session, job_ids, now=now, also_running=redelivered, max_attempts=settings.AI_MAX_ATTEMPTS
+            )
+            gave_up: list[int] = []
+            if redelivered:
+                exhausted = [job_id for job_id in job_ids if job_id not in claimed]
+                gave_up = _fail(
+                    session, exhausted, error=attempts_exhausted(), from_statuses=ai_crud.IN_FLIGHT
+                )
+            session.commit()
         running = ai_crud.jobs(session, claimed)
         publish_jobs(running + ai_crud.jobs(session, gave_up))
     if not running:
@@ -103,30 +109,42 @@ def run_jobs(
     except interrupts:
         raise
     except Exception as exc:
+        computed()
         log.warning("%s failed a batch of %d", model_name, len(running), exc_info=True)
         fail_jobs(claimed, error=describe_error(exc))
         return
-    endings: list[tuple[int, str, str | None, str | None]] = []
+    computed()
     with SessionLocal() as session:
         owners = ai_crud.owners(session, {job.user_id for job in running})
-        memo: dict[Any, Any] = {}
-        for job, output in zip(running, outputs, strict=True):
-            try:
-                result = model.result_for(
-                    session, user=owners[job.user_id], text=job.content, output=output, memo=memo
-                )
-                endings.append((job.id, ai_crud.SUCCEEDED, json.dumps(result, ensure_ascii=False), None))
-            except Exception as exc:
-                log.warning("%s failed job %d", model_name, job.id, exc_info=True)
-                endings.append((job.id, ai_crud.FAILED, None, describe_error(exc)))
+        jobs = [
+            (owners[job.user_id], job.content, output) for job, output in zip(running, outputs, strict=True)
+        ]
+        try:
+            results = model.results_for(session, jobs=jobs)
+        except Exception as exc:  # what the jobs share could not be read: each fails with it
+            log.warning("%s failed the results of a batch of %d", model_name, len(running), exc_info=True)
+            results = [exc] * len(running)
         session.rollback()  # end the reads before writing
+        endings = [_ending(model_name, job, result) for job, result in zip(running, results, strict=True)]
         done = utcnow()
-        changed = ai_crud.finish_running(session, endings, now=done)
-        session.commit()
+        with write_turns.turn():
+            changed = ai_crud.finish_running(session, endings, now=done)
+            session.commit()
         if changed == len(endings):
             publish_public([_ended(job, ending, done) for job, ending in zip(running, endings, strict=True)])
         else:  # some ended otherwise meanwhile (timed out, canceled): tell what is stored
             publish_jobs(ai_crud.jobs(session, claimed))
+
+
+def _ending(model_name: str, job: AIlog, result: Any) -> tuple[int, str, str | None, str | None]:
+    """(id, status, result as JSON, error) for finish_running; an exception fails the job."""
+    if not isinstance(result, Exception):
+        try:
+            return job.id, ai_crud.SUCCEEDED, json.dumps(result, ensure_ascii=False), None
+        except (TypeError, ValueError) as exc:
+            result = exc
+    log.warning("%s failed job %d", model_name, job.id, exc_info=result)
+    return job.id, ai_crud.FAILED, None, describe_error(result)
 
 
 def _ended(
@@ -151,6 +169,16 @@ def fail_jobs(job_ids: Sequence[int], *, error: str) -> None:
         failed = _fail(session, job_ids, error=error, from_statuses=(ai_crud.RUNNING,))
         session.commit()
         publish_jobs(ai_crud.jobs(session, failed))
+
+
+def give_back(job_ids: Sequence[int]) -> None:
+    """Jobs whose batch was cut short by the process stopping go back to the queue, the attempt
+    not counted (the job did nothing wrong), for the next start's recovery."""
+    with SessionLocal() as session:
+        returned = ai_crud.unclaim(session, job_ids)
+        session.commit()
+    if returned:
+        log.warning("%d AI job(s) cut short by the shutdown are queued again", returned)
 
 
 def _fail(session: Session, job_ids: Sequence[int], *, error: str, from_statuses: Sequence[str]) -> list[int]:
@@ -180,16 +208,19 @@ def attempts_exhausted() -> str:
     )
 
 
-def index_posts(post_ids: Sequence[int]) -> int:
+def index_posts(post_ids: Sequence[int], *, computed: Callable[[], None] = lambda: None) -> int:
     """Embeds these posts (title and content) and stores the vectors; posts deleted meanwhile
-    are skipped. Returns how many were stored."""
+    are skipped. Returns how many were stored. computed: as for run_jobs."""
     with SessionLocal() as session:
         rows = embeddings_crud.texts(session, post_ids)
     if not rows:
         return 0
     model = registry.get(PostIndex.name)
     assert model is not None, "the post-index model ships with the registry"
-    vectors = model.run_batch([post_text(row.name, row.content) for row in rows])
+    try:
+        vectors = model.run_batch([post_text(row.name, row.content) for row in rows])
+    finally:
+        computed()
     encoded = {row.id: to_bytes(vector) for row, vector in zip(rows, vectors, strict=True)}
     with SessionLocal() as session:
         try:

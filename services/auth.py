@@ -85,20 +85,22 @@ def refresh(session: Session, refresh_token: str) -> TokenPair:
     that was already rotated means it leaked, so its whole family is revoked."""
     now = utcnow()
     stored = tokens_crud.get_refresh(session, security.hash_opaque_token(refresh_token))
-    if stored is None or stored.revoked_date is not None or stored.expires_date <= now:
+    if stored is None or stored.expires_date <= now:
+        raise Unauthorized("invalid or expired refresh token", code="invalid_refresh_token")
+    user = users_crud.get(session, stored.user_id)
+    if user is not None and user.is_banned:  # the ban revoked the token; say why, as login does
+        session.rollback()
+        raise banned()
+    if stored.revoked_date is not None:
         raise Unauthorized("invalid or expired refresh token", code="invalid_refresh_token")
     if stored.rotated_date is not None or not tokens_crud.mark_rotated(session, stored.id, now):
         tokens_crud.revoke_family(session, stored.family_id, now)
         session.commit()
         log.warning("refresh token reuse for user %s; family revoked", stored.user_id)
         raise Unauthorized("refresh token already used; please log in again", code="refresh_token_reused")
-    user = users_crud.get(session, stored.user_id)
     if user is None or user.token_version != stored.token_version:
         session.rollback()
         raise Unauthorized("refresh token expired or revoked", code="invalid_refresh_token")
-    if user.is_banned:
-        session.rollback()
-        raise banned()
     pair = issue_token_pair(session, user, family_id=stored.family_id)
     session.commit()
     return pair
@@ -166,6 +168,9 @@ def confirm_password_reset(session: Session, *, token: str, new_password: str) -
     if user is None or user.deleted_date is not None:
         session.rollback()
         raise BadRequest("this reset code is invalid, expired or already used", code="invalid_reset_token")
+    if user.is_banned:
+        session.rollback()
+        raise banned()
     user.password_hash = security.hash_password(new_password)
     end_all_sessions(session, user)
     tokens_crud.expire_resets_for_user(session, user.id, now)

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -169,7 +170,8 @@ class InProcessBroker(Broker):
 class RedisBroker(Broker):
     """Redis pub/sub on one channel; every process subscribes and filters for its sockets."""
 
-    CLIENT_NAME = "madang-live"  # as CLIENT LIST shows it
+    # As CLIENT LIST shows it: which process holds the subscription, for operators (and tests).
+    CLIENT_NAME = f"madang-live-{os.getpid()}"
     RECONNECT_MAX_SECONDS = 2.0
     IDLE_PING_SECONDS = 5.0  # no traffic for this long: ping Redis; no answer in as long: reconnect
 

@@ -39,7 +39,20 @@ def create(session: Session, *, post: Post, user: User, data: CommentCreate) -> 
         comment = Comment(post_id=post.id, user_id=user.id, content=data.content)
         session.add(comment)
         session.commit()
-    return describe(session, comment_id=comment.id)
+    # Every field of the answer is known here (its id and times were set on insert): nothing to
+    # read back, and the transaction has ended with the commit.
+    return CommentPublic.model_validate(
+        {
+            "id": comment.id,
+            "post_id": comment.post_id,
+            "author": {"id": user.id, "name": user.name},
+            "content": comment.content,
+            "create_date": comment.create_date,
+            "update_date": comment.update_date,
+            "is_file_attached": comment.is_file_attached,
+            "is_visible": comment.is_visible,
+        }
+    )
 
 
 def describe(session: Session, *, comment_id: int) -> CommentPublic:

@@ -1,16 +1,65 @@
-import logging
+"""What /ready checks (DESIGN.md §3): the database answers, the models this process runs can
+load, and Redis answers where the settings name it. Cheap enough for a probe every few seconds:
+one SELECT 1, one PING per Redis, and what the process already learned about its models (it
+never loads one here)."""
 
+import logging
+from functools import lru_cache
+
+import redis
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
+
+from config import settings
+from ml import registry
+from services.rate_limit import redis_client
 
 log = logging.getLogger(__name__)
 
 
 def readiness_problems(session: Session) -> list[str]:
+    """What keeps this process from serving, one line each; empty when it is ready."""
+    problems = []
     try:
         session.execute(text("SELECT 1"))
     except SQLAlchemyError:
         log.exception("database not reachable")
-        return ["database unreachable"]
-    return []
+        problems.append("database unreachable")
+    return problems + model_problems() + redis_problems()
+
+
+def model_problems() -> list[str]:
+    """The models of the embedded runner that cannot load, as start-up and the last batches
+    found (ml.base.AIModel.load_error). With Celery the workers run the models, not this process."""
+    if settings.AI_BACKEND != "thread":
+        return []
+    return [
+        f"model {model.name} cannot load: {model.load_error}"
+        for model in registry.listed()
+        if model.load_error
+    ]
+
+
+def redis_problems() -> list[str]:
+    """REDIS_URL (live events, rate limits) and a Redis Celery broker, when configured, must answer
+    a PING. Problems name the role, never the URL: it may hold a password."""
+    urls = {"redis": settings.REDIS_URL}
+    if settings.AI_BACKEND == "celery" and settings.CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+        urls["celery broker"] = settings.CELERY_BROKER_URL
+    problems = []
+    for role, url in urls.items():
+        if not url:
+            continue
+        try:
+            _client(url).ping()
+        except redis.RedisError as exc:
+            log.warning("%s not reachable: %s", role, exc)
+            problems.append(f"{role} unreachable")
+    return problems
+
+
+@lru_cache(maxsize=4)
+def _client(url: str) -> redis.Redis:
+    """One client (and connection pool) per URL, so a probe reuses its connection."""
+    return redis_client(url)

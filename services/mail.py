@@ -4,6 +4,7 @@ Mail leaves on a background thread so a request's timing never depends on the ma
 (and so never reveals whether an address has an account).
 """
 
+import contextvars
 import logging
 import smtplib
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -46,4 +47,6 @@ def _deliver_logging_errors(message: EmailMessage) -> None:
 
 
 def send_later(to: str, subject: str, body: str) -> Future[None]:
-    return _sender.submit(_deliver_logging_errors, build_message(to, subject, body))
+    # In the caller's context, so what the mail thread logs carries the request's id.
+    context = contextvars.copy_context()
+    return _sender.submit(context.run, _deliver_logging_errors, build_message(to, subject, body))

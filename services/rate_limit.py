@@ -52,11 +52,9 @@ class MemoryRateLimiter:
 class RedisRateLimiter:
     """The same fixed windows in Redis, so every API process counts against one total."""
 
-    DEFAULT_PREFIX = "madang:rl:"
-
-    def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, client: redis.Redis, *, prefix: str | None = None) -> None:
         self._redis = client
-        self.prefix = prefix
+        self.prefix = settings.RATE_LIMIT_KEY_PREFIX if prefix is None else prefix
 
     def hit(self, key: str, limit: int, window_seconds: int) -> int | None:
         name = self.prefix + key

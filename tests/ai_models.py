@@ -49,6 +49,17 @@ class GateModel(AIModel):
         return [{"echo": text.upper()} for text in inputs]
 
 
+class SlowModel(AIModel):
+    """Input: how many seconds to take (e.g. "1.5"); a batch takes as long as its slowest job."""
+
+    name = "test-slow"
+    information = "Test only: takes as long as its input says."
+
+    def predict_batch(self, inputs: list[str]) -> list[Any]:
+        time.sleep(max(float(text) for text in inputs))
+        return [{"slept": float(text)} for text in inputs]
+
+
 class SleepOnceModel(AIModel):
     """Input: a file path. The first run creates the file and then sleeps (long enough to be
     killed mid-job); a later run answers at once."""

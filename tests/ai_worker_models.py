@@ -1,8 +1,8 @@
-"""Imported by a test's Celery worker (AI_MODEL_MODULES=tests.ai_worker_models): the test-only
-models of tests/ai_models.py, registered in the worker's registry."""
+"""Imported by a test's Celery worker or API process (AI_MODEL_MODULES=tests.ai_worker_models):
+the test-only models of tests/ai_models.py, registered in that process's registry."""
 
 from ml import registry
-from tests.ai_models import CrashModel, EchoModel, FailingModel, SleepOnceModel
+from tests.ai_models import CrashModel, EchoModel, FailingModel, SleepOnceModel, SlowModel
 
-for model in (EchoModel(), FailingModel(), SleepOnceModel(), CrashModel()):
+for model in (EchoModel(), FailingModel(), SleepOnceModel(), CrashModel(), SlowModel()):
     registry.register(model)

@@ -235,10 +235,23 @@ def test_banned_users_refresh_token_is_refused(client: TestClient, admin: Person
     assert response.status_code == 403
 
 
-def test_unban_lets_the_users_token_work_again(client: TestClient, admin: Person, user: Person) -> None:
+def test_unban_does_not_revive_tokens_issued_before_the_ban(
+    client: TestClient, admin: Person, user: Person
+) -> None:
     ban(client, admin, user)
     assert ban(client, admin, user, is_banned=False)["is_banned"] is False
-    assert client.get(f"{API}/users/me", headers=user.headers).status_code == 200
+    response = client.get(f"{API}/users/me", headers=user.headers)
+    assert response.status_code == 401
+    assert response.json()["code"] == "token_revoked"
+
+
+def test_an_unbanned_user_can_log_in_again(client: TestClient, admin: Person, user: Person) -> None:
+    ban(client, admin, user)
+    ban(client, admin, user, is_banned=False)
+    response = client.post(f"{API}/auth/login", data={"username": user.name, "password": user.password})
+    assert response.status_code == 200
+    fresh = {"Authorization": f"Bearer {response.json()['access_token']}"}
+    assert client.get(f"{API}/users/me", headers=fresh).status_code == 200
 
 
 def test_admin_cannot_ban_themself(client: TestClient, admin: Person) -> None:

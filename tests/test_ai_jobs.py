@@ -168,6 +168,35 @@ def test_waiting_answers_as_soon_as_the_job_ends_without_holding_a_thread(
     assert answer["at"] - opened < 1.0  # woken by the job's end, not by the 2 s re-check
 
 
+def test_waiting_requests_leave_the_database_slots_to_other_requests(
+    start_app: StartApp, gate: GateModel, user: Person
+) -> None:
+    client = start_app(DATABASE_POOL_SIZE=2)  # two request sessions at once (RequestSlots)
+    job_ids = [submitted(client, user, "test-gate", f"job {i}")["id"] for i in range(3)]
+    assert gate.started.wait(10)
+    answers: list[Response] = []
+    waiters = [
+        threading.Thread(
+            target=lambda job_id=job_id: answers.append(
+                client.get(f"{API}/ai/jobs/{job_id}", params={"wait": 8}, headers=user.headers)
+            ),
+            daemon=True,
+        )
+        for job_id in job_ids
+    ]
+    for waiter in waiters:
+        waiter.start()
+    time.sleep(0.5)
+    assert not answers, "a wait answered before its job ended"
+    started = time.monotonic()
+    assert client.get(f"{API}/ai/jobs", headers=user.headers).status_code == 200
+    assert time.monotonic() - started < 3, "the waiting requests kept the others out"
+    gate.gate.set()
+    for waiter in waiters:
+        waiter.join(10)
+    assert sorted(answer.json()["status"] for answer in answers) == ["succeeded"] * 3
+
+
 async def _borrowed_threads() -> int:
     return int(anyio.to_thread.current_default_thread_limiter().borrowed_tokens)
 

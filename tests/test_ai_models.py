@@ -22,9 +22,11 @@ from typer.testing import CliRunner
 import cli
 from config import settings
 from database import SessionLocal
+from ml import registry
 from ml.encoder import DIMENSIONS, MODEL_NAME, from_bytes, get_encoder
 from models import Board, Post, PostEmbedding
 from services import ai as ai_service
+from tests.ai_models import GateModel
 from tests.conftest import Person
 
 API = "/api/v1"
@@ -43,6 +45,28 @@ def run_job(client: TestClient, person: Person, model: str, text: str) -> Any:
     ).json()
     assert job["status"] == "succeeded", job
     return job["result"]
+
+
+def submit(client: TestClient, person: Person, model: str, text: str) -> int:
+    response = client.post(f"{API}/ai/models/{model}/jobs", json={"input": text}, headers=person.headers)
+    assert response.status_code == 202, response.text
+    return int(response.json()["id"])
+
+
+def ended(client: TestClient, person: Person, job_id: int) -> dict[str, Any]:
+    job = client.get(f"{API}/ai/jobs/{job_id}", params={"wait": 30}, headers=person.headers).json()
+    assert job["status"] == "succeeded", job
+    return dict(job)
+
+
+@pytest.fixture
+def gate() -> Iterator[GateModel]:
+    """A test-only model whose batch holds the runner's one worker until the test opens it."""
+    model = registry.register(GateModel())
+    assert isinstance(model, GateModel)
+    yield model
+    model.gate.set()
+    registry.unregister(model.name)
 
 
 def similar_titles(client: TestClient, person: Person, text: str) -> list[str]:
@@ -122,6 +146,39 @@ def test_a_restricted_boards_posts_never_appear_for_an_outsider(
     write_posts(make_post, make_board("lobby"), user, [("Welcome", "Say hello to everyone here.")])
     assert "Salary negotiation notes" in similar_titles(client, user, "salary raises for bakers")
     assert similar_titles(client, other_user, "salary raises for bakers") == ["Welcome"]
+
+
+def test_jobs_of_one_batch_each_see_only_what_their_owner_may_read(
+    gate: GateModel,  # first: registered before the app starts (and adds its AI row)
+    client: TestClient,
+    make_board: MakeBoard,
+    make_post: MakePost,
+    user: Person,
+    other_user: Person,
+    admin: Person,
+) -> None:
+    staff = make_board("staff room", is_public=False, members=(user,))
+    write_posts(make_post, staff, user, [("Salary negotiation notes", "Raises for the bread bakers.")])
+    lobby = make_board("lobby")
+    write_posts(make_post, lobby, user, [("Welcome", "Say hello to everyone here.")])
+    make_post(lobby, user, name="Deleted salary post", content="Salary raises", is_visible=False)
+    ai_service.reindex()
+    # The one worker is busy with the gate's batch while the three jobs queue: they run as one.
+    submit(client, user, "test-gate", "hold")
+    assert gate.started.wait(10)
+    people = {"member": user, "outsider": other_user, "administrator": admin}
+    job_ids = {
+        name: submit(client, person, "similar-posts", "salary raises") for name, person in people.items()
+    }
+    gate.gate.set()
+    jobs = {name: ended(client, people[name], job_id) for name, job_id in job_ids.items()}
+    assert len({job["started_date"] for job in jobs.values()}) == 1, "the jobs did not run as one batch"
+    titles = {name: {post["title"] for post in job["result"]["posts"]} for name, job in jobs.items()}
+    assert titles == {
+        "member": {"Salary negotiation notes", "Welcome"},
+        "outsider": {"Welcome"},
+        "administrator": {"Salary negotiation notes", "Welcome", "Deleted salary post"},
+    }
 
 
 def test_hidden_posts_never_appear(
@@ -225,6 +282,27 @@ def test_board_suggest_offers_only_the_boards_i_may_use(
     make_board("Hidden programming", is_visible=False)
     assert sorted(suggested_boards(client, user, "python code")) == ["Programming", "Secret programming club"]
     assert suggested_boards(client, other_user, "python code") == ["Programming"]
+
+
+def test_board_suggest_jobs_of_one_batch_each_get_their_owners_boards(
+    gate: GateModel, client: TestClient, make_board: MakeBoard, user: Person, other_user: Person
+) -> None:
+    make_board("Programming", members=())
+    make_board("Secret programming club", is_public=False, members=(user,))
+    submit(client, user, "test-gate", "hold")
+    assert gate.started.wait(10)
+    mine = submit(client, user, "board-suggest", "python code")
+    theirs = submit(client, other_user, "board-suggest", "python code")
+    gate.gate.set()
+    ranked = {
+        job_id: ended(client, person, job_id) for job_id, person in ((mine, user), (theirs, other_user))
+    }
+    assert ranked[mine]["started_date"] == ranked[theirs]["started_date"]
+    assert sorted(board["name"] for board in ranked[mine]["result"]["boards"]) == [
+        "Programming",
+        "Secret programming club",
+    ]
+    assert [board["name"] for board in ranked[theirs]["result"]["boards"]] == ["Programming"]
 
 
 # --- post embeddings ------------------------------------------------------------------------

@@ -75,7 +75,8 @@ def test_the_broker_comes_back_after_losing_redis_and_asks_sockets_to_resync(
 
 
 def kill_broker_subscriptions(connection: redis.Redis) -> int:
-    """Drops the broker's subscriber connection, as a Redis restart or a network cut would."""
+    """Drops this process's broker subscription, as a Redis restart or a network cut would
+    (only ours: other processes on the same Redis, such as a soak, keep theirs)."""
     killed = 0
     for entry in connection.client_list():
         if entry.get("name") == broker.RedisBroker.CLIENT_NAME and int(entry.get("sub", 0)) > 0:

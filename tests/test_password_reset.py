@@ -159,6 +159,16 @@ def test_confirming_with_the_mailed_code_sets_the_new_password(
     assert login_status(client, user, NEW_PASSWORD) == 200
 
 
+def test_a_code_mailed_before_a_ban_cannot_change_the_banned_users_password(
+    client: TestClient, user: Person, admin: Person, smtp_server: Mailbox
+) -> None:
+    token = mailed_token(client, smtp_server, user)
+    client.patch(f"{API}/admin/users/{user.id}", json={"is_banned": True}, headers=admin.headers)
+    assert confirm(client, token) == 403
+    client.patch(f"{API}/admin/users/{user.id}", json={"is_banned": False}, headers=admin.headers)
+    assert login_status(client, user, PASSWORD) == 200
+
+
 def test_after_a_reset_the_old_password_fails(client: TestClient, user: Person, smtp_server: Mailbox) -> None:
     confirm(client, mailed_token(client, smtp_server, user))
     assert login_status(client, user, PASSWORD) == 401

@@ -68,7 +68,8 @@ def test_post_list_costs_the_same_for_1_and_100_rows(
     seed_posts(small, authors, 1)
     seed_posts(large, authors, 100)
     client.get(f"{API}/boards/{small.id}/posts", headers=user.headers)  # warm up the connection pool
-    one = statements_for(client, user, f"{API}/boards/{small.id}/posts", sort=sort, limit=100)
+    # Full pages both (limit = rows), so each needs its COUNT: only the row count differs.
+    one = statements_for(client, user, f"{API}/boards/{small.id}/posts", sort=sort, limit=1)
     hundred = statements_for(client, user, f"{API}/boards/{large.id}/posts", sort=sort, limit=100)
     assert len(one) == len(hundred)
 
@@ -85,6 +86,32 @@ def test_post_list_page_is_one_count_and_one_select_beside_the_access_checks(
     assert sum("count(" in s.lower() for s in post_queries) == 1
 
 
+def test_a_page_shorter_than_its_limit_needs_no_count(
+    client: TestClient, make_board: MakeBoard, authors: list[Person], user: Person
+) -> None:
+    board = make_board("board")
+    seed_posts(board, authors, 30)
+    client.get(f"{API}/boards/{board.id}/posts", headers=user.headers)
+    last = statements_for(client, user, f"{API}/boards/{board.id}/posts", offset=20, limit=20)
+    response = client.get(f"{API}/boards/{board.id}/posts?offset=20&limit=20", headers=user.headers)
+    assert [s for s in last if "FROM post" in s and "count(" in s.lower()] == []
+    assert response.json()["total"] == 30 and len(response.json()["items"]) == 10
+
+
+def test_a_full_page_or_one_past_the_end_counts_the_total(
+    client: TestClient, make_board: MakeBoard, authors: list[Person], user: Person
+) -> None:
+    board = make_board("board")
+    seed_posts(board, authors, 30)
+    for offset, items in ((0, 20), (40, 0)):
+        statements = statements_for(client, user, f"{API}/boards/{board.id}/posts", offset=offset, limit=20)
+        body = client.get(
+            f"{API}/boards/{board.id}/posts?offset={offset}&limit=20", headers=user.headers
+        ).json()
+        assert sum("FROM post" in s and "count(" in s.lower() for s in statements) == 1
+        assert (body["total"], len(body["items"])) == (30, items)
+
+
 def test_search_costs_the_same_for_1_and_100_rows(
     client: TestClient, make_board: MakeBoard, authors: list[Person], user: Person
 ) -> None:
@@ -92,7 +119,7 @@ def test_search_costs_the_same_for_1_and_100_rows(
     seed_posts(small, authors, 1)
     seed_posts(large, authors, 100)
     client.get(f"{API}/boards/{small.id}/posts", headers=user.headers)
-    one = statements_for(client, user, f"{API}/boards/{small.id}/posts", q="post", limit=100)
+    one = statements_for(client, user, f"{API}/boards/{small.id}/posts", q="post", limit=1)
     hundred = statements_for(client, user, f"{API}/boards/{large.id}/posts", q="post", limit=100)
     assert len(one) == len(hundred)
 
@@ -112,37 +139,59 @@ def test_comment_list_costs_the_same_for_1_and_100_rows(
         session.execute(insert(models.Comment), rows)
         session.commit()
     client.get(f"{API}/posts/{small.id}/comments", headers=user.headers)
-    one = statements_for(client, user, f"{API}/posts/{small.id}/comments", limit=100)
+    one = statements_for(client, user, f"{API}/posts/{small.id}/comments", limit=1)
     hundred = statements_for(client, user, f"{API}/posts/{large.id}/comments", limit=100)
     assert len(one) == len(hundred)
 
 
-def test_post_detail_costs_the_same_with_no_attachment_or_many(
-    client: TestClient, make_board: MakeBoard, make_post: Callable[..., models.Post], user: Person
-) -> None:
-    board = make_board("board")
-    bare, loaded = make_post(board, user), make_post(board, user, is_file_attached=True)
+def attach_files(post: models.Post, uploader: Person, count: int) -> None:
     with SessionLocal() as session:
         session.execute(
             insert(models.Attachment),
             [
                 {
-                    "post_id": loaded.id,
-                    "uploader_id": user.id,
+                    "post_id": post.id,
+                    "uploader_id": uploader.id,
                     "original_name": f"file{n}.png",
-                    "storage_key": f"key{n}",
+                    "storage_key": f"key{post.id}-{n}",
                     "content_type": "image/png",
                     "size": 1,
                     "sha256": "0" * 64,
                 }
-                for n in range(20)
+                for n in range(count)
             ],
         )
         session.commit()
+
+
+def test_post_detail_costs_the_same_with_one_attachment_or_many(
+    client: TestClient, make_board: MakeBoard, make_post: Callable[..., models.Post], user: Person
+) -> None:
+    board = make_board("board")
+    single = make_post(board, user, is_file_attached=True)
+    loaded = make_post(board, user, is_file_attached=True)
+    attach_files(single, user, 1)
+    attach_files(loaded, user, 20)
     client.get(f"{API}/boards/{board.id}/posts", headers=user.headers)
     # The first read of each counts a view (same statements for both); compare like with like.
-    first_bare = statements_for(client, user, f"{API}/posts/{bare.id}")
+    first_single = statements_for(client, user, f"{API}/posts/{single.id}")
     first_loaded = statements_for(client, user, f"{API}/posts/{loaded.id}")
-    again_bare = statements_for(client, user, f"{API}/posts/{bare.id}")
+    again_single = statements_for(client, user, f"{API}/posts/{single.id}")
     again_loaded = statements_for(client, user, f"{API}/posts/{loaded.id}")
-    assert (len(first_bare), len(again_bare)) == (len(first_loaded), len(again_loaded))
+    assert (len(first_single), len(again_single)) == (len(first_loaded), len(again_loaded))
+
+
+def test_reading_a_post_without_files_does_not_look_for_attachments(
+    client: TestClient, make_board: MakeBoard, make_post: Callable[..., models.Post], user: Person
+) -> None:
+    board = make_board("board")
+    bare = make_post(board, user)
+    with_file = make_post(board, user, is_file_attached=True)
+    attach_files(with_file, user, 1)
+    client.get(f"{API}/posts/{bare.id}", headers=user.headers)  # views counted: reads alike below
+    client.get(f"{API}/posts/{with_file.id}", headers=user.headers)
+    bare_reads = statements_for(client, user, f"{API}/posts/{bare.id}")
+    file_reads = statements_for(client, user, f"{API}/posts/{with_file.id}")
+    assert not any("FROM attachment" in s for s in bare_reads)
+    assert sum("FROM attachment" in s for s in file_reads) == 1
+    assert len(bare_reads) == len(file_reads) - 1

@@ -1,0 +1,121 @@
+"""The soak test (bench/soak.py) in small: two API processes and a Celery worker on MariaDB and
+Redis under ten seconds of mixed load, then every check of the database against the writes
+the load generator saw acknowledged. It runs in its own MariaDB database, whichever database
+the rest of the suite uses."""
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from bench import soak
+from config import BASE_DIR
+from tests.test_chat_multiprocess import skip_unless_ci
+
+Row = SimpleNamespace  # a database row as the checks read it: attributes by column name
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# Its own database per test process, so two runs at once never share one.
+DATABASE_URL = f"mysql+pymysql://root@127.0.0.1:3306/madang_soak_test_{os.getpid()}?charset=utf8mb4"
+SOAK_SECONDS = 10
+RUN_TIMEOUT_SECONDS = 240  # far above the ~60 s it takes; a hang must not stall the suite
+
+
+@pytest.fixture
+def services() -> Iterator[None]:
+    """MariaDB and Redis reachable (or the test is skipped, outside CI); the soak's database
+    is dropped afterwards."""
+    server = create_engine(make_url(DATABASE_URL).set(database=""))
+    try:
+        with server.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        skip_unless_ci(f"MariaDB is not reachable: {exc.orig}")
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+    except redis.RedisError as exc:
+        skip_unless_ci(f"Redis is not reachable: {exc}")
+    yield
+    with server.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS `{make_url(DATABASE_URL).database}`"))
+    server.dispose()
+
+
+@pytest.mark.usefixtures("services")
+def test_a_short_soak_loses_no_write_and_answers_no_5xx(tmp_path: Path) -> None:
+    results = tmp_path / "soak.json"
+    command = [sys.executable, "-m", "bench.soak", "--seconds", str(SOAK_SECONDS), "--users", "6"]
+    command += ["--chatters", "2", "--posts", "100", "--drain-seconds", "60"]
+    command += ["--database-url", DATABASE_URL, "--redis-url", REDIS_URL, "--json", str(results)]
+    completed = subprocess.run(
+        command, cwd=BASE_DIR, capture_output=True, text=True, timeout=RUN_TIMEOUT_SECONDS, check=False
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output[-6000:]
+    report = json.loads(results.read_text())
+    failed = [check["name"] for check in report["checks"] if not check["ok"]]
+    assert failed == []
+    names = " / ".join(check["name"] for check in report["checks"])
+    for checked in ("no 5xx", "every post as last written", "UPLOAD_DIR", "chat message reached", "AI job"):
+        assert checked in names
+    assert report["server_errors"] == {}
+    assert report["requests"] > 0
+    assert report["chat"]["deliveries_across_processes"] > 0
+
+
+# The checks themselves: each must fail when the database lacks what was acknowledged.
+
+
+def test_the_soak_flags_an_acknowledged_post_that_is_not_in_the_database() -> None:
+    stored = {1: Row(board_id=1, user_id=2, name="hello", content="first", is_visible=True)}
+    written = {
+        "1": {"board_id": 1, "user_id": 2, "name": "hello", "content": "first"},
+        "2": {"board_id": 1, "user_id": 2, "name": "lost", "content": "never stored"},
+    }
+    check = soak.check_posts(stored, written)
+    assert not check.ok
+    assert "post 2: missing" in check.detail
+
+
+def test_the_soak_flags_a_like_counter_that_disagrees_with_its_rows() -> None:
+    likes = {(7, 1)}
+    check = soak.check_likes(likes, {"7:1": True, "8:1": True})
+    assert not check.ok
+    assert "user 8 post 1: missing" in check.detail
+
+
+def test_the_soak_flags_a_view_counter_that_disagrees_with_the_view_rows() -> None:
+    posts = {1: Row(number_of_view=12), 2: Row(number_of_view=1)}
+    check = soak.check_view_counters(posts, {(5, 1), (6, 1)}, seeded={1: 10})
+    assert not check.ok  # post 2 counts a view nobody recorded
+    assert "post 2: 1 != 0 + 0" in check.detail
+
+
+def test_the_soak_flags_an_orphaned_upload_and_a_row_without_its_file(tmp_path: Path) -> None:
+    kept, orphan, lost = "a" * 32, "b" * 32, "c" * 32
+    for key in (kept, orphan):
+        (tmp_path / key[:2]).mkdir()
+        (tmp_path / key[:2] / key).write_bytes(b"bytes")
+    rows = {1: Row(storage_key=kept), 2: Row(storage_key=lost)}
+    check = soak.check_upload_dir(rows, tmp_path)
+    assert not check.ok
+    assert check.detail == "1 orphaned files, 1 rows without a file, 0 partial files"
+    assert soak.check_upload_dir({1: Row(storage_key=kept)}, tmp_path).ok is False  # the orphan stays
+    (tmp_path / orphan[:2] / orphan).unlink()
+    assert soak.check_upload_dir({1: Row(storage_key=kept)}, tmp_path).ok
+
+
+def test_the_soak_flags_a_job_left_queued() -> None:
+    jobs = {1: Row(status="succeeded"), 2: Row(status="queued")}
+    check = soak.check_jobs(jobs, {"1": {}, "2": {}})
+    assert not check.ok
+    assert "1 rows still queued or running" in check.detail
