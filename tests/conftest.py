@@ -10,8 +10,10 @@ import socket
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -104,6 +106,24 @@ def clean_state() -> Iterator[None]:
 def client() -> Iterator[TestClient]:
     with TestClient(app) as test_client:
         yield test_client
+
+
+StartApp = Callable[..., TestClient]
+
+
+@pytest.fixture
+def start_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[StartApp]:
+    """Starts the app with these settings (read when it starts, e.g. by the AI runner); a test may
+    start it again, as a restart after a crash."""
+    stack = ExitStack()
+
+    def start(**overrides: Any) -> TestClient:
+        for name, value in overrides.items():
+            monkeypatch.setattr(settings, name, value)
+        return stack.enter_context(TestClient(app))
+
+    with stack:
+        yield start
 
 
 @dataclass

@@ -8,9 +8,6 @@ own queue, and every broker key carries this run's prefix.
 """
 
 import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,11 +18,12 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from config import BASE_DIR, settings
+from config import settings
 from main import app
 from ml import registry
 from services import ai as ai_service
 from tests.ai_models import CrashModel, SleepOnceModel
+from tests.celery_support import CeleryWorker, forget_keys, redis_or_skip
 from tests.conftest import Person
 
 API = "/api/v1"
@@ -36,27 +34,13 @@ KEY_PREFIX = f"madang-test-{RUN_ID}:"
 # limit (and its grace period) stays below it, as the settings require.
 VISIBILITY_TIMEOUT = 6
 JOB_TIMEOUT = 4.0
-WORKER_READY_SECONDS = 120
-
-
-def broker_or_skip() -> redis.Redis:
-    connection = redis.Redis.from_url(BROKER_URL, socket_connect_timeout=1)
-    try:
-        connection.ping()
-    except redis.RedisError:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"Redis is not reachable at {BROKER_URL}")
-    return connection
 
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[redis.Redis]:
-    connection = broker_or_skip()
+    connection = redis_or_skip(BROKER_URL)
     yield connection
-    for key in connection.scan_iter(f"{KEY_PREFIX}*"):
-        connection.delete(key)
-    connection.close()
+    forget_keys(connection, KEY_PREFIX)
 
 
 def celery_settings(queue: str) -> dict[str, Any]:
@@ -72,69 +56,22 @@ def celery_settings(queue: str) -> dict[str, Any]:
     }
 
 
-class Worker:
-    """One `celery worker` (a main process and one pool process) in its own process group."""
-
-    def __init__(self, queue: str, log_path: Path, *, preload: bool) -> None:
-        environment = {key: str(value) for key, value in celery_settings(queue).items()}
-        environment.update(AI_MODEL_MODULES="tests.ai_worker_models", AI_WORKER_PRELOAD=str(preload).lower())
-        self.log_path = log_path
-        self.log = log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "celery", "-A", "ml.celery_app", "worker"),
-                *("--pool", "prefork", "--concurrency", "1", "--loglevel", "INFO", "-Q", queue),
-                *("-n", f"{queue}-{uuid.uuid4().hex[:6]}@%h", "--without-gossip", "--without-mingle"),
-            ],
-            cwd=BASE_DIR,
-            env={**os.environ, **environment, "PYTHONPATH": str(BASE_DIR)},
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def wait_until_ready(self) -> None:
-        deadline = time.monotonic() + WORKER_READY_SECONDS
-        while time.monotonic() < deadline:
-            if b" ready." in self.log_path.read_bytes():
-                return
-            assert self.process.poll() is None, self.log_path.read_text(errors="replace")[-3000:]
-            time.sleep(0.1)
-        raise AssertionError(
-            "the worker did not start:\n" + self.log_path.read_text(errors="replace")[-3000:]
-        )
-
-    def kill(self) -> None:
-        """kill -9 of the whole worker: the main process and its pool process."""
-        with _ignore_gone():
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        with _ignore_gone():
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.kill()
-        self.log.close()
+def worker_environment(queue: str, *, preload: bool) -> dict[str, str]:
+    environment = {key: str(value) for key, value in celery_settings(queue).items()}
+    environment.update(AI_MODEL_MODULES="tests.ai_worker_models", AI_WORKER_PRELOAD=str(preload).lower())
+    return environment
 
 
-def _ignore_gone() -> Any:
-    import contextlib
-
-    return contextlib.suppress(ProcessLookupError)
-
-
-StartWorker = Callable[..., Worker]
+StartWorker = Callable[..., CeleryWorker]
 
 
 @pytest.fixture
 def start_worker(tmp_path: Path) -> Iterator[StartWorker]:
-    workers: list[Worker] = []
+    workers: list[CeleryWorker] = []
 
-    def start(queue: str, *, preload: bool = False) -> Worker:
-        worker = Worker(queue, tmp_path / f"worker-{len(workers)}.log", preload=preload)
+    def start(queue: str, *, preload: bool = False) -> CeleryWorker:
+        log_path = tmp_path / f"worker-{len(workers)}.log"
+        worker = CeleryWorker(queue, log_path, environment=worker_environment(queue, preload=preload))
         workers.append(worker)
         worker.wait_until_ready()
         return worker

@@ -9,8 +9,7 @@ tests/test_ai_models.py.
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -19,33 +18,15 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx2 import Response
 
-from config import settings
 from database import SessionLocal, utcnow
-from main import app
 from ml import registry
 from ml.base import AIModel
 from models import AI, AIlog
 from tests.ai_models import EchoModel, FailingModel, GateModel
 from tests.chat_support import live_socket
-from tests.conftest import Person
+from tests.conftest import Person, StartApp
 
 API = "/api/v1"
-
-StartApp = Callable[..., TestClient]
-
-
-@pytest.fixture
-def start_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[StartApp]:
-    """Starts the app with these settings (the runner reads them when it starts)."""
-    stack = ExitStack()
-
-    def start(**overrides: Any) -> TestClient:
-        for name, value in overrides.items():
-            monkeypatch.setattr(settings, name, value)
-        return stack.enter_context(TestClient(app))
-
-    with stack:
-        yield start
 
 
 def registered(model: AIModel) -> Iterator[Any]:

@@ -9,8 +9,6 @@ import io
 import json
 import os
 import signal
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -26,34 +24,18 @@ from main import app
 from ml import tabular
 from models import AI, AIlog, AIModelVersion
 from tests.chat_support import LiveSocket, live_socket
-from tests.conftest import Person
+from tests.conftest import Person, StartApp
 
 API = "/api/v1"
 SMALL_FIT = {"epochs": 100, "learning_rate": 0.05}  # converges on the small CSV
 SAMPLE_FIT = {"epochs": 5, "learning_rate": 0.05}  # converges on the sample data set
 SLOW_FIT = {"epochs": 40, "learning_rate": 0.01}  # the sample data set for a few seconds
 
-StartApp = Callable[..., TestClient]
-
 
 @pytest.fixture(autouse=True)
 def training_at_full_speed(monkeypatch: pytest.MonkeyPatch) -> None:
     """Not niced: on a machine busy with other work a niced run would only slow the suite down."""
     monkeypatch.setattr(settings, "AI_TRAIN_NICE", 0)
-
-
-@pytest.fixture
-def start_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[StartApp]:
-    """Starts the app with these settings; a test may stop it (a restart) and start it again."""
-    stack = ExitStack()
-
-    def start(**overrides: Any) -> TestClient:
-        for name, value in overrides.items():
-            monkeypatch.setattr(settings, name, value)
-        return stack.enter_context(TestClient(app))
-
-    with stack:
-        yield start
 
 
 def small_csv(*, rows: int = 300, slope: float = 2.0, seed: int = 1) -> bytes:

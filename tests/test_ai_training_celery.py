@@ -6,12 +6,8 @@ The workers run `celery -A ml.celery_app worker -Q <queue>` on this test databas
 has its own Redis database, broker key prefix and queue names (tests/test_ai_celery.py's pattern).
 """
 
-import contextlib
 import io
 import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,9 +19,10 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from config import BASE_DIR, settings
+from config import settings
 from main import app
 from ml import tabular
+from tests.celery_support import CeleryWorker, forget_keys, redis_or_skip
 from tests.conftest import Person
 
 API = "/api/v1"
@@ -34,7 +31,6 @@ RUN_ID = uuid.uuid4().hex[:8]
 KEY_PREFIX = f"madang-test-training-{RUN_ID}:"
 INFERENCE_QUEUE = f"madang-test-{RUN_ID}-inference"
 TRAINING_QUEUE = f"madang-test-{RUN_ID}-training"
-WORKER_READY_SECONDS = 120
 SETTINGS: dict[str, Any] = {
     "AI_BACKEND": "celery",
     "CELERY_BROKER_URL": BROKER_URL,
@@ -49,69 +45,24 @@ SETTINGS: dict[str, Any] = {
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[redis.Redis]:
-    connection = redis.Redis.from_url(BROKER_URL, socket_connect_timeout=1)
-    try:
-        connection.ping()
-    except redis.RedisError:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"Redis is not reachable at {BROKER_URL}")
+    connection = redis_or_skip(BROKER_URL)
     yield connection
-    for key in connection.scan_iter(f"{KEY_PREFIX}*"):
-        connection.delete(key)
-    connection.close()
+    forget_keys(connection, KEY_PREFIX)
 
 
-class Worker:
-    """One `celery worker` for one queue, in its own process group."""
-
-    def __init__(self, queue: str, log_path: Path) -> None:
-        environment = {key: str(value) for key, value in SETTINGS.items()}
-        environment.update(AI_WORKER_PRELOAD="false", AI_TRAIN_NICE="0")
-        self.log_path = log_path
-        self.log = log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "celery", "-A", "ml.celery_app", "worker"),
-                *("--pool", "prefork", "--concurrency", "1", "--loglevel", "INFO", "-Q", queue),
-                *("-n", f"{queue}@%h", "--without-gossip", "--without-mingle"),
-            ],
-            cwd=BASE_DIR,
-            env={**os.environ, **environment, "PYTHONPATH": str(BASE_DIR)},
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def wait_until_ready(self) -> None:
-        deadline = time.monotonic() + WORKER_READY_SECONDS
-        while time.monotonic() < deadline:
-            if b" ready." in self.log_path.read_bytes():
-                return
-            assert self.process.poll() is None, self.log_path.read_text(errors="replace")[-3000:]
-            time.sleep(0.1)
-        raise AssertionError(
-            "the worker did not start:\n" + self.log_path.read_text(errors="replace")[-3000:]
-        )
-
-    def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-        self.log.close()
+WORKER_ENVIRONMENT = {
+    **{key: str(value) for key, value in SETTINGS.items()},
+    "AI_WORKER_PRELOAD": "false",
+    "AI_TRAIN_NICE": "0",
+}
 
 
 @pytest.fixture
-def workers(broker: redis.Redis, tmp_path: Path) -> Iterator[dict[str, Worker]]:
+def workers(broker: redis.Redis, tmp_path: Path) -> Iterator[dict[str, CeleryWorker]]:
     """A worker for the training queue and one for the inference queue."""
     started = {
-        "training": Worker(TRAINING_QUEUE, tmp_path / "training-worker.log"),
-        "inference": Worker(INFERENCE_QUEUE, tmp_path / "inference-worker.log"),
+        role: CeleryWorker(queue, tmp_path / f"{role}.log", environment=WORKER_ENVIRONMENT)
+        for role, queue in (("training", TRAINING_QUEUE), ("inference", INFERENCE_QUEUE))
     }
     try:
         for worker in started.values():
@@ -148,7 +99,7 @@ def small_csv() -> bytes:
 
 
 def test_a_model_trained_on_a_training_worker_serves_jobs_on_an_inference_worker(
-    api: TestClient, workers: dict[str, Worker], admin: Person, user: Person
+    api: TestClient, workers: dict[str, CeleryWorker], admin: Person, user: Person
 ) -> None:
     response = api.post(
         f"{API}/admin/ai/models",
