@@ -2,8 +2,8 @@
 
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -159,6 +159,20 @@ class RequestSlots:
         semaphore = session.info.pop(cls.SESSION_KEY, None)
         if semaphore is not None:
             semaphore.release()
+
+
+@asynccontextmanager
+async def request_session(slots: RequestSlots | None) -> AsyncIterator[Session]:
+    """A request's session, admitted by its pool slot (without slots, as in scripts, none is
+    waited for). Opening a Session does no I/O and closing one hands its connection back to
+    the pool, so neither is worth a trip to the thread pool (each trip costs more than the
+    work): the request's last trip ends its transaction (commit or rollback) there."""
+    session = await slots.open_session() if slots is not None else SessionLocal()
+    try:
+        yield session
+    finally:
+        session.close()
+        RequestSlots.release(session)
 
 
 engine = make_engine(settings.DATABASE_URL)

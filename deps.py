@@ -1,10 +1,11 @@
 """FastAPI dependencies: the session, the current user, pagination, loaders that 404/403."""
 
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Annotated, TypeVar
 
+import anyio
 from anyio import to_thread
 from fastapi import Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -13,24 +14,22 @@ from sqlalchemy.orm import Session
 
 from config import settings
 from crud import users as users_crud
-from database import IN_PROCESS_DATABASE, RequestSlots, SessionLocal
-from errors import Forbidden, Unauthorized, banned
-from logs import remember_user
-from models import AI, AIlog, Attachment, Board, ChatSession, Comment, Post, User
-from schemas import MAX_DB_ID
-from services import access, admin, ai, attachments, chat, security
+from database import IN_PROCESS_DATABASE, RequestSlots, request_session
+from errors import Forbidden
+from models import AI, Attachment, Board, ChatSession, Comment, Post, User
+from schemas import MAX_DB_ID, JobPublic
+from services import access, admin, ai, attachments, chat
+from services.security import token_claims, vetted_user
+
+
+def request_slots(request: Request) -> RequestSlots | None:
+    """The app's pool slots (RequestSlots, made at start-up); None before it has started."""
+    return getattr(request.app.state, "db_slots", None)
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:
-    # Opening a Session does no I/O and closing one hands its connection back to the pool, so
-    # neither is worth a trip to the thread pool (each trip costs more than the work).
-    slots: RequestSlots | None = getattr(request.app.state, "db_slots", None)
-    session = await slots.open_session() if slots is not None else SessionLocal()
-    try:
+    async with request_session(request_slots(request)) as session:
         yield session
-    finally:
-        session.close()
-        RequestSlots.release(session)
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -61,25 +60,6 @@ def authenticate(session: Session, token: str | None) -> User:
     of the user's current token version, and the user neither banned nor deleted."""
     claims = token_claims(token)
     return vetted_user(users_crud.get(session, claims.user_id), claims)
-
-
-def token_claims(token: str | None) -> security.AccessClaims:
-    if not token:
-        raise Unauthorized("not authenticated")
-    return security.decode_access_token(token)
-
-
-def vetted_user(user: User | None, claims: security.AccessClaims) -> User:
-    """The user the claims name, as loaded, if the token still speaks for them."""
-    if user is None or user.deleted_date is not None:
-        raise Unauthorized("this token is no longer valid", code="token_revoked")
-    # A ban also ends the tokens' version; the ban is named first so the user learns why.
-    if user.is_banned:
-        raise banned()
-    if user.token_version != claims.token_version:
-        raise Unauthorized("this token is no longer valid", code="token_revoked")
-    remember_user(user.id)  # the request's log records name the user from here on
-    return user
 
 
 # The request's user, once loaded and vetted, is kept in its session's info: a loader that loads
@@ -129,8 +109,11 @@ async def page_params(
 Pagination = Annotated[PageParams, Depends(page_params)]
 
 
+BoardId = Annotated[int, Path(ge=1, le=MAX_DB_ID)]
+
+
 async def readable_board(
-    board_id: Annotated[int, Path(ge=1, le=MAX_DB_ID)],
+    board_id: BoardId,
     session: SessionDep,
     token: BearerToken,
 ) -> Board:
@@ -144,10 +127,7 @@ def _user_and_board(session: Session, token: str | None, board_id: int) -> tuple
     user = session.info.get(REQUEST_USER)
     if user is not None:
         return user, access.readable_board(session, user=user, board_id=board_id)
-    claims = token_claims(token)
-    user, board = access.reader_and_readable_board(
-        session, user_id=claims.user_id, board_id=board_id, vet_reader=partial(vetted_user, claims=claims)
-    )
+    user, board = access.token_reader_and_board(session, token=token, board_id=board_id)
     session.info[REQUEST_USER] = user
     return user, board
 
@@ -157,10 +137,7 @@ def _user_and_post(session: Session, token: str | None, post_id: int) -> tuple[U
     user = session.info.get(REQUEST_USER)
     if user is not None:
         return user, access.readable_post(session, user=user, post_id=post_id)
-    claims = token_claims(token)
-    user, post = access.reader_and_readable_post(
-        session, user_id=claims.user_id, post_id=post_id, vet_reader=partial(vetted_user, claims=claims)
-    )
+    user, post = access.token_reader_and_post(session, token=token, post_id=post_id)
     session.info[REQUEST_USER] = user
     return user, post
 
@@ -168,9 +145,7 @@ def _user_and_post(session: Session, token: str | None, post_id: int) -> tuple[U
 ReadableBoard = Annotated[Board, Depends(readable_board)]
 
 
-async def any_board(
-    board_id: Annotated[int, Path(ge=1, le=MAX_DB_ID)], session: SessionDep, _: AdminUser
-) -> Board:
+async def any_board(board_id: BoardId, session: SessionDep, _: AdminUser) -> Board:
     return await on_database(partial(admin.get_board, session, board_id))
 
 
@@ -270,56 +245,83 @@ ReadableConversation = Annotated[ChatSession, Depends(readable_conversation)]
 
 JobId = Annotated[int, Path(ge=1, le=MAX_DB_ID)]
 ModelId = Annotated[int, Path(ge=1, le=MAX_DB_ID)]
+ModelName = Annotated[str, Path(min_length=1, max_length=64)]
 
 
-async def readable_job(job_id: JobId, session: SessionDep, user: CurrentUser) -> AIlog:
-    return await on_database(partial(ai.readable_job, session, user=user, job_id=job_id))
+async def readable_job(job_id: JobId, session: SessionDep, token: BearerToken) -> JobPublic:
+    return await on_database(partial(_readable_job, session, token=token, job_id=job_id))
+
+
+def _readable_job(session: Session, *, token: str | None, job_id: int) -> JobPublic:
+    """The job the request's user may read: one query for both when the user is not loaded yet.
+    That user is built from the query's columns, not loaded into the session, so it is not kept
+    as the REQUEST_USER (a CurrentUser after this loads its own)."""
+    user = session.info.get(REQUEST_USER)
+    if user is not None:
+        return ai.readable_job(session, user=user, job_id=job_id)
+    claims = token_claims(token)
+    _, job = ai.reader_and_readable_job(
+        session, user_id=claims.user_id, job_id=job_id, vet_reader=partial(vetted_user, claims=claims)
+    )
+    return job
+
+
+async def watched_job(job_id: JobId, request: Request, token: BearerToken) -> ai.JobWatch:
+    """The job the request's user may read (as readable_job), for a long poll: read in a session
+    that is closed at once (a wait must hold no connection)."""
+    job, slot = await _in_own_session(request, partial(_readable_job, token=token, job_id=job_id))
+    return ai.JobWatch(job, slot)
+
+
+async def job_submitter(name: ModelName, request: Request, token: BearerToken) -> ai.Submitter:
+    """The request's user with what a submission needs, in one query (services/ai.load_submitter;
+    the user is built from its columns, as in _readable_job), in a session closed at once: the
+    job is stored by another (services/ai.submit)."""
+    submitter, slot = await _in_own_session(request, partial(_job_submitter, token=token, model_name=name))
+    return replace(submitter, slot=slot)
+
+
+def _job_submitter(session: Session, *, token: str | None, model_name: str) -> ai.Submitter:
+    claims = token_claims(token)
+    return ai.load_submitter(
+        session, user_id=claims.user_id, model_name=model_name, vet_reader=partial(vetted_user, claims=claims)
+    )
+
+
+async def _in_own_session(request: Request, work: Callable[[Session], T]) -> tuple[T, anyio.Semaphore | None]:
+    """work's answer, from a session of its own that it closes in the same trip (a server's
+    ROLLBACK is a round trip, kept off the event loop), within a request slot; and that slot, to
+    take again for what follows. The AI job routes load with this rather than SessionDep: a
+    generator dependency costs FastAPI more than the query."""
+    async with request_session(request_slots(request)) as session:
+        slot = session.info.get(RequestSlots.SESSION_KEY)
+        return await on_database(partial(_closing, session, work)), slot
+
+
+def _closing(session: Session, work: Callable[[Session], T]) -> T:
+    with session:
+        return work(session)
 
 
 async def any_model(model_id: ModelId, session: SessionDep, _: AdminUser) -> AI:
     return await on_database(partial(ai.get_model_row, session, model_id))
 
 
-ReadableJob = Annotated[AIlog, Depends(readable_job)]
+ReadableJob = Annotated[JobPublic, Depends(readable_job)]
+WatchedJob = Annotated[ai.JobWatch, Depends(watched_job)]
+JobSubmitter = Annotated[ai.Submitter, Depends(job_submitter)]
 AnyModel = Annotated[AI, Depends(any_model)]
 
 
-# The hot reading routes (a board's list page, a post) need the session, the user and the thing
-# read. Declared as three parameters (ReadableBoard, CurrentUser, SessionDep), FastAPI resolves
-# each once but walks the user's and the session's dependencies again for every declaration:
-# bookkeeping that costs more than the user's query. One dependency carrying all three avoids it.
+# The hot reading routes (a board's list page, a post) take a Reader (services/access.ReadRequest)
+# instead of SessionDep and CurrentUser: the service checks the token and the access rule and
+# reads, all in one trip to the database (one worker-thread hop, one session). FastAPI's
+# generator dependency for the session and a second hop for the user cost more CPU than the
+# queries.
 
 
-@dataclass(frozen=True, slots=True)
-class BoardReading:
-    """A board the signed-in user may read (the one access rule has passed), with that user
-    and the request's session."""
-
-    session: Session
-    user: User
-    board: Board
+async def read_request(request: Request, token: BearerToken) -> access.ReadRequest:
+    return access.ReadRequest(token, request_slots(request))
 
 
-@dataclass(frozen=True, slots=True)
-class PostReading:
-    """A post the signed-in user may read, with that user and the request's session."""
-
-    session: Session
-    user: User
-    post: Post
-
-
-async def board_reading(
-    board_id: Annotated[int, Path(ge=1, le=MAX_DB_ID)],
-    session: SessionDep,
-    token: BearerToken,
-) -> BoardReading:
-    return BoardReading(session, *await on_database(partial(_user_and_board, session, token, board_id)))
-
-
-async def post_reading(post_id: PostId, session: SessionDep, token: BearerToken) -> PostReading:
-    return PostReading(session, *await on_database(partial(_user_and_post, session, token, post_id)))
-
-
-BoardBeingRead = Annotated[BoardReading, Depends(board_reading)]
-PostBeingRead = Annotated[PostReading, Depends(post_reading)]
+Reader = Annotated[access.ReadRequest, Depends(read_request)]

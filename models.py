@@ -68,7 +68,12 @@ class User(Base):
     __table_args__ = table_args()
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
+    # Unique ignoring case on every backend: MariaDB's collation ignores it already; on SQLite
+    # NOCASE does (ASCII letters, as SQLite's lower()), so the unique index itself refuses
+    # "Minji" beside "minji", however close together two sign-ups come.
+    name: Mapped[str] = mapped_column(
+        String(64).with_variant(String(64, collation="NOCASE"), "sqlite"), unique=True
+    )
     # Nullable so an anonymized (deleted) account frees its address; unique still holds.
     email: Mapped[str | None] = mapped_column(String(256), unique=True)
     # One Argon2id string (pwdlib): algorithm, cost and salt live inside the hash.
@@ -288,7 +293,8 @@ class AIlog(Base):
     __tablename__ = "ai_log"
     __table_args__ = table_args(
         Index("ix_ai_log_user_listing", "user_id", "id"),
-        Index("ix_ai_log_status", "status"),
+        # By user too: the per-user count of jobs in flight reads only those (migration 0003).
+        Index("ix_ai_log_status_user", "status", "user_id"),
         UniqueConstraint("user_id", "idempotency_key"),
     )
 

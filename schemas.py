@@ -5,6 +5,7 @@ declare optional fields with a non-null type: a field may be left out, never set
 """
 
 import re
+import unicodedata
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
@@ -13,6 +14,7 @@ from pydantic import (
     AfterValidator,
     AliasChoices,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
@@ -36,8 +38,17 @@ def _not_reserved_name(name: str) -> str:
     return name
 
 
+def compatible_form(value: object) -> object:
+    """A name in Unicode's compatibility form (NFKC): a full-width "Minji" (U+FF2D ...) is
+    "Minji", a ligature its letters, decomposed Hangul jamo the syllables. MariaDB's collation already
+    compares such forms as equal and SQLite does not; storing one form makes the unique name and
+    the login by name behave alike on both, and keeps look-alike names from being taken twice."""
+    return unicodedata.normalize("NFKC", value) if isinstance(value, str) else value
+
+
 UserName = Annotated[
     str,
+    BeforeValidator(compatible_form),
     StringConstraints(strip_whitespace=True, min_length=2, max_length=64, pattern=r"^[\w.\-]+$"),
     AfterValidator(_not_reserved_name),
     Field(description="Letters (any script), digits, '_', '.', '-'; 2-64 characters."),

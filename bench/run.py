@@ -46,8 +46,9 @@ BENCH_PASSWORD = "bench password, 2026"  # every seeded user's; a throwaway data
 CAPTURE_PAGE = {"board_id": 3, "offset": 60, "limit": 20}
 LIST_TARGET = 0.5
 READ_P99_TARGET_MS = 100.0
-SCENARIOS = ("ceiling", "list", "read", "comment")
+SCENARIOS = ("ceiling", "list", "read", "comment", "floor")
 SCENARIO_TITLES = {
+    "floor": "GET /health (floor)",
     "ceiling": "list page, ceiling",
     "list": "list page",
     "read": "read post",
@@ -427,7 +428,8 @@ def load_spec(args: argparse.Namespace, setup: Setup, scenario: str, server: Ser
         watch["mariadbd"] = pid
     return {
         "port": server.port,
-        "scenario": "list" if scenario == "ceiling" else scenario,
+        "scenario": {"ceiling": "list", "floor": "get"}.get(scenario, scenario),
+        "paths": [FLOOR_PATH],
         "connections": args.connections,
         "warmup": args.warmup,
         "duration": args.duration,
@@ -440,6 +442,10 @@ def load_spec(args: argparse.Namespace, setup: Setup, scenario: str, server: Ser
     }
 
 
+# The floor: the app's cheapest route, a sync FastAPI route that returns a constant (the app's
+# middleware, routing and one thread-pool hop; no token, no database). What any route of the app
+# costs before it does its own work, to set beside the ceiling's whole list page.
+FLOOR_PATH = "/health"
 SLICE_WARMUP = 0.5  # seconds: the servers are warm; this refills the 32 connections' pipeline
 
 
@@ -658,7 +664,8 @@ def print_header(args: argparse.Namespace, setup: Setup, list_sql: dict[str, Any
         f"load    {args.connections} connections, {args.warmup:g} s warm-up + {args.duration:g} s measured "
         f"per scenario, in {args.rounds} turns (the scenarios alternate, so other work on the machine "
         "weighs on each alike); list: random board, offset in the first 5 pages, limit 20; read: random "
-        "visible post (counts a view); comment: random visible post; each request as a random seeded user"
+        "visible post (counts a view); comment: random visible post; each request as a random seeded user; "
+        f"floor: GET {FLOOR_PATH}"
     )
     print(
         f"list SQL: the app sent {len(list_sql['app_statements'])} statements to serve one list page; "
@@ -722,6 +729,13 @@ def print_verdicts(results: dict[str, dict[str, Any]]) -> dict[str, bool]:
             f"(target >= {LIST_TARGET}: {'met' if verdicts['list'] else 'MISSED'}); by server CPU per "
             f"request, which other load on the machine does not skew: "
             f"{cpu_per_request_ms(results['ceiling']) / cpu_per_request_ms(results['list']):.2f}"
+        )
+    if "floor" in results and "ceiling" in results:
+        floor, ceiling = cpu_per_request_ms(results["floor"]), cpu_per_request_ms(results["ceiling"])
+        print(
+            f"floor   GET {FLOOR_PATH}, a route that does nothing: {floor:.2f} ms of server CPU per request, "
+            f"{floor / ceiling:.2f} of the ceiling's whole list page ({ceiling:.2f} ms); a list page at half "
+            f"the ceiling's speed may spend {2 * ceiling - floor:.2f} ms beyond the floor"
         )
     if "read" in results:
         p99 = results["read"]["p99_ms"]

@@ -6,9 +6,9 @@ a worker and the recovery at startup can race over one row and exactly one of th
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Select, bindparam, func, insert, select, update
+from sqlalchemy import ColumnElement, Row, Select, Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from models import AI, AIlog, User
@@ -27,11 +27,62 @@ def _jobs() -> Select[tuple[AIlog]]:
 # neither builds them nor computes their cache key per request (a third of their cost).
 _MODEL_BY_NAME = select(AI).where(AI.name == bindparam("name"))
 _JOB = _jobs().where(AIlog.id == bindparam("job_id"))
-_IN_FLIGHT_COUNT = (
-    select(func.count())
-    .select_from(AIlog)
-    .where(AIlog.user_id == bindparam("user_id"), AIlog.status.in_(IN_FLIGHT))
+
+# A request about one job, or a submission, needs its user too: one statement loads both (a
+# statement less than authenticating first). These run on every job request, so they are Core
+# statements over the tables: the ORM's loading of entities costs more than the query itself
+# (3x on SQLite). The user (and the model) come back as objects built from the row's columns,
+# not attached to the session: for reading (vetting, access, the job's view), never for writing.
+# The user is the statement's first table, so a missing job or model still brings the user back.
+_USERS, _AI_LOG, _MODELS = User.__table__, AIlog.__table__, AI.__table__
+_READER_COLUMNS = [column.label(f"reader_{column.key}") for column in _USERS.c]
+_MODEL_COLUMNS = [column.label(f"model_{column.key}") for column in _MODELS.c]
+_JOB_MODEL_COLUMNS = [_MODELS.c.name.label("model_name"), _MODELS.c.kind.label("model_kind")]
+_READER_AND_JOB = (
+    select(*_READER_COLUMNS, *_AI_LOG.c, *_JOB_MODEL_COLUMNS)
+    .select_from(_USERS)
+    .outerjoin(_AI_LOG, _AI_LOG.c.id == bindparam("job_id"))
+    .outerjoin(_MODELS, _MODELS.c.id == _AI_LOG.c.ai_id)
+    .where(_USERS.c.id == bindparam("reader_id"))
 )
+_SUBMITTER = (
+    select(*_READER_COLUMNS, *_MODEL_COLUMNS)
+    .select_from(_USERS)
+    .outerjoin(_MODELS, _MODELS.c.name == bindparam("name"))
+    .where(_USERS.c.id == bindparam("reader_id"))
+)
+_SUBMITTER_COUNTING = _SUBMITTER.add_columns(
+    select(func.count())
+    .select_from(_AI_LOG)
+    # OR, not IN: an IN list is bound anew on each execution (an "expanding" parameter).
+    .where(_AI_LOG.c.user_id == _USERS.c.id, or_(*(_AI_LOG.c.status == status for status in IN_FLIGHT)))
+    .correlate(_USERS)
+    .scalar_subquery()
+    .label("in_flight")
+)
+_INSERT_JOB = insert(_AI_LOG).values(
+    user_id=bindparam("user_id"),
+    ai_id=bindparam("ai_id"),
+    content=bindparam("content"),
+    idempotency_key=bindparam("idempotency_key"),
+    create_date=bindparam("create_date"),
+    status=QUEUED,
+    attempts=0,
+    is_finished=False,
+    is_visible=True,
+)
+
+EntityT = TypeVar("EntityT", User, AI)
+
+
+def _built(entity: type[EntityT], table: Table, row: Row[Any], prefix: str) -> EntityT:
+    """An `entity` from the row's columns named `prefix` + its columns' names, made as the ORM
+    makes the instances it loads (a new instance's dict filled with the values): the values read
+    as loaded, and it costs a tenth of the constructor, which fires an event per attribute."""
+    fields = row._mapping
+    instance: EntityT = entity.__mapper__.class_manager.new_instance()
+    instance.__dict__.update({column.key: fields[prefix + column.key] for column in table.c})
+    return instance
 
 
 def model_by_name(session: Session, name: str) -> AI | None:
@@ -61,6 +112,43 @@ def insert_missing_models(session: Session, entries: Sequence[tuple[str, str]]) 
 
 def job(session: Session, job_id: int) -> AIlog | None:
     return session.scalar(_JOB, {"job_id": job_id})
+
+
+def reader_and_job(session: Session, *, reader_id: int, job_id: int) -> tuple[User, Row[Any] | None] | None:
+    """The user and the job: a row of AIlog's columns with its model's name and kind
+    (model_name, model_kind), None when there is no such job; None when there is no user."""
+    row = session.execute(_READER_AND_JOB, {"reader_id": reader_id, "job_id": job_id}).first()
+    if row is None:
+        return None
+    return _built(User, _USERS, row, "reader_"), (row if row.id is not None else None)
+
+
+def submitter(
+    session: Session, *, reader_id: int, model_name: str, count_in_flight: bool
+) -> tuple[User, AI | None, int | None] | None:
+    """The user, the model of that name (or None) and, with count_in_flight, how many jobs the
+    user has queued or running (else None); None when there is no user."""
+    statement = _SUBMITTER_COUNTING if count_in_flight else _SUBMITTER
+    row = session.execute(statement, {"reader_id": reader_id, "name": model_name}).first()
+    if row is None:
+        return None
+    model = _built(AI, _MODELS, row, "model_") if row.model_id is not None else None
+    return _built(User, _USERS, row, "reader_"), model, row.in_flight if count_in_flight else None
+
+
+def add_job(
+    session: Session, *, user_id: int, ai_id: int, content: str, idempotency_key: str | None, now: datetime
+) -> int:
+    """Stores a queued job (one INSERT, no ORM unit of work); returns its id."""
+    values = {
+        "user_id": user_id,
+        "ai_id": ai_id,
+        "content": content,
+        "idempotency_key": idempotency_key,
+        "create_date": now,
+    }
+    job_id = session.execute(_INSERT_JOB, values).inserted_primary_key[0]
+    return int(job_id)
 
 
 def jobs(session: Session, job_ids: Sequence[int]) -> list[AIlog]:
@@ -95,10 +183,6 @@ def job_listing_count(*, user_id: int | None, status: str | None, include_hidden
     return select(func.count()).select_from(AIlog).where(*filters)
 
 
-def count_in_flight(session: Session, *, user_id: int) -> int:
-    return session.scalar(_IN_FLIGHT_COUNT, {"user_id": user_id}) or 0
-
-
 def count_queued(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(AIlog).where(AIlog.status == QUEUED)) or 0
 
@@ -112,6 +196,31 @@ def claim(
     worker), within the attempt limit."""
     if not job_ids:
         return []
+    _mark_running(session, job_ids, now=now, also_running=also_running, max_attempts=max_attempts)
+    return list(session.scalars(select(AIlog.id).where(_taken(job_ids, now=now))))
+
+
+def claim_with_owners(
+    session: Session, job_ids: Sequence[int], *, now: datetime, also_running: bool, max_attempts: int
+) -> list[tuple[AIlog, User]]:
+    """As claim, but returns the jobs it took (their model loaded) with their owners, by id: an
+    UPDATE and one SELECT for what a batch needs."""
+    if not job_ids:
+        return []
+    _mark_running(session, job_ids, now=now, also_running=also_running, max_attempts=max_attempts)
+    taken = (
+        _jobs()
+        .add_columns(User)
+        .join(User, User.id == AIlog.user_id)
+        .where(_taken(job_ids, now=now))
+        .order_by(AIlog.id)
+    )
+    return [(job, owner) for job, owner in session.execute(taken)]
+
+
+def _mark_running(
+    session: Session, job_ids: Sequence[int], *, now: datetime, also_running: bool, max_attempts: int
+) -> None:
     statuses = IN_FLIGHT if also_running else (QUEUED,)
     session.execute(
         update(AIlog)
@@ -119,8 +228,11 @@ def claim(
         .values(status=RUNNING, started_date=now, attempts=AIlog.attempts + 1)
         .execution_options(synchronize_session=False)
     )
-    taken = select(AIlog.id).where(AIlog.id.in_(job_ids), AIlog.status == RUNNING, AIlog.started_date == now)
-    return list(session.scalars(taken))
+
+
+def _taken(job_ids: Sequence[int], *, now: datetime) -> ColumnElement[bool]:
+    """The jobs of job_ids this claim took: each claim stamps its own started_date."""
+    return and_(AIlog.id.in_(job_ids), AIlog.status == RUNNING, AIlog.started_date == now)
 
 
 def finish(
@@ -210,7 +322,3 @@ def left_behind(session: Session, *, started_before: datetime | None) -> list[AI
     if started_before is not None:
         query = query.where(func.coalesce(AIlog.started_date, AIlog.create_date) < started_before)
     return list(session.scalars(query))
-
-
-def owners(session: Session, user_ids: Iterable[int]) -> dict[int, User]:
-    return {user.id: user for user in session.scalars(select(User).where(User.id.in_(list(user_ids))))}

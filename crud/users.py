@@ -5,6 +5,7 @@ from sqlalchemy.orm import Session
 
 from crud.search import escape_like
 from models import AIlog, ChatSession, Comment, Post, User
+from schemas import compatible_form
 
 # Built once: every authenticated request loads its user, and a prebuilt statement skips the
 # statement construction and cache-key generation that session.get pays on each call.
@@ -15,23 +16,19 @@ def get(session: Session, user_id: int) -> User | None:
     return session.scalar(BY_ID, {"user_id": user_id})
 
 
-def name_is(session: Session, name: str) -> ColumnElement[bool]:
-    """`User.name` equals `name`, ignoring case, in a form the name's unique index can serve.
-
-    MariaDB/MySQL compare under the column's case-insensitive collation already, and LOWER()
-    there would turn each login into a scan of the whole index; SQLite compares exactly.
-    """
-    if session.get_bind().dialect.name in ("mysql", "mariadb"):
-        return User.name == name
-    return func.lower(User.name) == name.lower()
+def name_is(name: str) -> ColumnElement[bool]:
+    """`User.name` equals `name`, ignoring case: the column's collation decides on every backend
+    (models.User.name), so the unique index serves the look-up."""
+    return User.name == name
 
 
 def get_by_login(session: Session, login: str) -> User | None:
-    """A user by email (when the login holds '@') or by name, ignoring case."""
-    login = login.strip()
+    """A user by email (when the login holds '@') or by name, ignoring case; a name as stored
+    (schemas.compatible_form)."""
+    login = str(compatible_form(login.strip()))
     if "@" in login:
         return session.scalar(select(User).where(User.email == login.lower()))
-    return session.scalar(select(User).where(name_is(session, login)))
+    return session.scalar(select(User).where(name_is(login)))
 
 
 def get_by_email(session: Session, email: str) -> User | None:
@@ -39,7 +36,7 @@ def get_by_email(session: Session, email: str) -> User | None:
 
 
 def name_taken(session: Session, name: str, *, except_id: int | None = None) -> bool:
-    query = select(User.id).where(name_is(session, name))
+    query = select(User.id).where(name_is(name))
     if except_id is not None:
         query = query.where(User.id != except_id)
     return session.scalar(query.limit(1)) is not None

@@ -20,6 +20,10 @@ from services import ai_worker
 log = logging.getLogger(__name__)
 
 CELERY_RETRY_AFTER_SECONDS = 5
+# Indexing a written post is background work: on the Redis broker it goes on the queue's lowest
+# priority list (kombu's Redis transport keeps one list per priority step, 0 first, and a
+# worker takes from them in that order), so users' jobs never wait behind a backlog of posts.
+INDEX_TASK_PRIORITY = 9
 
 
 class Backend(Protocol):
@@ -163,7 +167,12 @@ class CeleryBackend:
         self.submit_job(model_name, job_id)
 
     def submit_index(self, post_ids: Sequence[int]) -> None:
-        self.celery.send_task("madang.ai.index_posts", args=[list(post_ids)], queue=settings.CELERY_QUEUE)
+        self.celery.send_task(
+            "madang.ai.index_posts",
+            args=[list(post_ids)],
+            queue=settings.CELERY_QUEUE,
+            priority=INDEX_TASK_PRIORITY,
+        )
 
     def submit_training(self, job_id: int) -> None:
         self.celery.send_task("madang.ai.train_model", args=[job_id], queue=settings.CELERY_TRAIN_QUEUE)

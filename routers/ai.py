@@ -2,10 +2,19 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Response, status
+from fastapi import APIRouter, Header, Query, Response, status
 
 from config import settings
-from deps import AdminUser, AnyModel, CurrentUser, Pagination, ReadableJob, SessionDep
+from deps import (
+    AdminUser,
+    AnyModel,
+    CurrentUser,
+    JobSubmitter,
+    Pagination,
+    ReadableJob,
+    SessionDep,
+    WatchedJob,
+)
 from models import AI
 from routers.responses import ADMINISTRATORS, AUTHENTICATED, JOB_ACCEPTED, JSON_BODY, errors
 from schemas import (
@@ -23,7 +32,6 @@ router = APIRouter(tags=["ai"], responses=AUTHENTICATED)
 # Everyone's jobs and the models' settings, for administrators (training: routers/ai_training.py).
 admin_router = APIRouter(prefix="/admin/ai", tags=["admin"], responses=ADMINISTRATORS)
 
-ModelName = Annotated[str, Path(min_length=1, max_length=64)]
 JOB = {404: "No such job, or not yours."}
 SUBMIT_NOTES = {
     404: "No such model.",
@@ -45,20 +53,16 @@ def list_models(user: CurrentUser, session: SessionDep) -> list[AI]:
     summary="Submit a job (answers at once; the job runs in the background)",
     responses=JOB_ACCEPTED | errors(404, 409, 429, *JSON_BODY, notes=SUBMIT_NOTES, service_422=True),
 )
-def submit_job(
-    name: ModelName,
+async def submit_job(
+    submitter: JobSubmitter,
     data: JobCreate,
-    user: CurrentUser,
-    session: SessionDep,
     response: Response,
     idempotency_key: Annotated[
         IdempotencyKey | None,
         Header(description="Retrying with the same key returns the first job instead of a new one."),
     ] = None,
 ) -> JobPublic:
-    job = ai_service.submit(
-        session, user=user, model_name=name, text=data.input, idempotency_key=idempotency_key
-    )
+    job = await ai_service.submit(submitter, text=data.input, idempotency_key=idempotency_key)
     response.headers["Location"] = f"{settings.API_PREFIX}/ai/jobs/{job.id}"
     return job
 
@@ -79,11 +83,10 @@ def list_jobs(
     responses=errors(404, 422, notes=JOB),
 )
 async def read_job(
-    job: ReadableJob,
-    session: SessionDep,
+    watch: WatchedJob,
     wait: Annotated[float, Query(ge=0, le=30, description="Seconds to wait for the job to end.")] = 0,
 ) -> JobPublic:
-    return await ai_service.wait_for_job(session, job=job, wait=wait)
+    return await ai_service.wait_for_job(watch, wait=wait)
 
 
 @router.post(

@@ -3,12 +3,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from deps import (
-    BoardBeingRead,
+    BoardId,
     CurrentUser,
     Pagination,
-    PostBeingRead,
+    PostId,
     ReadableBoard,
     ReadablePost,
+    Reader,
     SessionDep,
     WritablePost,
 )
@@ -26,15 +27,15 @@ router = APIRouter(tags=["posts"], responses=AUTHENTICATED)
     responses=errors(403, 404, 422, notes=READABLE_BOARD),
 )
 async def list_posts(
-    reading: BoardBeingRead,
+    board_id: BoardId,
+    reader: Reader,
     page: Pagination,
     sort: Annotated[PostSort, Query(description="Newest, or most viewed, liked, commented")] = "latest",
     q: Annotated[str | None, Query(max_length=100, description="Words in the title or content")] = None,
 ) -> Page[PostSummary]:
     return await posts_service.list_posts(
-        reading.session,
-        board=reading.board,
-        user=reading.user,
+        reader,
+        board_id=board_id,
         sort=sort,
         q=q,
         offset=page.offset,
@@ -59,8 +60,8 @@ def create_post(board: ReadableBoard, data: PostCreate, user: CurrentUser, sessi
     summary="Read a post (counts a view)",
     responses=errors(403, 404, 422, notes=READABLE_POST),
 )
-async def read_post(reading: PostBeingRead) -> PostDetail:
-    return await posts_service.read(reading.session, post=reading.post, user=reading.user)
+async def read_post(post_id: PostId, reader: Reader) -> PostDetail:
+    return await posts_service.read(reader, post_id=post_id)
 
 
 @router.patch(

@@ -1,6 +1,6 @@
 from fastapi import APIRouter, status
 
-from deps import CurrentUser, SessionDep
+from deps import ClientIP, CurrentUser, SessionDep
 from models import User
 from routers.responses import AUTHENTICATED, JSON_BODY, errors
 from schemas import AccountDeletion, BoardPublic, PasswordChange, UserPublic, UserUpdate
@@ -30,11 +30,15 @@ def update_me(changes: UserUpdate, user: CurrentUser, session: SessionDep) -> Us
     "/me/password",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Change my password (ends every session)",
-    responses=errors(*JSON_BODY, notes={400: WRONG_PASSWORD}),
+    responses=errors(429, *JSON_BODY, notes={400: WRONG_PASSWORD}),
 )
-def change_password(data: PasswordChange, user: CurrentUser, session: SessionDep) -> None:
+def change_password(data: PasswordChange, user: CurrentUser, session: SessionDep, ip: ClientIP) -> None:
     users_service.change_password(
-        session, user=user, current_password=data.current_password, new_password=data.new_password
+        session,
+        user=user,
+        current_password=data.current_password,
+        new_password=data.new_password,
+        client_ip=ip,
     )
 
 
@@ -43,11 +47,11 @@ def change_password(data: PasswordChange, user: CurrentUser, session: SessionDep
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete my account (anonymized; posts stay under a placeholder name)",
     responses=errors(
-        409, *JSON_BODY, notes={400: WRONG_PASSWORD, 409: "The last administrator cannot leave."}
+        409, 429, *JSON_BODY, notes={400: WRONG_PASSWORD, 409: "The last administrator cannot leave."}
     ),
 )
-def delete_me(data: AccountDeletion, user: CurrentUser, session: SessionDep) -> None:
-    users_service.delete_account(session, user=user, password=data.password)
+def delete_me(data: AccountDeletion, user: CurrentUser, session: SessionDep, ip: ClientIP) -> None:
+    users_service.delete_account(session, user=user, password=data.password, client_ip=ip)
 
 
 @router.get("/me/boards", response_model=list[BoardPublic], summary="Boards I may use")

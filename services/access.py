@@ -2,7 +2,9 @@
 pages, posts, comments, attachments, search, AI) goes through these functions."""
 
 from collections.abc import Callable, Collection
-from functools import cache
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from functools import cache, partial
 from typing import Any
 
 from sqlalchemy import BindParameter, ColumnElement, Integer, Select, and_, bindparam, or_, true
@@ -12,8 +14,10 @@ from crud import attachments as attachments_crud
 from crud import boards as boards_crud
 from crud import comments as comments_crud
 from crud import posts as posts_crud
+from database import RequestSlots, request_session
 from errors import Forbidden, NotFound
 from models import Attachment, Board, Comment, Post, User
+from services import security
 
 
 def board_usable_by(user: User) -> ColumnElement[bool]:
@@ -78,6 +82,20 @@ def _readable_board(found: tuple[Board, bool] | None) -> Board:
     return board
 
 
+@dataclass(frozen=True, slots=True)
+class ReadRequest:
+    """A request that reads a board's page or a post: its bearer token, not checked yet, and its
+    admission to the database (the pool slot every request session takes, see RequestSlots).
+    The service checks the token and the access rule in the same trip to the database as the
+    read itself (token_reader_and_board, token_reader_and_post)."""
+
+    token: str | None
+    slots: RequestSlots | None
+
+    def session(self) -> AbstractAsyncContextManager[Session]:
+        return request_session(self.slots)
+
+
 # A request that reads one board or post needs its user and that thing. The functions below load
 # both with one statement, a round trip less than authenticating first and checking access
 # after; `vet_reader` (authentication's own checks) judges the user before the rule judges the
@@ -102,6 +120,19 @@ def reader_and_readable_board(
     assert found is not None, "vet_reader refuses a missing user"
     _, board, usable = found
     return user, _readable_board(None if board is None else (board, usable))
+
+
+def _token_reader(token: str | None) -> tuple[int, VetReader]:
+    """The id of the user the bearer token names, and the check the loaded user must pass."""
+    claims = security.token_claims(token)
+    return claims.user_id, partial(security.vetted_user, claims=claims)
+
+
+def token_reader_and_board(session: Session, *, token: str | None, board_id: int) -> tuple[User, Board]:
+    """The user the bearer token speaks for (security.vetted_user) and the board they may
+    read, in one statement."""
+    user_id, vet_reader = _token_reader(token)
+    return reader_and_readable_board(session, user_id=user_id, board_id=board_id, vet_reader=vet_reader)
 
 
 def _check_board(*, visible: bool, usable: bool) -> None:
@@ -149,6 +180,12 @@ def reader_and_readable_post(
     assert found is not None, "vet_reader refuses a missing user"
     _, post, board_visible, usable = found
     return user, _readable_post(None if post is None else (post, board_visible, usable), user=user)
+
+
+def token_reader_and_post(session: Session, *, token: str | None, post_id: int) -> tuple[User, Post]:
+    """The user the bearer token speaks for and the post they may read, in one statement."""
+    user_id, vet_reader = _token_reader(token)
+    return reader_and_readable_post(session, user_id=user_id, post_id=post_id, vet_reader=vet_reader)
 
 
 def writable_post(session: Session, *, user: User, post_id: int) -> Post:

@@ -4,7 +4,7 @@ hide, the hook that keeps post embeddings current, and recovery after a crash.
 A job is an AIlog row. Submitting stores it `queued` and hands its id to the backend (the
 embedded runner or Celery, ml/backends.py); whoever runs it moves it to running and then to
 succeeded or failed (services/ai_worker.py). Every change is published to waiting requests
-and to the owner's sockets (services/ai_events.py).
+and to the owner's sockets, when there is anyone to hear it (services/ai_events.py).
 """
 
 import asyncio
@@ -12,11 +12,14 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import anyio
-from anyio import CapacityLimiter, to_thread
+from anyio import to_thread
+from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -25,7 +28,7 @@ from crud import ai as ai_crud
 from crud import ai_training as training_crud
 from crud import embeddings as embeddings_crud
 from crud import pages
-from database import IN_PROCESS_DATABASE, RequestSlots, SessionLocal, utcnow, write_turns
+from database import SessionLocal, utcnow, write_turns
 from errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from ml import registry, tabular
 from ml.backends import Backend, QueueFull, create_backend
@@ -33,7 +36,8 @@ from ml.encoder import MODEL_NAME
 from models import AI, AIlog, User
 from schemas import AIModelPublic, AIModelUpdate, JobPublic, JobStatus, Page
 from services import ai_events, ai_worker
-from services.ai_worker import job_public, publish_jobs, publish_public
+from services.access import VetReader
+from services.ai_worker import job_public, job_public_of_row, publish_jobs, publish_public
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +45,6 @@ log = logging.getLogger(__name__)
 # must not turn into a 30 s wait).
 WAIT_RECHECK_SECONDS = 2.0
 REINDEX_BATCH = 64
-RELEASE_THREADS = 4  # threads that hand waiting requests' connections back to the pool
 
 _backend: Backend | None = None
 
@@ -141,14 +144,6 @@ def list_models(session: Session, *, user: User) -> list[AI]:
     return sorted([*rows, *trained], key=lambda row: row.id)
 
 
-def usable_model(session: Session, *, user: User, name: str) -> AI:
-    row = ai_crud.model_by_name(session, name)
-    model = registry.get(name)
-    if row is None or model is None or not model.listed or (not row.is_visible and not user.is_superuser):
-        raise NotFound("model")
-    return row
-
-
 def get_model_row(session: Session, model_id: int) -> AI:
     row = ai_crud.model_by_id(session, model_id)
     if row is None:
@@ -166,33 +161,103 @@ def update_model(session: Session, *, model: AI, changes: AIModelUpdate) -> AIMo
 # --- jobs -----------------------------------------------------------------------------------
 
 
-def submit(
-    session: Session,
-    *,
-    user: User,
-    model_name: str,
-    text: str | dict[str, Any] | list[Any],
-    idempotency_key: str | None,
+@dataclass(frozen=True, slots=True)
+class Submitter:
+    """Who submits a job, loaded with what the submission needs by one statement (load_submitter):
+    the model the request names (None when there is no such row) and, while the per-user limit
+    applies, the user's jobs in flight; and the request slot (RequestSlots) to store the job
+    within (the session that read all this is closed)."""
+
+    user: User
+    model_name: str
+    model: AI | None
+    in_flight: int | None
+    slot: anyio.Semaphore | None = None
+
+
+def load_submitter(session: Session, *, user_id: int, model_name: str, vet_reader: VetReader) -> Submitter:
+    """The user `user_id` as vet_reader lets them through, with the model and their jobs in
+    flight; the model is judged by submit (after the request's input)."""
+    found = ai_crud.submitter(
+        session, reader_id=user_id, model_name=model_name, count_in_flight=settings.RATE_LIMIT_ENABLED
+    )
+    user = vet_reader(None if found is None else found[0])
+    assert found is not None, "vet_reader refuses a missing user"
+    _, model, in_flight = found
+    return Submitter(user, model_name, model, in_flight)
+
+
+async def submit(
+    submitter: Submitter, *, text: str | dict[str, Any] | list[Any], idempotency_key: str | None
 ) -> JobPublic:
     """Stores a queued job and hands it to the backend. With an idempotency key already used
-    by this user, the first job comes back instead (409 if it asked for something else)."""
-    model = usable_model(session, user=user, name=model_name)
-    text = _stored_input(model_name, text)
+    by this user, the first job comes back instead (409 if it asked for something else).
+
+    The checks need no database (load_submitter read what they look at); storing the job
+    writes, and a write may wait (the database's write lock on SQLite, a round trip to a
+    server), so it runs in the thread pool, in a session of its own within the request's
+    slot: one trip per submission, which also reads the input (a trained model's rows take
+    a while)."""
+    model = _usable_model(submitter.model, user=submitter.user, name=submitter.model_name)
+    store = partial(
+        _store,
+        submitter.user,
+        model=model,
+        text=text,
+        idempotency_key=idempotency_key,
+        in_flight=submitter.in_flight,
+    )
+    async with submitter.slot if submitter.slot is not None else contextlib.nullcontext():
+        return await to_thread.run_sync(store)
+
+
+def _usable_model(row: AI | None, *, user: User, name: str) -> AI:
+    model = registry.get(name)
+    if row is None or model is None or not model.listed or (not row.is_visible and not user.is_superuser):
+        raise NotFound("model")
+    return row
+
+
+def _store(
+    user: User,
+    *,
+    model: AI,
+    text: str | dict[str, Any] | list[Any],
+    idempotency_key: str | None,
+    in_flight: int | None,
+) -> JobPublic:
+    stored = _stored_input(model.name, text)
+    with SessionLocal() as session:
+        return _store_in(
+            session, user, model=model, text=stored, idempotency_key=idempotency_key, in_flight=in_flight
+        )
+
+
+def _store_in(
+    session: Session, user: User, *, model: AI, text: str, idempotency_key: str | None, in_flight: int | None
+) -> JobPublic:
     if idempotency_key is not None:
         earlier = ai_crud.job_by_key(session, user_id=user.id, key=idempotency_key)
         if earlier is not None:
             return _replayed(earlier, model=model, text=text)
-    _enforce_jobs_per_user(session, user)
+    _enforce_jobs_per_user(in_flight)
     backend = _backend
     if backend is not None:
         try:
             backend.reserve(session)
         except QueueFull as exc:
             raise _queue_full(exc.retry_after) from exc
-    job = AIlog(user_id=user.id, ai_id=model.id, content=text, idempotency_key=idempotency_key)
+    now = utcnow()
     try:
         with write_turns.turn():  # SQLite: writers queue here, not in its sleeping busy handler
-            session.add(job)
+            job_id = ai_crud.add_job(
+                session,
+                user_id=user.id,
+                ai_id=model.id,
+                content=text,
+                idempotency_key=idempotency_key,
+                now=now,
+            )
             session.commit()
     except IntegrityError:
         # The same key, submitted twice at once: the other request stored it first.
@@ -207,11 +272,11 @@ def submit(
         raise
     # Taken before handing over: the answer shows the job as submitted (queued), however fast
     # a worker then takes it.
-    submitted = job_public(job, model_name=model.name, structured_input=model.kind is not None)
+    submitted = ai_worker.queued_job(job_id, model=model, content=text, created=now)
     publish_public([(user.id, submitted)])
-    if _hand_over(session, backend, model_name=model.name, job_id=job.id):
+    if _hand_over(session, backend, model_name=model.name, job_id=job_id):
         return submitted
-    failed = ai_crud.job(session, job.id)
+    failed = ai_crud.job(session, job_id)
     assert failed is not None
     publish_jobs([failed])
     return job_public(failed)
@@ -269,10 +334,11 @@ def _replayed(earlier: AIlog, *, model: AI, text: str) -> JobPublic:
     return job_public(earlier)
 
 
-def _enforce_jobs_per_user(session: Session, user: User) -> None:
-    if not settings.RATE_LIMIT_ENABLED:
+def _enforce_jobs_per_user(in_flight: int | None) -> None:
+    """in_flight: the user's jobs queued or running (None while RATE_LIMIT_ENABLED is off)."""
+    if in_flight is None or not settings.RATE_LIMIT_ENABLED:
         return
-    if ai_crud.count_in_flight(session, user_id=user.id) >= settings.AI_MAX_JOBS_PER_USER:
+    if in_flight >= settings.AI_MAX_JOBS_PER_USER:
         error = TooManyRequests(
             f"you already have {settings.AI_MAX_JOBS_PER_USER} jobs queued or running; wait for one to end",
             retry_after=_backend.retry_after() if _backend is not None else 1,
@@ -287,68 +353,69 @@ def _queue_full(retry_after: int) -> TooManyRequests:
     return error
 
 
-def readable_job(session: Session, *, user: User, job_id: int) -> AIlog:
+def readable_job(session: Session, *, user: User, job_id: int) -> JobPublic:
     """The job, for its owner (until they hide it) or an administrator; 404 for anyone else."""
-    job = ai_crud.job(session, job_id)
+    return job_public(_readable(ai_crud.job(session, job_id), user=user))
+
+
+def reader_and_readable_job(
+    session: Session, *, user_id: int, job_id: int, vet_reader: VetReader
+) -> tuple[User, JobPublic]:
+    """The user `user_id` as vet_reader lets them through, and the job as readable_job gives it
+    to that user: one statement for both."""
+    found = ai_crud.reader_and_job(session, reader_id=user_id, job_id=job_id)
+    user = vet_reader(None if found is None else found[0])
+    assert found is not None, "vet_reader refuses a missing user"
+    return user, job_public_of_row(_readable(found[1], user=user))
+
+
+JobFound = TypeVar("JobFound", AIlog, Row[Any])
+
+
+def _readable(job: JobFound | None, *, user: User) -> JobFound:
     if job is None or not (user.is_superuser or (job.user_id == user.id and job.is_visible)):
         raise NotFound("job")
     return job
 
 
-async def wait_for_job(session: Session, *, job: AIlog, wait: float) -> JobPublic:
+@dataclass(frozen=True, slots=True)
+class JobWatch:
+    """A job as its reader may see it, read in a session already closed (a long poll holds no
+    connection and no request slot while it waits), and the request slot (RequestSlots) to
+    read it again within."""
+
+    job: JobPublic
+    slot: anyio.Semaphore | None
+
+
+async def wait_for_job(watch: JobWatch, *, wait: float) -> JobPublic:
     """The job as it is now, or, with a wait, as soon as it finishes (at most `wait` seconds).
-    The wait holds no thread, no database connection and no request slot (RequestSlots): it
-    awaits the job's event on the loop and answers with the ending the event carries; the
-    database is read again only if no event came (the wait ran out, or every
-    WAIT_RECHECK_SECONDS in case a message was lost)."""
-    public = job_public(job)
+    The wait holds no thread, no database connection and no request slot: it awaits the job's
+    event on the loop and answers with the ending the event carries; the database is read
+    again only if no event came (the wait ran out, or every WAIT_RECHECK_SECONDS in case a
+    message was lost)."""
+    public = watch.job
     events = ai_events.current()
     if public.is_finished or wait <= 0:
         return public
-    # The request's connection and its pool slot (RequestSlots) go back while it waits: long
-    # polls holding slots would keep the next submissions out until their jobs end.
-    slot = session.info.get(RequestSlots.SESSION_KEY)
-    await _close(session)
-    RequestSlots.release(session)
     deadline = time.monotonic() + wait
-    with events.watch(job.id) if events is not None else contextlib.nullcontext() as finished:
+    with events.watch(public.id) if events is not None else contextlib.nullcontext() as finished:
         while True:
             # Looked at after the watch began, so an ending in between is not missed.
-            ended = events.finished(job.id) if events is not None else None
+            ended = events.finished(public.id) if events is not None else None
             if ended is not None:
                 return JobPublic.model_validate(ended)
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not await _until(finished, min(remaining, WAIT_RECHECK_SECONDS)):
-                current = await _read_again(job.id, slot)
+                current = await _read_again(public.id, watch.slot)
                 if current is None or current.is_finished or time.monotonic() >= deadline:
                     return current or public
-
-
-async def _close(session: Session) -> None:
-    if IN_PROCESS_DATABASE:  # SQLite: ending the read transaction is cheaper than a thread hop
-        session.close()
-        return
-    # A server's ROLLBACK is a round trip: in a thread, and not through the default thread
-    # limiter, since when every one of its threads waits for a connection, one held here would
-    # never be given back (a deadlock until the pool's timeout).
-    await to_thread.run_sync(session.close, limiter=_release_limiter())
 
 
 async def _read_again(job_id: int, slot: anyio.Semaphore | None) -> JobPublic | None:
     """The job from the database, within a request slot again (as every request session)."""
     async with slot if slot is not None else contextlib.nullcontext():
         return await to_thread.run_sync(_read_job, job_id)
-
-
-_release_limiters: dict[asyncio.AbstractEventLoop, CapacityLimiter] = {}
-
-
-def _release_limiter() -> CapacityLimiter:
-    loop = asyncio.get_running_loop()
-    if loop not in _release_limiters:
-        _release_limiters.clear()  # a new loop (tests start one per client): the old ones are gone
-        _release_limiters[loop] = CapacityLimiter(RELEASE_THREADS)
-    return _release_limiters[loop]
 
 
 async def _until(event: asyncio.Event | None, timeout: float) -> bool:
@@ -385,7 +452,7 @@ def list_jobs(
     return Page[JobPublic](items=[job_public(job) for job in rows], total=total, offset=offset, limit=limit)
 
 
-def cancel(session: Session, *, job: AIlog) -> JobPublic:
+def cancel(session: Session, *, job: JobPublic) -> JobPublic:
     """Cancels a job that has not started; 409 once it runs or has finished."""
     if ai_crud.finish(
         session, job.id, status=ai_crud.CANCELED, now=utcnow(), from_statuses=(ai_crud.QUEUED,)
@@ -402,7 +469,7 @@ def cancel(session: Session, *, job: AIlog) -> JobPublic:
     raise Conflict("the job is already running and can no longer be canceled", code="job_running")
 
 
-def hide(session: Session, *, job: AIlog) -> None:
+def hide(session: Session, *, job: JobPublic) -> None:
     """Removes a finished job from its owner's history (administrators still see it)."""
     if not ai_crud.hide_if_finished(session, job.id):
         session.rollback()

@@ -77,7 +77,7 @@ class JobEvents:
                 self._remember(update.job)
                 for event in self._waiters.get(update.job["id"], ()):
                     event.set()
-            if to_sockets:
+            if to_sockets and broker.may_reach(update.user_id):
                 # On the loop, the broker publishes without blocking (it schedules a task).
                 broker.publish(broker.Audience(user_ids=(update.user_id,)), job_event(update.job))
 
@@ -118,6 +118,16 @@ def publish(updates: list[JobUpdate]) -> None:
 
 
 _in_worker = False
+
+
+def worth_telling(user_id: int, *, finished: bool) -> bool:
+    """Whether an update of this user's job has anyone to tell, so that it is worth making: a
+    job's ending has its waiters (and the endings they look up); any update the owner's
+    sockets, unless this API process knows there are none (services/broker.may_reach). A
+    worker cannot know: the API processes hear all its updates."""
+    if finished or _in_worker:
+        return True
+    return _events is not None and broker.may_reach(user_id)
 
 
 def serve_from_worker() -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,7 +24,7 @@ from database import SessionLocal, utcnow, write_turns
 from ml import registry
 from ml.encoder import MODEL_NAME, to_bytes
 from ml.post_index import PostIndex, post_text
-from models import AIlog
+from models import AI, AIlog
 from schemas import JobPublic
 from services import ai_events
 
@@ -37,6 +38,33 @@ def job_public(job: AIlog, *, model_name: str | None = None, structured_input: b
     (rows of numbers, training parameters) store their input as JSON: given back as JSON."""
     if model_name is None:
         model_name, structured_input = job.ai.name, job.ai.kind is not None
+    return _public(job, model_name=model_name, structured_input=structured_input)
+
+
+def job_public_of_row(row: Row[Any]) -> JobPublic:
+    """The same from a row of AIlog's columns with its model's name and kind (model_name,
+    model_kind), as crud/ai.reader_and_job reads it."""
+    return _public(row, model_name=row.model_name, structured_input=row.model_kind is not None)
+
+
+def queued_job(job_id: int, *, model: AI, content: str, created: datetime) -> JobPublic:
+    """The view of a job just stored (crud/ai.add_job): queued, not yet tried."""
+    return JobPublic(
+        id=job_id,
+        model=model.name,
+        status=ai_crud.QUEUED,  # type: ignore[arg-type]
+        input=json.loads(content) if model.kind is not None else content,
+        result=None,
+        error=None,
+        attempts=0,
+        create_date=created,
+        started_date=None,
+        finish_date=None,
+        is_finished=False,
+    )
+
+
+def _public(job: AIlog | Row[Any], *, model_name: str, structured_input: bool) -> JobPublic:
     return JobPublic(
         id=job.id,
         model=model_name,
@@ -53,13 +81,26 @@ def job_public(job: AIlog, *, model_name: str | None = None, structured_input: b
 
 
 def publish_jobs(jobs: Sequence[AIlog]) -> None:
-    """Tells waiters and the owners' sockets how these jobs stand now."""
-    publish_public([(job.user_id, job_public(job)) for job in jobs])
+    """Tells waiters and the owners' sockets how these jobs stand now (those with anyone to
+    tell: ai_events.worth_telling)."""
+    publish_public(
+        [
+            (job.user_id, job_public(job))
+            for job in jobs
+            if ai_events.worth_telling(job.user_id, finished=job.is_finished)
+        ]
+    )
 
 
 def publish_public(jobs: Sequence[tuple[int, JobPublic]]) -> None:
     """The same, for jobs already in their public form, each with its owner's id."""
-    ai_events.publish([ai_events.JobUpdate(user_id, job.model_dump(mode="json")) for user_id, job in jobs])
+    ai_events.publish(
+        [
+            ai_events.JobUpdate(user_id, job.model_dump(mode="json"))
+            for user_id, job in jobs
+            if ai_events.worth_telling(user_id, finished=job.is_finished)
+        ]
+    )
 
 
 def describe_error(exc: BaseException) -> str:
@@ -86,9 +127,10 @@ def run_jobs(
     now = utcnow()
     with SessionLocal() as session:
         with write_turns.turn():  # SQLite: writers queue here, not in its sleeping busy handler
-            claimed = ai_crud.claim(
+            taken = ai_crud.claim_with_owners(
                 session, job_ids, now=now, also_running=redelivered, max_attempts=settings.AI_MAX_ATTEMPTS
             )
+            claimed = [job.id for job, _ in taken]
             gave_up: list[int] = []
             if redelivered:
                 exhausted = [job_id for job_id in job_ids if job_id not in claimed]
@@ -96,7 +138,8 @@ def run_jobs(
                     session, exhausted, error=attempts_exhausted(), from_statuses=ai_crud.IN_FLIGHT
                 )
             session.commit()
-        running = ai_crud.jobs(session, claimed)
+        running = [job for job, _ in taken]
+        owners = {job.user_id: owner for job, owner in taken}  # loaded: they outlive the session
         publish_jobs(running + ai_crud.jobs(session, gave_up))
     if not running:
         return
@@ -115,7 +158,6 @@ def run_jobs(
         return
     computed()
     with SessionLocal() as session:
-        owners = ai_crud.owners(session, {job.user_id for job in running})
         jobs = [
             (owners[job.user_id], job.content, output) for job, output in zip(running, outputs, strict=True)
         ]

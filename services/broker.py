@@ -98,6 +98,10 @@ class Hub:
     def __len__(self) -> int:
         return sum(len(sockets) for sockets in self._by_user.values())
 
+    def holds(self, user_id: int) -> bool:
+        """Whether a socket of this user is open here (a dict lookup: safe from any thread)."""
+        return user_id in self._by_user
+
     def dispatch(self, envelope: dict[str, Any]) -> None:
         if envelope.get("op") == "close":
             for connection in list(self._by_user.get(envelope["user_id"], ())):
@@ -136,6 +140,10 @@ class Broker:
     async def publish(self, envelope: str) -> None:
         raise NotImplementedError
 
+    def may_reach(self, user_id: int) -> bool:
+        """Whether an event for this user's sockets could reach one (any process's)."""
+        return True
+
     def publish_threadsafe(self, envelope: str) -> None:
         """Publishes from a worker thread (a sync service), waiting until the broker has taken
         the envelope. A failure is logged, not raised: the data is already committed and
@@ -165,6 +173,9 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 class InProcessBroker(Broker):
     async def publish(self, envelope: str) -> None:
         self.hub.dispatch(json.loads(envelope))
+
+    def may_reach(self, user_id: int) -> bool:
+        return self.hub.holds(user_id)  # this process's sockets are all there are
 
 
 class RedisBroker(Broker):
@@ -287,6 +298,15 @@ def publish(audience: Audience, event: dict[str, Any]) -> None:
     broker = _current
     if broker is not None:
         broker.publish_threadsafe(deliver_envelope(audience, event))
+
+
+def may_reach(user_id: int) -> bool:
+    """Whether an event published for this user's sockets now could reach one: false when the
+    broker is this process's alone and holds none of theirs (callable from any thread). A
+    socket opened just after the answer misses the event, as if it had opened a moment later;
+    clients catch up from the database."""
+    broker = _current
+    return broker is not None and broker.may_reach(user_id)
 
 
 def close_user_sockets(user_id: int, *, code: int, reason: str) -> None:

@@ -36,35 +36,37 @@ from schemas import (
     PostUpdate,
 )
 from services import access, ai
+from services.access import ReadRequest
 
 # A list page runs on the event loop when the indexes serve it and the database is in-process:
-# a reader's (visible posts only) page of a board without search, near the top, on SQLite. It is
-# then a few index reads, cheaper than the trip to a worker thread. Search reads the text of
-# every post of the board, OFFSET walks that many index entries, and administrators' lists
-# (hidden posts too) sort what no index orders: time that grows with the data. A database server
-# makes the caller wait on the network. Those run in the thread pool. (The COUNT reads the
-# board's index entries: about 20 ns each on SQLite, tens of microseconds for the busiest
-# seeded board.)
+# a page of a board without search, near the top, on SQLite. It is then a few index reads,
+# cheaper than the trip to a worker thread. Search reads the text of every post of the board and
+# OFFSET walks that many index entries: time that grows with the data. (Administrators' lists,
+# hidden posts included, sort a board's posts without an index: on SQLite about a millisecond
+# for a board of 2,000 posts, and administrators are few.) A database server makes the caller
+# wait on the network, so with one everything runs in a worker thread: the token's user, the
+# access rule and the page in one trip.
 INLINE_MAX_OFFSET = 1000
 
 
 async def list_posts(
-    session: Session, *, board: Board, user: User, sort: PostSort, q: str | None, offset: int, limit: int
+    reader: ReadRequest, *, board_id: int, sort: PostSort, q: str | None, offset: int, limit: int
 ) -> Page[PostSummary]:
-    """One page of the board's posts: one COUNT and one SELECT (authors joined), whatever
-    the page size. Hidden posts are left out, and not counted, except for administrators."""
+    """One page of the board's posts for the reader the token names: one COUNT and one SELECT
+    (authors joined), whatever the page size, after the access rule has passed. Hidden posts
+    are left out, and not counted, except for administrators."""
     q = (q or "").strip() or None
-    include_hidden = access.sees_hidden(user)
-    page = partial(
-        _list_page,
-        session,
-        listing=posts_crud.listing(board_id=board.id, include_hidden=include_hidden, sort=sort, q=q),
-        offset=offset,
-        limit=limit,
-    )
-    if q is None and not include_hidden and offset < INLINE_MAX_OFFSET and IN_PROCESS_DATABASE:
-        return page()
-    return await to_thread.run_sync(page)
+
+    def page(session: Session) -> Page[PostSummary]:
+        user, board = access.token_reader_and_board(session, token=reader.token, board_id=board_id)
+        include_hidden = access.sees_hidden(user)
+        listing = posts_crud.listing(board_id=board.id, include_hidden=include_hidden, sort=sort, q=q)
+        return _list_page(session, listing=listing, offset=offset, limit=limit)
+
+    async with reader.session() as session:
+        if IN_PROCESS_DATABASE and q is None and offset < INLINE_MAX_OFFSET:
+            return page(session)
+        return await to_thread.run_sync(page, session)
 
 
 def _list_page(session: Session, *, listing: Listing, offset: int, limit: int) -> Page[PostSummary]:
@@ -91,25 +93,27 @@ def _end_reading(session: Session) -> None:
     session.commit()
 
 
-async def read(session: Session, *, post: Post, user: User) -> PostDetail:
-    """The post for its reader, counting the view once per reader per VIEW_DEDUPE_MINUTES.
+async def read(reader: ReadRequest, *, post_id: int) -> PostDetail:
+    """The post for the reader the token names, counting the view once per reader per
+    VIEW_DEDUPE_MINUTES.
 
-    The post is read first, with when this reader was last counted: a reader counted recently
-    costs nothing more and takes no lock. Counting a view writes, and a write may wait (for the
-    post's row lock on MariaDB, the database's write lock on SQLite), so it runs in the thread
-    pool, last; on SQLite the reads run on the event loop, with a database server everything
-    runs in one trip to a worker thread. The answer shows the count with this view."""
-    post_id, user_id = post.id, user.id  # a rolled-back count expires the loaded objects
-    if not IN_PROCESS_DATABASE:
-        return await to_thread.run_sync(partial(_read, session, post_id=post_id, user_id=user_id))
-    fields, view = _look(session, post_id=post_id, user_id=user_id)
-    if view is not None and await to_thread.run_sync(view):
-        fields["number_of_view"] += 1
-    return PostDetail.model_validate(fields)
+    The reader and the post are loaded with one statement, then the post's detail with when
+    this reader was last counted: a reader counted recently costs nothing more and takes no
+    lock. Counting a view writes, and a write may wait (for the post's row lock on MariaDB, the
+    database's write lock on SQLite), so it runs in the thread pool, last; on SQLite the reads
+    run on the event loop, with a database server everything runs in one trip to a worker
+    thread. The answer shows the count with this view."""
+    async with reader.session() as session:
+        if not IN_PROCESS_DATABASE:
+            return await to_thread.run_sync(partial(_read, session, token=reader.token, post_id=post_id))
+        fields, view = _look(session, token=reader.token, post_id=post_id)
+        if view is not None and await to_thread.run_sync(view):
+            fields["number_of_view"] += 1
+        return PostDetail.model_validate(fields)
 
 
-def _read(session: Session, *, post_id: int, user_id: int) -> PostDetail:
-    fields, view = _look(session, post_id=post_id, user_id=user_id)
+def _read(session: Session, *, token: str | None, post_id: int) -> PostDetail:
+    fields, view = _look(session, token=token, post_id=post_id)
     if view is None:
         _end_reading(session)
     elif view():  # its transaction ends with it
@@ -118,10 +122,12 @@ def _read(session: Session, *, post_id: int, user_id: int) -> PostDetail:
 
 
 def _look(
-    session: Session, *, post_id: int, user_id: int
+    session: Session, *, token: str | None, post_id: int
 ) -> tuple[dict[str, Any], Callable[[], bool] | None]:
-    """The post as its reader sees it, and the view still to count (a callable that counts it
-    and tells whether it did), or None when the reader was counted recently."""
+    """The post as the reader the token names sees it, and the view still to count (a callable
+    that counts it and tells whether it did), or None when the reader was counted recently."""
+    user, post = access.token_reader_and_post(session, token=token, post_id=post_id)
+    post_id, user_id = post.id, user.id  # a rolled-back count expires the loaded objects
     fields = _detail(session, post_id=post_id, viewer_id=user_id)
     last_viewed = fields.pop(posts_crud.VIEWER_LAST_VIEWED)
     now = utcnow()

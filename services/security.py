@@ -13,7 +13,9 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 
 from config import settings
 from database import utcnow
-from errors import Unauthorized
+from errors import Unauthorized, banned
+from logs import remember_user
+from models import User
 
 JWT_ALGORITHM = "HS256"
 ACCESS_TOKEN_TYPE = "access"
@@ -66,6 +68,27 @@ def unusable_password_hash() -> str:
 class AccessClaims:
     user_id: int
     token_version: int
+
+
+def token_claims(token: str | None) -> AccessClaims:
+    """The claims of the request's bearer token; Unauthorized when there is none or it is not
+    a valid access token."""
+    if not token:
+        raise Unauthorized("not authenticated")
+    return decode_access_token(token)
+
+
+def vetted_user(user: User | None, claims: AccessClaims) -> User:
+    """The user the claims name, as loaded, if the token still speaks for them."""
+    if user is None or user.deleted_date is not None:
+        raise Unauthorized("this token is no longer valid", code="token_revoked")
+    # A ban also ends the tokens' version; the ban is named first so the user learns why.
+    if user.is_banned:
+        raise banned()
+    if user.token_version != claims.token_version:
+        raise Unauthorized("this token is no longer valid", code="token_revoked")
+    remember_user(user.id)  # the request's log records name the user from here on
+    return user
 
 
 def create_access_token(user_id: int, token_version: int) -> str:

@@ -3,6 +3,7 @@
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from config import settings
 from crud import boards as boards_crud
 from crud import tokens as tokens_crud
 from crud import users as users_crud
@@ -10,7 +11,7 @@ from database import utcnow
 from errors import BadRequest, Conflict
 from models import User
 from schemas import DELETED_USER_PREFIX, UserUpdate
-from services import auth, chat, security
+from services import auth, chat, rate_limit, security
 
 
 def update_profile(session: Session, *, user: User, changes: UserUpdate) -> User:
@@ -29,22 +30,37 @@ def update_profile(session: Session, *, user: User, changes: UserUpdate) -> User
     return user
 
 
-def change_password(session: Session, *, user: User, current_password: str, new_password: str) -> None:
+def check_password(user: User, password: str, *, client_ip: str) -> None:
+    """The signed-in user's own password, asked again before a change that needs it. Counted
+    like logins (per account and per client IP): whoever holds a stolen access token must not
+    be able to guess the password behind it, nor spend a hash's CPU per request unchecked."""
+    rate_limit.enforce(
+        "password check",
+        client_ip=client_ip,
+        account=f"id:{user.id}",
+        per_ip=settings.LOGIN_LIMIT_PER_IP,
+        per_account=settings.LOGIN_LIMIT_PER_ACCOUNT,
+    )
+    if not security.verify_password(password, user.password_hash):
+        raise BadRequest("the password is wrong", code="wrong_password")
+
+
+def change_password(
+    session: Session, *, user: User, current_password: str, new_password: str, client_ip: str
+) -> None:
     """Sets a new password and ends every session of the user, this one included."""
-    if not security.verify_password(current_password, user.password_hash):
-        raise BadRequest("the current password is wrong", code="wrong_password")
+    check_password(user, current_password, client_ip=client_ip)
     user.password_hash = security.hash_password(new_password)
     auth.end_all_sessions(session, user)
     session.commit()
     chat.disconnect_user(user.id, banned=False)
 
 
-def delete_account(session: Session, *, user: User, password: str) -> None:
+def delete_account(session: Session, *, user: User, password: str, client_ip: str) -> None:
     """Anonymizes the account: the name becomes a placeholder, the email is freed, no password
     matches, every token and socket dies and board access is cleared. Posts, comments and chat
     history stay, shown under the placeholder name."""
-    if not security.verify_password(password, user.password_hash):
-        raise BadRequest("the password is wrong", code="wrong_password")
+    check_password(user, password, client_ip=client_ip)
     # Locked: of the last two administrators leaving at once, the second waits for the first's
     # commit and then finds itself the last one.
     if user.is_superuser and not set(users_crud.lock_active_superusers(session)) - {user.id}:

@@ -11,24 +11,11 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
 import redis
 
 from config import BASE_DIR
 
 WORKER_READY_SECONDS = 120  # loading torch and the models in a busy machine
-
-
-def redis_or_skip(url: str) -> redis.Redis:
-    """A connection to the broker, or the test is skipped (outside CI only)."""
-    connection = redis.Redis.from_url(url, socket_connect_timeout=1)
-    try:
-        connection.ping()
-    except redis.RedisError:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"Redis is not reachable at {url}")
-    return connection
 
 
 def forget_keys(connection: redis.Redis, prefix: str) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 _tmp = Path(tempfile.mkdtemp(prefix="madang-test-"))
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL") or f"sqlite:///{_tmp / 'test.sqlite3'}"
@@ -51,6 +52,28 @@ from main import app  # noqa: E402
 from services import rate_limit, security  # noqa: E402
 
 IS_MARIADB = TEST_DATABASE_URL.startswith("mysql")
+# The Redis of the tests that need one (live events across processes, rate limits, Celery).
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def skip_unless_ci(reason: str) -> None:
+    """For a service the test needs: CI starts every one, so there a missing one fails."""
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def redis_or_skip(url: str = TEST_REDIS_URL) -> redis.Redis:
+    """A connection to that Redis, or skip_unless_ci."""
+    connection = redis.Redis.from_url(url, socket_connect_timeout=1)
+    try:
+        connection.ping()
+    except redis.RedisError as exc:
+        connection.close()
+        skip_unless_ci(f"Redis is not reachable at {url}: {exc}")
+    return connection
+
+
 PASSWORD = "correct horse battery"
 
 

@@ -21,10 +21,11 @@ from fastapi.testclient import TestClient
 from config import settings
 from main import app
 from ml import registry
+from ml.backends import CeleryBackend
 from services import ai as ai_service
 from tests.ai_models import CrashModel, SleepOnceModel
-from tests.celery_support import CeleryWorker, forget_keys, redis_or_skip
-from tests.conftest import Person
+from tests.celery_support import CeleryWorker, forget_keys
+from tests.conftest import Person, redis_or_skip
 
 API = "/api/v1"
 BROKER_URL = os.environ.get("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/12")
@@ -181,3 +182,30 @@ def test_a_job_that_kills_every_worker_fails_after_its_attempts(
     assert job["status"] == "failed"
     assert job["attempts"] == settings.AI_MAX_ATTEMPTS
     assert job["error"].startswith(f"gave up after {settings.AI_MAX_ATTEMPTS} attempts")
+
+
+def test_a_users_job_goes_ahead_of_queued_post_indexing(
+    broker: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Posts written in a burst queue an index task each; a user's job sent after them is still
+    the next message a worker takes (read here as a worker reads: kombu over the real broker)."""
+    queue = f"madang-test-{RUN_ID}-priority"
+    for name, value in celery_settings(queue).items():
+        monkeypatch.setattr(settings, name, value)
+    backend = CeleryBackend()
+    try:
+        for post_id in (1, 2, 3):
+            backend.submit_index([post_id])
+        backend.submit_job("similar-posts", 42)
+        with backend.celery.connection_for_read() as connection:
+            waiting = connection.SimpleQueue(queue, no_ack=True)
+            taken = [waiting.get(timeout=5) for _ in range(4)]
+            waiting.close()
+    finally:
+        backend.stop()
+    assert [message.headers["task"] for message in taken] == [
+        "madang.ai.run_job",
+        *["madang.ai.index_posts"] * 3,
+    ]
+    args = [message.decode()[0] for message in taken]  # protocol 2 body: (args, kwargs, embed)
+    assert args == [["similar-posts", 42], [[1]], [[2]], [[3]]]

@@ -10,6 +10,7 @@ tests/test_ai_models.py.
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +23,7 @@ from database import SessionLocal, utcnow
 from ml import registry
 from ml.base import AIModel
 from models import AI, AIlog
+from services import ai_events, broker
 from tests.ai_models import EchoModel, FailingModel, GateModel
 from tests.chat_support import live_socket
 from tests.conftest import Person, StartApp
@@ -486,6 +488,48 @@ def test_the_owners_socket_hears_every_step_of_the_job(
             assert event["job"]["id"] == job_id
             statuses.append(event["job"]["status"])
     assert statuses == ["queued", "running", "succeeded"]
+
+
+def test_without_a_socket_only_the_ending_is_published_and_to_the_waiters_alone(
+    start_app: StartApp, echo: EchoModel, user: Person, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = start_app()
+    published: list[str] = []
+    to_sockets: list[dict[str, Any]] = []
+    publish = ai_events.publish
+    monkeypatch.setattr(
+        ai_events,
+        "publish",
+        lambda updates: (published.extend(u.job["status"] for u in updates), publish(updates)),
+    )
+    monkeypatch.setattr(broker, "publish", lambda _audience, event: to_sockets.append(event))
+    job = ended(client, user, submitted(client, user, "test-echo")["id"])
+    assert job["status"] == "succeeded"
+    # Nobody could hear "queued" or "running"; the ending wakes the long poll.
+    assert published == ["succeeded"]
+    assert to_sockets == []
+
+
+@dataclass(eq=False)
+class QuietSocket:
+    """What the Hub holds of a socket, for a test that delivers nothing."""
+
+    user_id: int
+    is_admin: bool = False
+
+    def deliver(self, text: str) -> None:
+        return
+
+    def close(self, code: int, reason: str) -> None:
+        return
+
+
+def test_a_broker_shared_between_processes_may_reach_any_socket_and_the_in_process_one_only_its_own() -> None:
+    assert broker.RedisBroker("redis://127.0.0.1:1/0", "channel").may_reach(1)
+    in_process = broker.InProcessBroker()
+    assert not in_process.may_reach(1)
+    in_process.hub.register(QuietSocket(user_id=1))
+    assert in_process.may_reach(1) and not in_process.may_reach(2)
 
 
 # --- recovery -------------------------------------------------------------------------------

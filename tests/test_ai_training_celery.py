@@ -22,8 +22,8 @@ from fastapi.testclient import TestClient
 from config import settings
 from main import app
 from ml import tabular
-from tests.celery_support import CeleryWorker, forget_keys, redis_or_skip
-from tests.conftest import Person
+from tests.celery_support import CeleryWorker, forget_keys
+from tests.conftest import Person, redis_or_skip
 
 API = "/api/v1"
 BROKER_URL = os.environ.get("TEST_TRAINING_CELERY_BROKER_URL", "redis://127.0.0.1:6379/13")

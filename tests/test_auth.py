@@ -1,10 +1,12 @@
 """Accounts: sign-up, login, access and refresh tokens, logout, profile and password change."""
 
+import unicodedata
 from datetime import timedelta
 
 import jwt
 import pytest
 from fastapi.testclient import TestClient
+from httpx2 import Response
 from pwdlib.hashers.argon2 import Argon2Hasher
 from sqlalchemy import update
 
@@ -86,6 +88,39 @@ def test_signup_name_check_ignores_case(client: TestClient, user: Person) -> Non
     assert response.json()["code"] == "name_taken"
 
 
+def full_width(text: str) -> str:
+    """ASCII letters as their full-width forms (U+FF01..U+FF5E), as East Asian keyboards type them."""
+    return "".join(chr(ord(letter) + 0xFEE0) for letter in text)
+
+
+def sign_up(client: TestClient, name: str, email: str) -> Response:
+    return client.post(f"{API}/auth/signup", json={"name": name, "email": email, "password": "12345678"})
+
+
+def test_signup_stores_a_full_width_name_in_its_compatible_form(client: TestClient) -> None:
+    response = sign_up(client, full_width("Minji"), "m@example.com")
+    assert response.status_code == 201
+    assert response.json()["name"] == "Minji"
+
+
+def test_a_full_width_name_is_taken_by_its_ascii_twin_on_every_database(
+    client: TestClient, user: Person
+) -> None:
+    assert user.name == "minji"
+    response = sign_up(client, full_width("minji"), "new@example.com")
+    assert response.status_code == 409
+    assert response.json()["code"] == "name_taken"
+
+
+def test_a_name_typed_in_decomposed_hangul_is_the_same_name(client: TestClient) -> None:
+    composed, decomposed = "민지", unicodedata.normalize("NFD", "민지")
+    assert composed != decomposed
+    first = sign_up(client, decomposed, "a@example.com")
+    assert first.status_code == 201
+    assert first.json()["name"] == composed
+    assert sign_up(client, composed, "b@example.com").status_code == 409
+
+
 def test_signup_with_a_taken_email_is_a_conflict_whatever_its_case(client: TestClient, user: Person) -> None:
     response = client.post(
         f"{API}/auth/signup",
@@ -162,6 +197,10 @@ def test_login_by_email_works(client: TestClient, user: Person) -> None:
 def test_login_name_ignores_case(client: TestClient, user: Person) -> None:
     body = login(client, user.name.upper())
     assert body["token_type"] == "bearer"
+
+
+def test_login_by_a_full_width_name_finds_the_account(client: TestClient, user: Person) -> None:
+    assert me(client, bearer(login(client, full_width(user.name))["access_token"])) == 200
 
 
 def test_access_token_carries_subject_version_and_expiry(client: TestClient, user: Person) -> None:

@@ -6,7 +6,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from pwdlib.hashers.argon2 import Argon2Hasher
-from sqlalchemy import event, select, text
+from sqlalchemy import event, insert, select, text
+from sqlalchemy.exc import IntegrityError
 
 from config import settings
 from crud import users as users_crud
@@ -71,13 +72,28 @@ def test_an_authenticated_request_computes_no_password_hash(
     assert calls == []
 
 
-if IS_MARIADB:
-
-    def test_login_by_name_is_an_index_lookup_on_mariadb(user: Person) -> None:
-        """A login by name must not scan every user: the name's unique index serves it."""
-        with SessionLocal() as session:
-            query = select(User.id).where(users_crud.name_is(session, "MINJI"))
-            sql = query.compile(session.get_bind(), compile_kwargs={"literal_binds": True})
+def test_login_by_name_is_an_index_lookup(user: Person) -> None:
+    """A login by name must not scan every user: the name's unique index serves it, ignoring case,
+    on both backends (the column's collation, not LOWER(), does the case)."""
+    with SessionLocal() as session:
+        query = select(User.id).where(users_crud.name_is("MINJI"))
+        sql = query.compile(session.get_bind(), compile_kwargs={"literal_binds": True})
+        if IS_MARIADB:
             plan = session.execute(text(f"EXPLAIN {sql}")).mappings().one()
-        assert plan["key"] == "uq_user_name"
-        assert plan["type"] in ("const", "eq_ref", "ref")
+            assert plan["key"] == "uq_user_name"
+            assert plan["type"] in ("const", "eq_ref", "ref")
+        else:
+            steps = [row[-1] for row in session.execute(text(f"EXPLAIN QUERY PLAN {sql}"))]
+            assert len(steps) == 1
+            assert steps[0].startswith("SEARCH user USING COVERING INDEX"), steps
+        assert session.scalar(query) is not None  # "MINJI" finds minji
+
+
+def test_the_database_itself_refuses_a_name_differing_only_in_case(user: Person) -> None:
+    """Two sign-ups close together both pass the service's check; the unique index is the last
+    word, on SQLite as on MariaDB."""
+    with SessionLocal() as session, pytest.raises(IntegrityError):
+        session.execute(
+            insert(User).values(name=user.name.upper(), email="twin@example.com", password_hash="!x")
+        )
+        session.flush()

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import httpx2
 import pytest
-import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError
@@ -23,21 +22,15 @@ from websockets.exceptions import ConnectionClosed
 from models import User
 from services import security
 from tests.chat_support import ApiProcess, next_event, running_api
-from tests.conftest import alembic_config
+from tests.conftest import TEST_REDIS_URL, alembic_config, redis_or_skip, skip_unless_ci
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_URL = TEST_REDIS_URL
 
 
 def database_url() -> str:
     suite_url = os.environ.get("TEST_DATABASE_URL", "")
     name = f"{make_url(suite_url).database}_mp" if suite_url.startswith("mysql") else "madang_test_mp"
     return f"mysql+pymysql://root@127.0.0.1:3306/{name}?charset=utf8mb4"
-
-
-def skip_unless_ci(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +56,7 @@ def database() -> Iterator[Engine]:
 
 @pytest.fixture(scope="module")
 def processes(database, tmp_path_factory) -> Iterator[tuple[ApiProcess, ApiProcess]]:
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-    except redis.RedisError as exc:
-        skip_unless_ci(f"Redis is not reachable: {exc}")
+    redis_or_skip(REDIS_URL).close()
     environment = {
         **os.environ,
         "DATABASE_URL": database.url.render_as_string(hide_password=False),

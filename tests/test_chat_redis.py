@@ -2,7 +2,6 @@
 Two processes sharing Redis are in test_chat_multiprocess.py."""
 
 import asyncio
-import os
 import uuid
 from collections.abc import Iterator
 
@@ -14,20 +13,9 @@ from config import settings
 from main import app
 from services import broker
 from tests.chat_support import API, live_socket, open_conversation, post_message
-from tests.conftest import free_port
+from tests.conftest import TEST_REDIS_URL, free_port, redis_or_skip
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-def redis_or_skip() -> redis.Redis:
-    connection = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-    try:
-        connection.ping()
-    except redis.RedisError:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
-    return connection
+REDIS_URL = TEST_REDIS_URL
 
 
 @pytest.fixture

@@ -1,8 +1,11 @@
 """No N+1: a page costs the same SQL statements whether it holds 1 row or 100, and a post
-costs the same whether it has no attachment or many."""
+costs the same whether it has no attachment or many. An AI job's requests load their user with
+what they read, in one statement."""
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -11,6 +14,8 @@ from sqlalchemy import event, insert
 import models
 from config import settings
 from database import SessionLocal, engine
+from ml import registry
+from tests.ai_models import EchoModel
 from tests.conftest import Person
 
 API = settings.API_PREFIX
@@ -19,11 +24,13 @@ MakeBoard = Callable[..., models.Board]
 
 @contextmanager
 def counting_statements() -> Iterator[list[str]]:
-    """Every SQL statement the application sends while the block runs."""
+    """Every SQL statement the application sends while the block runs, but those of the AI
+    runner's threads, which work beside the requests."""
     statements: list[str] = []
 
     def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        statements.append(statement)
+        if not threading.current_thread().name.startswith("ai-"):
+            statements.append(statement)
 
     event.listen(engine, "before_cursor_execute", record)
     try:
@@ -195,3 +202,48 @@ def test_reading_a_post_without_files_does_not_look_for_attachments(
     assert not any("FROM attachment" in s for s in bare_reads)
     assert sum("FROM attachment" in s for s in file_reads) == 1
     assert len(bare_reads) == len(file_reads) - 1
+
+
+# --- AI jobs: the two requests every job costs (submit, then read or long-poll) ---------------
+
+
+@pytest.fixture
+def echo() -> Iterator[EchoModel]:
+    """The test-only echo model, registered before the app starts (which adds its row)."""
+    model = EchoModel()
+    registry.register(model)
+    yield model
+    registry.unregister(model.name)
+
+
+def request_verbs(statements: list[str]) -> list[str]:
+    """The first word of each query and change (SELECT, INSERT, UPDATE, DELETE): no COMMIT,
+    ROLLBACK or pings."""
+    verbs = [statement.split(None, 1)[0].upper() for statement in statements]
+    return [verb for verb in verbs if verb in ("SELECT", "INSERT", "UPDATE", "DELETE")]
+
+
+def submit_echo(client: TestClient, person: Person) -> dict[str, Any]:
+    response = client.post(f"{API}/ai/models/test-echo/jobs", json={"input": "hello"}, headers=person.headers)
+    assert response.status_code == 202, response.text
+    return dict(response.json())
+
+
+def test_submitting_a_job_is_one_select_and_one_insert(
+    echo: EchoModel, client: TestClient, user: Person
+) -> None:
+    submit_echo(client, user)  # warm up the connection pool
+    with counting_statements() as statements:
+        submit_echo(client, user)
+    # The user, the model and the user's jobs in flight in one SELECT; then the job.
+    assert request_verbs(statements) == ["SELECT", "INSERT"]
+
+
+def test_reading_a_job_is_one_select_for_the_user_and_the_job(
+    echo: EchoModel, client: TestClient, user: Person
+) -> None:
+    job = submit_echo(client, user)
+    with counting_statements() as statements:
+        response = client.get(f"{API}/ai/jobs/{job['id']}", headers=user.headers)
+    assert response.status_code == 200, response.text
+    assert request_verbs(statements) == ["SELECT"]

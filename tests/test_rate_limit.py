@@ -1,6 +1,5 @@
 """Abuse limits on login and password reset: per client IP and per account, in memory or Redis."""
 
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -13,10 +12,10 @@ from config import settings
 from main import app
 from services import rate_limit
 from services.rate_limit import MemoryRateLimiter, RedisRateLimiter
-from tests.conftest import PASSWORD, MakeUser, Person
+from tests.conftest import PASSWORD, TEST_REDIS_URL, MakeUser, Person, redis_or_skip
 
 API = settings.API_PREFIX
-REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_URL = TEST_REDIS_URL
 
 
 @pytest.fixture
@@ -114,6 +113,34 @@ def test_password_reset_over_the_per_ip_limit_is_429(client: TestClient) -> None
     assert responses[-1].json()["detail"]
 
 
+def change_my_password(client: TestClient, person: Person, current: str) -> int:
+    body = {"current_password": current, "new_password": "a new password, 2026"}
+    return client.put(f"{API}/users/me/password", json=body, headers=person.headers).status_code
+
+
+@pytest.mark.usefixtures("small_limits")
+def test_guessing_my_password_with_a_token_is_limited_like_logins(client: TestClient, user: Person) -> None:
+    assert [change_my_password(client, user, "wrong-password") for _ in range(3)] == [400, 400, 400]
+    # Over the limit even the right password waits: a guesser learns nothing more in the window.
+    response = client.put(
+        f"{API}/users/me/password",
+        json={"current_password": PASSWORD, "new_password": "a new password, 2026"},
+        headers=user.headers,
+    )
+    assert response.status_code == 429
+    assert int(response.headers["Retry-After"]) >= 1
+    assert response.json()["code"] == "rate_limited"
+    assert try_login(client, user.name, PASSWORD) == 200  # logins keep their own count
+
+
+@pytest.mark.usefixtures("small_limits")
+def test_account_deletion_counts_against_the_same_password_checks(client: TestClient, user: Person) -> None:
+    assert [change_my_password(client, user, "wrong-password") for _ in range(3)] == [400, 400, 400]
+    response = client.request("DELETE", f"{API}/users/me", json={"password": PASSWORD}, headers=user.headers)
+    assert response.status_code == 429
+    assert client.get(f"{API}/users/me", headers=user.headers).status_code == 200  # still there
+
+
 @pytest.mark.usefixtures("small_limits")
 def test_rate_limit_enabled_false_turns_every_limit_off(
     client: TestClient, user: Person, monkeypatch: pytest.MonkeyPatch
@@ -162,13 +189,7 @@ def test_memory_limiter_keeps_keys_apart() -> None:
 
 @pytest.fixture
 def redis_client() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip("Redis is not running at 127.0.0.1:6379")
+    client = redis_or_skip()
     yield client
     client.close()
 

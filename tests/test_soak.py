@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 
 from bench import soak
 from config import BASE_DIR
-from tests.test_chat_multiprocess import skip_unless_ci
+from tests.conftest import skip_unless_ci
 
 Row = SimpleNamespace  # a database row as the checks read it: attributes by column name
 
