@@ -1,5 +1,7 @@
 """FastAPI dependencies: the session, the current user, pagination, loaders that 404/403."""
 
+import math
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from functools import partial
@@ -7,7 +9,7 @@ from typing import Annotated, TypeVar
 
 import anyio
 from anyio import to_thread
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
@@ -307,6 +309,35 @@ async def any_model(model_id: ModelId, session: SessionDep, _: AdminUser) -> AI:
     return await on_database(partial(ai.get_model_row, session, model_id))
 
 
+# The longest a request may wait for a job to end (a long poll, a submission with Prefer: wait).
+MAX_JOB_WAIT_SECONDS = 30.0
+_PREFER_PARTS = re.compile(r"[,;]")
+
+
+async def preferred_wait(
+    prefer: Annotated[
+        str | None,
+        Header(
+            description="`wait=N` (RFC 7240; N seconds, at most 30): answer with the job once it "
+            "ends (200) if that takes at most N seconds, else as it is then (202). Other "
+            "preferences, and a wait that is no number, are ignored."
+        ),
+    ] = None,
+) -> float:
+    """The seconds a submission may wait for its job (0: answer at once). RFC 7240 asks a server
+    to ignore what it does not understand, so nothing here is refused."""
+    for part in _PREFER_PARTS.split(prefer or ""):
+        name, _, value = part.partition("=")
+        if name.strip().lower() == "wait":
+            try:
+                seconds = float(value.strip().strip('"'))
+            except ValueError:
+                return 0.0
+            return min(seconds, MAX_JOB_WAIT_SECONDS) if math.isfinite(seconds) and seconds > 0 else 0.0
+    return 0.0
+
+
+PreferredWait = Annotated[float, Depends(preferred_wait)]
 ReadableJob = Annotated[JobPublic, Depends(readable_job)]
 WatchedJob = Annotated[ai.JobWatch, Depends(watched_job)]
 JobSubmitter = Annotated[ai.Submitter, Depends(job_submitter)]

@@ -8,7 +8,8 @@
 4. Lone latency: one client submits a similar-posts job and long-polls it (`?wait=30`), again and
    again; the time from sending the job to holding its result.
 5. Served throughput: N concurrent submitters (64), each its own user, each submitting a job
-   and long-polling it, then the next, for a warm-up and a measured window. A job counts when
+   and long-polling it (or, with --prefer-wait N, submitting with `Prefer: wait=N`, one request
+   per job), then the next, for a warm-up and a measured window. A job counts when
    its client holds it succeeded (submit -> long poll answered).
 
 Steps 1 and 5 alternate for --rounds rounds, so each round's ratio compares raw and served
@@ -61,6 +62,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--rounds", type=int, default=3, help="rounds of raw then served measurement (ratios per round)"
+    )
+    parser.add_argument(
+        "--prefer-wait",
+        type=float,
+        default=0.0,
+        help="submit with `Prefer: wait=N` (one request per job when it ends within N s) instead of "
+        "submit, then long-poll (the default)",
     )
     parser.add_argument("--lone-jobs", type=int, default=40, help="sequential jobs for the lone latency")
     parser.add_argument("--posts", type=int, default=300, help="posts similar-posts ranks against")
@@ -186,6 +194,7 @@ class JobClient:
     port: int
     token: str
     model: str
+    prefer_wait: float = 0.0
     connection: Any = None
     body: bytearray = field(default_factory=bytearray)
 
@@ -202,19 +211,24 @@ class JobClient:
             BodyConnection, self.host, self.port
         )
 
-    async def request(self, method: str, path: str, payload: dict[str, Any] | None = None) -> tuple[int, Any]:
+    async def request(
+        self, method: str, path: str, payload: dict[str, Any] | None = None, *, extra: str = ""
+    ) -> tuple[int, Any]:
         data = json.dumps(payload).encode() if payload is not None else b""
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {self.token}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+            f"{extra}Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
         )
         self.body = bytearray()
         status, _ = await self.connection.send(head.encode() + data)
         return status, json.loads(self.body) if self.body else None
 
     async def run_job(self, text: str) -> dict[str, Any]:
-        status, job = await self.request("POST", f"/api/v1/ai/models/{self.model}/jobs", {"input": text})
-        if status != 202:
+        prefer = f"Prefer: wait={self.prefer_wait:g}\r\n" if self.prefer_wait else ""
+        status, job = await self.request(
+            "POST", f"/api/v1/ai/models/{self.model}/jobs", {"input": text}, extra=prefer
+        )
+        if status not in (200, 202):
             raise RuntimeError(f"submit answered {status}: {job}")
         while not job["is_finished"]:
             status, job = await self.request("GET", f"/api/v1/ai/jobs/{job['id']}?wait=30")
@@ -227,7 +241,9 @@ class JobClient:
 
 async def lone_latency(world: World, texts: list[str], args: argparse.Namespace) -> dict[str, float]:
     jobs = args.lone_jobs
-    client = JobClient("127.0.0.1", int(world.base.rsplit(":", 1)[1]), world.tokens[0], args.model)
+    client = JobClient(
+        "127.0.0.1", int(world.base.rsplit(":", 1)[1]), world.tokens[0], args.model, args.prefer_wait
+    )
     await client.connect()
     for text in texts[:5]:  # warm: the server's first job loads the model
         await client.run_job(text)
@@ -248,7 +264,8 @@ async def served_throughput(world: World, texts: list[str], args: argparse.Names
 
     port = int(world.base.rsplit(":", 1)[1])
     clients = [
-        JobClient("127.0.0.1", port, token, args.model) for token in world.tokens[1 : args.submitters + 1]
+        JobClient("127.0.0.1", port, token, args.model, args.prefer_wait)
+        for token in world.tokens[1 : args.submitters + 1]
     ]
     await asyncio.gather(*(client.connect() for client in clients))
     measure_from = time.perf_counter() + args.warmup
@@ -357,7 +374,8 @@ def report(rounds: list[dict[str, float]], lone: dict[str, float], args: argpars
         )
     )
     print(
-        f"served through HTTP ({args.submitters} submitters, {args.model}, submit + long-poll; "
+        f"served through HTTP ({args.submitters} submitters, {args.model}, "
+        f"{f'submit with Prefer: wait={args.prefer_wait:g}' if args.prefer_wait else 'submit + long-poll'}; "
         f"{settings_shown})"
     )
     print(

@@ -11,12 +11,13 @@ from deps import (
     CurrentUser,
     JobSubmitter,
     Pagination,
+    PreferredWait,
     ReadableJob,
     SessionDep,
     WatchedJob,
 )
 from models import AI
-from routers.responses import ADMINISTRATORS, AUTHENTICATED, JOB_ACCEPTED, JSON_BODY, errors
+from routers.responses import ADMINISTRATORS, AUTHENTICATED, JOB_ACCEPTED_OR_ENDED, JSON_BODY, errors
 from schemas import (
     AIModelPublic,
     AIModelUpdate,
@@ -50,20 +51,25 @@ def list_models(user: CurrentUser, session: SessionDep) -> list[AI]:
     "/ai/models/{name}/jobs",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobPublic,
-    summary="Submit a job (answers at once; the job runs in the background)",
-    responses=JOB_ACCEPTED | errors(404, 409, 429, *JSON_BODY, notes=SUBMIT_NOTES, service_422=True),
+    summary="Submit a job (answers at once, or with Prefer: wait=N once it ends)",
+    responses=JOB_ACCEPTED_OR_ENDED | errors(404, 409, 429, *JSON_BODY, notes=SUBMIT_NOTES, service_422=True),
 )
 async def submit_job(
     submitter: JobSubmitter,
     data: JobCreate,
     response: Response,
+    wait: PreferredWait,
     idempotency_key: Annotated[
         IdempotencyKey | None,
         Header(description="Retrying with the same key returns the first job instead of a new one."),
     ] = None,
 ) -> JobPublic:
-    job = await ai_service.submit(submitter, text=data.input, idempotency_key=idempotency_key)
+    job = await ai_service.submit(submitter, text=data.input, idempotency_key=idempotency_key, wait=wait)
     response.headers["Location"] = f"{settings.API_PREFIX}/ai/jobs/{job.id}"
+    if wait:
+        response.headers["Preference-Applied"] = f"wait={wait:g}"
+        if job.is_finished:
+            response.status_code = status.HTTP_200_OK
     return job
 
 

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas import JobPublic
+
 Responses = dict[int | str, dict[str, Any]]
 
 
@@ -130,8 +132,20 @@ DELETABLE_ATTACHMENT = {
 }
 
 # A job accepted (202): follow it at its Location (GET /api/v1/ai/jobs/{id}).
-JOB_ACCEPTED: Responses = {
+_JOB_LOCATION = {"Location": {"description": "The job's URL, to follow it.", "schema": {"type": "string"}}}
+JOB_ACCEPTED: Responses = {202: {"headers": _JOB_LOCATION}}
+_PREFERENCE_APPLIED = {
+    "Preference-Applied": {"description": "The wait honoured (`wait=N`).", "schema": {"type": "string"}}
+}
+# A submission with Prefer: wait=N: answered whole (200) if the job ends within N seconds.
+JOB_ACCEPTED_OR_ENDED: Responses = {
     202: {
-        "headers": {"Location": {"description": "The job's URL, to follow it.", "schema": {"type": "string"}}}
-    }
+        "description": "Stored and queued (with Prefer: wait=N, not ended within N seconds).",
+        "headers": {**_JOB_LOCATION, **_PREFERENCE_APPLIED},
+    },
+    200: {
+        "description": "With Prefer: wait=N, the job ended within N seconds (succeeded, failed, cancelled).",
+        "headers": {**_JOB_LOCATION, **_PREFERENCE_APPLIED},
+        "model": JobPublic,
+    },
 }

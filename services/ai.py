@@ -188,10 +188,16 @@ def load_submitter(session: Session, *, user_id: int, model_name: str, vet_reade
 
 
 async def submit(
-    submitter: Submitter, *, text: str | dict[str, Any] | list[Any], idempotency_key: str | None
+    submitter: Submitter,
+    *,
+    text: str | dict[str, Any] | list[Any],
+    idempotency_key: str | None,
+    wait: float = 0,
 ) -> JobPublic:
     """Stores a queued job and hands it to the backend. With an idempotency key already used
-    by this user, the first job comes back instead (409 if it asked for something else).
+    by this user, the first job comes back instead (409 if it asked for something else). With
+    a wait (the client's `Prefer: wait=N`), the answer is the job as soon as it ends, or as it
+    is when the wait runs out: as wait_for_job, so one request can carry a short job whole.
 
     The checks need no database (load_submitter read what they look at); storing the job
     writes, and a write may wait (the database's write lock on SQLite, a round trip to a
@@ -208,7 +214,8 @@ async def submit(
         in_flight=submitter.in_flight,
     )
     async with submitter.slot if submitter.slot is not None else contextlib.nullcontext():
-        return await to_thread.run_sync(store)
+        job = await to_thread.run_sync(store)
+    return await wait_for_job(JobWatch(job, submitter.slot), wait=wait)
 
 
 def _usable_model(row: AI | None, *, user: User, name: str) -> AI:

@@ -180,6 +180,53 @@ def test_waiting_requests_leave_the_database_slots_to_other_requests(
     assert sorted(answer.json()["status"] for answer in answers) == ["succeeded"] * 3
 
 
+def test_a_submission_that_prefers_to_wait_is_answered_with_the_ended_job(
+    start_app: StartApp, echo: EchoModel, user: Person
+) -> None:
+    client = start_app()
+    response = submit(client, user, "test-echo", "hi there", Prefer="wait=10")
+    assert response.status_code == 200, response.text
+    job = response.json()
+    assert (job["status"], job["is_finished"]) == ("succeeded", True)
+    assert job["result"] == ended(client, user, job["id"])["result"]  # the stored ending
+    assert response.headers["Location"] == f"{API}/ai/jobs/{job['id']}"
+    assert response.headers["Preference-Applied"] == "wait=10"
+
+
+def test_a_submission_that_waits_longer_than_preferred_is_accepted_as_it_is(
+    start_app: StartApp, gate: GateModel, user: Person
+) -> None:
+    client = start_app()
+    started = time.monotonic()
+    response = submit(client, user, "test-gate", Prefer="respond-async, wait=0.5")
+    assert 0.5 <= time.monotonic() - started < 5
+    assert response.status_code == 202
+    assert response.json()["is_finished"] is False
+    assert response.headers["Preference-Applied"] == "wait=0.5"
+    gate.gate.set()
+    assert ended(client, user, response.json()["id"])["status"] == "succeeded"
+
+
+@pytest.mark.parametrize("prefer", ["respond-async", "wait=soon", "wait=-3", "wait=nan", "handling=strict"])
+def test_a_preference_that_is_not_a_wait_is_ignored(
+    start_app: StartApp, gate: GateModel, user: Person, prefer: str
+) -> None:
+    client = start_app()
+    started = time.monotonic()
+    response = submit(client, user, "test-gate", Prefer=prefer)
+    assert time.monotonic() - started < 2  # answered at once, the job still held at the gate
+    assert response.status_code == 202
+    assert "Preference-Applied" not in response.headers
+    gate.gate.set()
+
+
+def test_a_preferred_wait_is_capped_at_30_seconds(start_app: StartApp, echo: EchoModel, user: Person) -> None:
+    client = start_app()
+    response = submit(client, user, "test-echo", Prefer="wait=3600")
+    assert response.status_code == 200
+    assert response.headers["Preference-Applied"] == "wait=30"
+
+
 async def _borrowed_threads() -> int:
     return int(anyio.to_thread.current_default_thread_limiter().borrowed_tokens)
 
