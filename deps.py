@@ -124,24 +124,40 @@ async def readable_board(
 
 
 def _user_and_board(session: Session, token: str | None, board_id: int) -> tuple[User, Board]:
-    """The request's user and the board they may read: one query for both when the user is not
-    loaded yet (see REQUEST_USER)."""
-    user = session.info.get(REQUEST_USER)
-    if user is not None:
-        return user, access.readable_board(session, user=user, board_id=board_id)
-    user, board = access.token_reader_and_board(session, token=token, board_id=board_id)
-    session.info[REQUEST_USER] = user
-    return user, board
+    """The request's user and the board they may read."""
+    return _user_and(
+        session,
+        token,
+        for_user=partial(access.readable_board, session, board_id=board_id),
+        for_token=partial(access.token_reader_and_board, session, board_id=board_id),
+    )
 
 
 def _user_and_post(session: Session, token: str | None, post_id: int) -> tuple[User, Post]:
-    """The request's user and the post they may read, as _user_and_board."""
+    """The request's user and the post they may read."""
+    return _user_and(
+        session,
+        token,
+        for_user=partial(access.readable_post, session, post_id=post_id),
+        for_token=partial(access.token_reader_and_post, session, post_id=post_id),
+    )
+
+
+def _user_and(
+    session: Session,
+    token: str | None,
+    *,
+    for_user: Callable[..., T],
+    for_token: Callable[..., tuple[User, T]],
+) -> tuple[User, T]:
+    """The request's user and what they read: one query for both when the user is not loaded
+    yet (for_token), else the thing alone for the loaded user (for_user); see REQUEST_USER."""
     user = session.info.get(REQUEST_USER)
     if user is not None:
-        return user, access.readable_post(session, user=user, post_id=post_id)
-    user, post = access.token_reader_and_post(session, token=token, post_id=post_id)
+        return user, for_user(user=user)
+    user, found = for_token(token=token)
     session.info[REQUEST_USER] = user
-    return user, post
+    return user, found
 
 
 ReadableBoard = Annotated[Board, Depends(readable_board)]

@@ -642,6 +642,17 @@ def _feature_names(value: str | None) -> str | None:
     return ",".join(names)
 
 
+# A training request's fields, as the examples of /docs show them (a model's, and a version's).
+TRAINING_EXAMPLE: dict[str, Any] = {
+    "file": "rooms,area,price\n3,84.5,310.0\n2,59.9,215.5\n4,101.2,402.0\n",
+    "target": "price",
+    "features": "rooms,area",
+    "epochs": 50,
+    "learning_rate": 0.01,
+    "hidden_size": 16,
+}
+
+
 class TrainingForm(RequestBody):
     """A training run's multipart form: the CSV and how to learn from it."""
 
@@ -658,20 +669,7 @@ class TrainingForm(RequestBody):
         None, ge=1, le=1024, description="One hidden ReLU layer of this size; none: a linear model."
     )
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "file": "rooms,area,price\n3,84.5,310.0\n2,59.9,215.5\n4,101.2,402.0\n",
-                    "target": "price",
-                    "features": "rooms,area",
-                    "epochs": 50,
-                    "learning_rate": 0.01,
-                    "hidden_size": 16,
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [TRAINING_EXAMPLE]})
 
     def feature_names(self) -> list[str] | None:
         return self.features.split(",") if self.features else None
@@ -691,12 +689,7 @@ class ModelCreateForm(TrainingForm):
                     "name": "house-prices",
                     "information": "A flat's price from its rooms and area.",
                     "kind": "tabular-regression",
-                    "file": "rooms,area,price\n3,84.5,310.0\n2,59.9,215.5\n4,101.2,402.0\n",
-                    "target": "price",
-                    "features": "rooms,area",
-                    "epochs": 50,
-                    "learning_rate": 0.01,
-                    "hidden_size": 16,
+                    **TRAINING_EXAMPLE,
                 }
             ]
         }

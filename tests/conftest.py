@@ -227,6 +227,20 @@ def make_board() -> Callable[..., models.Board]:
     return make
 
 
+def ended(client: TestClient, person: Person, job_id: int) -> dict[str, Any]:
+    """The AI job once it has ended, long-polled as a client would (up to 30 s a poll)."""
+    job: dict[str, Any] = {"is_finished": False}
+    for _ in range(10):
+        response = client.get(
+            f"{settings.API_PREFIX}/ai/jobs/{job_id}", params={"wait": 30}, headers=person.headers
+        )
+        assert response.status_code == 200, response.text
+        job = dict(response.json())
+        if job["is_finished"]:
+            return job
+    raise AssertionError(f"job {job_id} is still {job['status']}")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -26,7 +26,7 @@ from models import AI, AIlog
 from services import ai_events, broker
 from tests.ai_models import EchoModel, FailingModel, GateModel
 from tests.chat_support import live_socket
-from tests.conftest import Person, StartApp
+from tests.conftest import Person, StartApp, ended
 
 API = "/api/v1"
 
@@ -64,14 +64,6 @@ def submitted(client: TestClient, person: Person, model: str, text: str = "hello
     response = submit(client, person, model, text)
     assert response.status_code == 202, response.text
     return dict(response.json())
-
-
-def ended(client: TestClient, person: Person, job_id: int) -> dict[str, Any]:
-    response = client.get(f"{API}/ai/jobs/{job_id}", params={"wait": 30}, headers=person.headers)
-    assert response.status_code == 200, response.text
-    job = dict(response.json())
-    assert job["is_finished"], job
-    return job
 
 
 # --- submitting -----------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from models import Board, Post, PostEmbedding
 from services import ai as ai_service
 from tests.ai_models import GateModel
 from tests.conftest import Person
+from tests.conftest import ended as ended_job
 
 API = "/api/v1"
 
@@ -54,9 +55,9 @@ def submit(client: TestClient, person: Person, model: str, text: str) -> int:
 
 
 def ended(client: TestClient, person: Person, job_id: int) -> dict[str, Any]:
-    job = client.get(f"{API}/ai/jobs/{job_id}", params={"wait": 30}, headers=person.headers).json()
+    job = ended_job(client, person, job_id)
     assert job["status"] == "succeeded", job
-    return dict(job)
+    return job
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from models import AIlog
 from services import ai as ai_service
 from tests.ai_models import GateModel
 from tests.chat_support import running_api
-from tests.conftest import Person
+from tests.conftest import Person, ended
 
 API = "/api/v1"
 
@@ -55,14 +55,6 @@ def submitted(client: TestClient, person: Person, model: str, text: str) -> int:
     response = client.post(f"{API}/ai/models/{model}/jobs", json={"input": text}, headers=person.headers)
     assert response.status_code == 202, response.text
     return int(response.json()["id"])
-
-
-def ended(client: TestClient, person: Person, job_id: int) -> dict[str, Any]:
-    response = client.get(f"{API}/ai/jobs/{job_id}", params={"wait": 30}, headers=person.headers)
-    assert response.status_code == 200, response.text
-    job = dict(response.json())
-    assert job["is_finished"], job
-    return job
 
 
 def stored(job_ids: list[int]) -> list[tuple[str, int, bool]]:

@@ -24,7 +24,7 @@ from main import app
 from ml import tabular
 from models import AI, AIlog, AIModelVersion
 from tests.chat_support import LiveSocket, live_socket
-from tests.conftest import Person, StartApp
+from tests.conftest import Person, StartApp, ended
 
 API = "/api/v1"
 SMALL_FIT = {"epochs": 100, "learning_rate": 0.05}  # converges on the small CSV
@@ -105,17 +105,6 @@ def retrain(client: TestClient, person: Person, model_id: int, csv: bytes, **fie
         files={"file": ("data.csv", csv, "text/csv")},
         headers=person.headers,
     )
-
-
-def ended(client: TestClient, person: Person, job_id: int) -> dict[str, Any]:
-    job: dict[str, Any] = {"is_finished": False}
-    for _ in range(10):  # long polls of up to 30 s each
-        response = client.get(f"{API}/ai/jobs/{job_id}", params={"wait": 30}, headers=person.headers)
-        assert response.status_code == 200, response.text
-        job = dict(response.json())
-        if job["is_finished"]:
-            return job
-    raise AssertionError(f"job {job_id} is still {job['status']}")
 
 
 def trained(client: TestClient, admin: Person, csv: bytes | None = None, **fields: Any) -> dict[str, Any]:

@@ -112,6 +112,19 @@ def test_a_full_width_name_is_taken_by_its_ascii_twin_on_every_database(
     assert response.json()["code"] == "name_taken"
 
 
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("\ufdfa" * 4, "its compatible form is 72 characters, over the 64 allowed"),
+        ("half\u00bd", "its compatible form holds U+2044 FRACTION SLASH, not a letter or digit"),
+    ],
+)
+def test_a_name_is_judged_in_its_compatible_form(client: TestClient, name: str, why: str) -> None:
+    response = sign_up(client, name, "n@example.com")
+    assert response.status_code == 422, why
+    assert response.json()["detail"]
+
+
 def test_a_name_typed_in_decomposed_hangul_is_the_same_name(client: TestClient) -> None:
     composed, decomposed = "민지", unicodedata.normalize("NFD", "민지")
     assert composed != decomposed
