@@ -368,7 +368,7 @@ def report(rounds: list[dict[str, float]], lone: dict[str, float], args: argpars
     settings_shown = " ".join(
         f"{name}={os.environ.get(name, default)}"
         for name, default in (
-            ("AI_WORKERS", "default"),
+            ("AI_WORKERS", "0"),
             ("AI_TORCH_THREADS", "0"),
             ("AI_MODEL_PROCESS", "true"),
         )

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from config import settings
 from crud import ai as ai_crud
 from ml import registry
+from ml.embedding import one_blas_thread
 from ml.encoder import get_encoder
 from ml.post_index import PostIndex
 from ml.runner import BatchRunner, Lane, QueueFull
@@ -61,9 +62,10 @@ class ThreadBackend:
 
     def __init__(self) -> None:
         self.runner = BatchRunner(
-            workers=settings.AI_WORKERS,
+            workers=settings.ai_workers,
             max_batch=settings.AI_MAX_BATCH,
             max_wait_ms=settings.AI_MAX_WAIT_MS,
+            fill_wait_ms=settings.AI_FILL_WAIT_MS,
             queue_max=settings.AI_QUEUE_MAX,
             timeout_seconds=settings.AI_JOB_TIMEOUT_SECONDS,
         )
@@ -71,7 +73,8 @@ class ThreadBackend:
 
     def start(self) -> None:
         registry.check_loadable()  # for /ready; the models themselves load on first use
-        get_encoder().run_in_child_process(settings.AI_MODEL_PROCESS, processes=settings.AI_WORKERS)
+        one_blas_thread()
+        get_encoder().run_in_child_process(settings.AI_MODEL_PROCESS, processes=settings.ai_workers)
         self.runner.start()
         self.trainer.start()
 

@@ -22,6 +22,7 @@ from celery.signals import worker_process_init
 from config import settings
 from database import engine
 from ml import registry
+from ml.embedding import one_blas_thread
 from ml.post_index import PostIndex
 from ml.training import worker_processes
 from services import ai_events, ai_worker
@@ -69,6 +70,7 @@ def load_models(**_: Any) -> None:
     model's weights load before the first task."""
     engine.dispose(close=False)
     ai_events.serve_from_worker()
+    one_blas_thread()  # torch's threads compute here too
     if not settings.AI_WORKER_PRELOAD:
         return
     for model in [*registry.listed(), registry.get(PostIndex.name)]:

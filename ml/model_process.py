@@ -21,6 +21,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from config import usable_cores
+
 HEADER = struct.Struct("!Q")
 REPO = Path(__file__).resolve().parent.parent
 
@@ -79,7 +81,10 @@ class ModelProcess:
         return process.pid if process is not None and process.poll() is None else None
 
     def load(self) -> None:
-        """Starts the child and waits until its model is loaded."""
+        """Starts the child and waits until its model is loaded. A running child returns at
+        once: its lock is held for a whole batch, and each batch asks for load first."""
+        if self.pid is not None:
+            return
         with self._lock:
             self._running()
 
@@ -159,13 +164,6 @@ class ModelProcessPool:
     def stop(self) -> None:
         for process in self.processes:
             process.stop()
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def serve(requests: BinaryIO, answers: BinaryIO) -> None:

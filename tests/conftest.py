@@ -337,6 +337,6 @@ def sentence_encoder() -> object:
     from ml.encoder import get_encoder
 
     encoder = get_encoder()
-    encoder.run_in_child_process(settings.AI_MODEL_PROCESS, processes=settings.AI_WORKERS)
+    encoder.run_in_child_process(settings.AI_MODEL_PROCESS, processes=settings.ai_workers)
     encoder.load()
     return encoder

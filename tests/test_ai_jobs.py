@@ -7,6 +7,7 @@ that holds its batch until the test opens a gate (test-gate), so that "queued", 
 tests/test_ai_models.py.
 """
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +19,9 @@ import anyio
 import pytest
 from fastapi.testclient import TestClient
 from httpx2 import Response
+from threadpoolctl import threadpool_info, threadpool_limits
 
+from config import settings
 from database import SessionLocal, utcnow
 from ml import registry
 from ml.base import AIModel
@@ -252,6 +255,34 @@ def test_jobs_queued_while_the_worker_is_busy_run_as_one_batch(
     for job_id in [first, *waiting]:
         assert ended(client, user, job_id)["status"] == "succeeded"
     assert gate.batches == [["first"], ["next 0", "next 1", "next 2"]]
+
+
+def blas_threads() -> set[int]:
+    return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+
+def limit_blas_threads(limits: int) -> None:
+    """From a thread that then ends: threadpoolctl lets one live thread at a time set OpenBLAS's
+    process-wide limit, and the app sets it from the thread that runs its startup."""
+    setter = threading.Thread(target=threadpool_limits, kwargs={"limits": limits, "user_api": "blas"})
+    setter.start()
+    setter.join()
+
+
+def test_the_embedded_runner_computes_numpy_products_on_one_thread(start_app: StartApp) -> None:
+    [before] = blas_threads()
+    limit_blas_threads(2)  # as a process starts: one per core
+    try:
+        assert blas_threads() == {2}
+        start_app()
+        assert blas_threads() == {1}
+    finally:
+        limit_blas_threads(before)
+
+
+def test_one_model_process_per_core_by_default() -> None:
+    assert settings.AI_WORKERS == 0
+    assert settings.ai_workers == len(os.sched_getaffinity(0))
 
 
 # --- cancel ---------------------------------------------------------------------------------
@@ -534,16 +565,21 @@ def test_without_a_socket_only_the_ending_is_published_and_to_the_waiters_alone(
 ) -> None:
     client = start_app()
     published: list[str] = []
+    ending_published = threading.Event()
     to_sockets: list[dict[str, Any]] = []
     publish = ai_events.publish
-    monkeypatch.setattr(
-        ai_events,
-        "publish",
-        lambda updates: (published.extend(u.job["status"] for u in updates), publish(updates)),
-    )
+
+    def recorded(updates: list[ai_events.JobUpdate]) -> None:
+        published.extend(u.job["status"] for u in updates)
+        publish(updates)
+        ending_published.set()
+
+    monkeypatch.setattr(ai_events, "publish", recorded)
     monkeypatch.setattr(broker, "publish", lambda _audience, event: to_sockets.append(event))
     job = ended(client, user, submitted(client, user, "test-echo")["id"])
     assert job["status"] == "succeeded"
+    # The ending is stored before it is published, so a poll can read it first.
+    assert ending_published.wait(timeout=5)
     # Nobody could hear "queued" or "running"; the ending wakes the long poll.
     assert published == ["succeeded"]
     assert to_sockets == []

@@ -9,6 +9,7 @@ multilingual model would be needed to match Korean paraphrases.
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -61,8 +62,10 @@ def ended(client: TestClient, person: Person, job_id: int) -> dict[str, Any]:
 
 
 @pytest.fixture
-def gate() -> Iterator[GateModel]:
-    """A test-only model whose batch holds the runner's one worker until the test opens it."""
+def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[GateModel]:
+    """A test-only model whose batch holds the runner's one worker (the app this test starts
+    has one) until the test opens it."""
+    monkeypatch.setattr(settings, "AI_WORKERS", 1)
     model = registry.register(GateModel())
     assert isinstance(model, GateModel)
     yield model
@@ -373,7 +376,23 @@ def test_a_model_process_that_died_is_started_again(
 ) -> None:
     write_posts(make_post, make_board("general"), user, ENGLISH_POSTS)
     encoder = get_encoder()
-    [dead] = encoder.child_pids  # the app runs the model in a child process (AI_MODEL_PROCESS)
-    os.kill(dead, signal.SIGKILL)
+    dead = encoder.child_pids  # the app runs the model in child processes (AI_MODEL_PROCESS)
+    assert dead
+    for pid in dead:
+        os.kill(pid, signal.SIGKILL)
     assert similar_titles(client, user, "how to make bread at home")[0] == "Sourdough bread baking tips"
-    assert encoder.child_pids not in ([], [dead])
+    assert encoder.child_pids and set(encoder.child_pids).isdisjoint(dead)
+
+
+def test_a_batch_never_waits_for_another_model_processs_batch() -> None:
+    encoder = get_encoder()
+    encoder.load()
+    pool = encoder._child
+    assert pool is not None
+    busy = pool.processes[0]
+    with busy._lock:  # what a batch computing in that process holds
+        # Each batch asks the encoder to load first; a loaded one must answer at once.
+        loading = threading.Thread(target=encoder.load)
+        loading.start()
+        loading.join(timeout=5)
+        assert not loading.is_alive(), "load() waited for the other process's batch"
