@@ -89,8 +89,9 @@ class Settings(BaseSettings):
     # as a worker is free, so a lone request is never delayed (batches still form under load).
     AI_MAX_WAIT_MS: int = 0
     # While a batch computes, how long a smaller one may wait for companions before a free
-    # worker starts it (ml/runner.py: under load, batches of a handful cost the model more).
-    AI_FILL_WAIT_MS: int = 25
+    # worker starts it (ml/runner.py: under load, batches of a handful cost the model more). It
+    # never waits past the end of the batch computing, so a job waits at most one batch longer.
+    AI_FILL_WAIT_MS: int = 100
     # Batches computing at once in the embedded runner, each in a model process of its own; 0:
     # one per core. One single-threaded process per core outruns one process using every core
     # (2 cores: 646 against 430 sentences/s at batch 32); each process holds ~0.6 GiB.

@@ -45,13 +45,14 @@ class SentenceEncoder:
     def run_in_child_process(self, enabled: bool, *, processes: int = 1) -> None:
         """Whether the forward passes run in child processes (the API process's choice,
         AI_MODEL_PROCESS), one per batch in flight; each starts on first use and lives as long as
-        this process."""
+        this process. Asked for fewer than it has, the pool keeps them (tests start the app with
+        different AI_WORKERS; a model takes seconds to load)."""
         from ml.model_process import ModelProcessPool
 
         current = len(self._child.processes) if self._child is not None else 0
         wanted = max(1, processes) if enabled else 0
-        if current == wanted:
-            return
+        if wanted and current >= wanted:
+            return  # the runner limits the batches at once; a loaded process is kept for later
         if self._child is not None:
             self._child.stop()
             self._child = None

@@ -16,6 +16,7 @@ import struct
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -98,6 +99,10 @@ class ModelProcess:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
         if self.torch_threads > 0:
             env["AI_TORCH_THREADS"] = str(self.torch_threads)
+        if self.torch_threads == 1:
+            # One process per core: the tokenizer's own thread pool would take the next core,
+            # another model process's (measured: 3.5-3.6 ms of CPU per job against 3.7-3.9).
+            env["TOKENIZERS_PARALLELISM"] = "false"
         process = subprocess.Popen(
             [sys.executable, "-m", "ml.model_process"],
             cwd=REPO,
@@ -158,8 +163,10 @@ class ModelProcessPool:
             self._idle.put(process)
 
     def load(self) -> None:
-        for process in self.processes:
-            process.load()
+        """Loads every process's model side by side (each takes a core for a few seconds)."""
+        with ThreadPoolExecutor(len(self.processes)) as loaders:
+            for loaded in [loaders.submit(process.load) for process in self.processes]:
+                loaded.result()
 
     def stop(self) -> None:
         for process in self.processes:
