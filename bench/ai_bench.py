@@ -5,12 +5,15 @@
 2. A fresh database (a SQLite file in a temporary folder, or the throwaway MariaDB database of
    --database-url) with users, boards and posts, the posts embedded (`reindex`).
 3. The app under uvicorn in a subprocess (AI_BACKEND=thread, the embedded batching runner).
-4. Lone latency: one client submits a similar-posts job and long-polls it (`?wait=30`), again and
-   again; the time from sending the job to holding its result.
-5. Served throughput: N concurrent submitters (64), each its own user, each submitting a job
-   and long-polling it (or, with --prefer-wait N, submitting with `Prefer: wait=N`, one request
-   per job), then the next, for a warm-up and a measured window. A job counts when
-   its client holds it succeeded (submit -> long poll answered).
+4. Lone latency: one client runs a similar-posts job, again and again; the time from sending the
+   job to holding its result.
+5. Served throughput: N concurrent submitters (64), each its own user, each running a job to its
+   end, then the next, for a warm-up and a measured window. A job counts when its client holds
+   it succeeded.
+
+A job is run as a client should run a short one: one request, submitted with `Prefer: wait=30`
+(answered with the ended job). `--prefer-wait 0` submits, then long-polls (`?wait=30`): two
+requests per job.
 
 Steps 1 and 5 alternate for --rounds rounds, so each round's ratio compares raw and served
 under the same load from the rest of the machine (printed: the load average and the CPU the
@@ -66,9 +69,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--prefer-wait",
         type=float,
-        default=0.0,
-        help="submit with `Prefer: wait=N` (one request per job when it ends within N s) instead of "
-        "submit, then long-poll (the default)",
+        default=30.0,
+        help="submit with `Prefer: wait=N`: one request per job when it ends within N s (default "
+        "30); 0: submit, then long-poll",
     )
     parser.add_argument("--lone-jobs", type=int, default=40, help="sequential jobs for the lone latency")
     parser.add_argument("--posts", type=int, default=300, help="posts similar-posts ranks against")

@@ -66,6 +66,14 @@ def start_runner(held: HeldLane) -> Iterator[StartRunner]:
         runner.stop(grace=5)
 
 
+def one_computing(start_runner: StartRunner, held: HeldLane, **options: int) -> tuple[BatchRunner, Lane]:
+    """A runner with these options whose first batch, item 1 alone, is computing (held)."""
+    runner, lane = start_runner(**options)
+    runner.submit(lane, 1)
+    assert held.wait_for_batches(1) == [[1]]
+    return runner, lane
+
+
 def test_a_lone_item_runs_at_once_when_every_worker_is_idle(
     start_runner: StartRunner, held: HeldLane
 ) -> None:
@@ -77,9 +85,7 @@ def test_a_lone_item_runs_at_once_when_every_worker_is_idle(
 def test_beside_a_computing_batch_a_free_worker_waits_for_a_full_batch(
     start_runner: StartRunner, held: HeldLane
 ) -> None:
-    runner, lane = start_runner(fill_wait_ms=PATIENT)
-    runner.submit(lane, 1)
-    held.wait_for_batches(1)
+    runner, lane = one_computing(start_runner, held, fill_wait_ms=PATIENT)
     for item in (2, 3, 4):
         runner.submit(lane, item)
     time.sleep(0.3)
@@ -91,9 +97,7 @@ def test_beside_a_computing_batch_a_free_worker_waits_for_a_full_batch(
 def test_a_batch_that_does_not_fill_starts_once_the_fill_wait_is_over(
     start_runner: StartRunner, held: HeldLane
 ) -> None:
-    runner, lane = start_runner(fill_wait_ms=200)
-    runner.submit(lane, 1)
-    held.wait_for_batches(1)
+    runner, lane = one_computing(start_runner, held, fill_wait_ms=200)
     queued = time.monotonic()
     runner.submit(lane, 2)
     assert held.wait_for_batches(2) == [[1], [2]]
@@ -103,9 +107,7 @@ def test_a_batch_that_does_not_fill_starts_once_the_fill_wait_is_over(
 def test_what_waits_to_fill_starts_as_soon_as_no_batch_computes(
     start_runner: StartRunner, held: HeldLane
 ) -> None:
-    runner, lane = start_runner(fill_wait_ms=PATIENT)
-    runner.submit(lane, 1)
-    held.wait_for_batches(1)
+    runner, lane = one_computing(start_runner, held, fill_wait_ms=PATIENT)
     runner.submit(lane, 2)
     time.sleep(0.2)
     held.release.set()  # the computing batch ends: nothing is left to wait beside
@@ -115,9 +117,7 @@ def test_what_waits_to_fill_starts_as_soon_as_no_batch_computes(
 def test_with_one_worker_the_next_batch_takes_what_queued_meanwhile(
     start_runner: StartRunner, held: HeldLane
 ) -> None:
-    runner, lane = start_runner(workers=1, fill_wait_ms=PATIENT)
-    runner.submit(lane, 1)
-    held.wait_for_batches(1)
+    runner, lane = one_computing(start_runner, held, workers=1, fill_wait_ms=PATIENT)
     for item in (2, 3):
         runner.submit(lane, item)
     held.release.set()
