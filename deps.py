@@ -277,10 +277,8 @@ def _readable_job(session: Session, *, token: str | None, job_id: int) -> JobPub
     user = session.info.get(REQUEST_USER)
     if user is not None:
         return ai.readable_job(session, user=user, job_id=job_id)
-    claims = token_claims(token)
-    _, job = ai.reader_and_readable_job(
-        session, user_id=claims.user_id, job_id=job_id, vet_reader=partial(vetted_user, claims=claims)
-    )
+    user_id, vet_reader = access.token_reader(token)
+    _, job = ai.reader_and_readable_job(session, user_id=user_id, job_id=job_id, vet_reader=vet_reader)
     return job
 
 
@@ -300,10 +298,8 @@ async def job_submitter(name: ModelName, request: Request, token: BearerToken) -
 
 
 def _job_submitter(session: Session, *, token: str | None, model_name: str) -> ai.Submitter:
-    claims = token_claims(token)
-    return ai.load_submitter(
-        session, user_id=claims.user_id, model_name=model_name, vet_reader=partial(vetted_user, claims=claims)
-    )
+    user_id, vet_reader = access.token_reader(token)
+    return ai.load_submitter(session, user_id=user_id, model_name=model_name, vet_reader=vet_reader)
 
 
 async def _in_own_session(request: Request, work: Callable[[Session], T]) -> tuple[T, anyio.Semaphore | None]:

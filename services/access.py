@@ -122,7 +122,7 @@ def reader_and_readable_board(
     return user, _readable_board(None if board is None else (board, usable))
 
 
-def _token_reader(token: str | None) -> tuple[int, VetReader]:
+def token_reader(token: str | None) -> tuple[int, VetReader]:
     """The id of the user the bearer token names, and the check the loaded user must pass."""
     claims = security.token_claims(token)
     return claims.user_id, partial(security.vetted_user, claims=claims)
@@ -131,7 +131,7 @@ def _token_reader(token: str | None) -> tuple[int, VetReader]:
 def token_reader_and_board(session: Session, *, token: str | None, board_id: int) -> tuple[User, Board]:
     """The user the bearer token speaks for (security.vetted_user) and the board they may
     read, in one statement."""
-    user_id, vet_reader = _token_reader(token)
+    user_id, vet_reader = token_reader(token)
     return reader_and_readable_board(session, user_id=user_id, board_id=board_id, vet_reader=vet_reader)
 
 
@@ -184,7 +184,7 @@ def reader_and_readable_post(
 
 def token_reader_and_post(session: Session, *, token: str | None, post_id: int) -> tuple[User, Post]:
     """The user the bearer token speaks for and the post they may read, in one statement."""
-    user_id, vet_reader = _token_reader(token)
+    user_id, vet_reader = token_reader(token)
     return reader_and_readable_post(session, user_id=user_id, post_id=post_id, vet_reader=vet_reader)
 
 

@@ -23,24 +23,15 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    if op.get_context().dialect.name != "sqlite":
-        return
-    with op.batch_alter_table("user") as batch:
-        batch.alter_column(
-            "name",
-            type_=sa.String(64, collation="NOCASE"),
-            existing_type=sa.String(64),
-            existing_nullable=False,
-        )
+    _change_name_type(to=sa.String(64, collation="NOCASE"), existing=sa.String(64))
 
 
 def downgrade() -> None:
+    _change_name_type(to=sa.String(64), existing=sa.String(64, collation="NOCASE"))
+
+
+def _change_name_type(*, to: sa.String, existing: sa.String) -> None:
     if op.get_context().dialect.name != "sqlite":
         return
     with op.batch_alter_table("user") as batch:
-        batch.alter_column(
-            "name",
-            type_=sa.String(64),
-            existing_type=sa.String(64, collation="NOCASE"),
-            existing_nullable=False,
-        )
+        batch.alter_column("name", type_=to, existing_type=existing, existing_nullable=False)
