@@ -45,8 +45,10 @@ install: $(BIN)/.installed
 migrate: install
 	$(BIN)/alembic upgrade head
 
+# cli.py serve: uvicorn without its own X-Forwarded-For trust (TRUSTED_PROXIES decides), WebSocket
+# messages capped at 64 KiB.
 run: migrate
-	$(BIN)/uvicorn main:app --host $(HOST) --port $(PORT)
+	$(BIN)/python cli.py serve --host $(HOST) --port $(PORT)
 
 test: test-sqlite test-mariadb
 

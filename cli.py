@@ -1,5 +1,5 @@
 """Server-side administration. `python cli.py create-superuser` is the only way to make an
-administrator: the API never grants that right."""
+administrator: the API never grants that right. `python cli.py serve` runs the API."""
 
 import sys
 from typing import Annotated
@@ -93,6 +93,29 @@ def sample_dataset(
 
     columns, values = tabular.sample_dataset(rows=rows, seed=seed)
     tabular.write_csv(sys.stdout, columns, values)
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="The address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="The port to listen on.")] = 8000,
+) -> None:
+    """Serve the API with uvicorn (what `make run` does): the client address is the socket's
+    peer, or the one TRUSTED_PROXIES forward, never a header uvicorn believed on its own; a
+    WebSocket message over 64 KiB closes the socket. The app logs each request itself."""
+    import uvicorn
+
+    from serving import WS_MAX_BYTES
+
+    uvicorn.run(
+        "main:app",
+        host=host,
+        port=port,
+        proxy_headers=False,  # see serving.py
+        ws_max_size=WS_MAX_BYTES,
+        log_config=None,  # the app sets logging up (logs.py) when main is imported
+        access_log=False,  # the app writes its own access line
+    )
 
 
 if __name__ == "__main__":

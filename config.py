@@ -8,13 +8,16 @@ import contextlib
 import os
 import secrets
 from functools import cached_property, lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BASE_DIR = Path(__file__).resolve().parent
+
+IPNetwork = IPv4Network | IPv6Network
 
 
 class Settings(BaseSettings):
@@ -71,14 +74,23 @@ class Settings(BaseSettings):
     LOGIN_LIMIT_PER_ACCOUNT: int = 10
     PASSWORD_RESET_LIMIT_PER_IP: int = 10
     PASSWORD_RESET_LIMIT_PER_ACCOUNT: int = 3
+    SIGNUP_LIMIT_PER_IP: int = 10  # sign-ups per window from one client IP (each costs a hash)
     RATE_LIMIT_WINDOW_SECONDS: int = 60
     # Prefixes every rate-limit counter in Redis: counters are keyed by user id, so two
     # deployments (or test runs) sharing one Redis need prefixes of their own.
     RATE_LIMIT_KEY_PREFIX: str = "madang:rl:"
 
+    # Addresses or CIDRs (comma-separated) of reverse proxies whose X-Forwarded-For is believed.
+    # Empty: the client IP is always the socket's peer address.
+    TRUSTED_PROXIES: str = ""
+    # Strict-Transport-Security max-age sent on every answer; 0 sends none (plain-HTTP development).
+    HSTS_SECONDS: int = 0
+
     MAX_JSON_BODY_KB: int = 256
     UPLOAD_DIR: Path = BASE_DIR / "uploads"
     MAX_UPLOAD_MB: int = 10
+    UPLOAD_QUOTA_MB: int = 1024  # stored attachment bytes per user; deleting one frees its bytes
+    UPLOAD_LIMIT_PER_HOUR: int = 200  # files one user may upload an hour
     POST_CONTENT_MAX_CHARS: int = 10_000
     VIEW_DEDUPE_MINUTES: int = 480
 
@@ -146,6 +158,19 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _require_smtp_in_production(self) -> "Settings":
+        # Without SMTP, mail (reset codes included) is written to the log: fine on a laptop,
+        # a leak in production.
+        if self.ENV == "production" and not self.SMTP_HOST:
+            raise ValueError("SMTP_HOST must be set when ENV=production (else reset codes reach the log)")
+        return self
+
+    @model_validator(mode="after")
+    def _trusted_proxies_are_addresses(self) -> "Settings":
+        self.trusted_proxy_networks  # noqa: B018 - parsed once, here, so a typo stops the start
+        return self
+
+    @model_validator(mode="after")
     def _job_time_limit_below_visibility_timeout(self) -> "Settings":
         if self.celery_hard_time_limit >= self.CELERY_VISIBILITY_TIMEOUT_SECONDS:
             raise ValueError(
@@ -190,6 +215,11 @@ class Settings(BaseSettings):
         """When a Celery worker kills a job that ignored its soft limit."""
         return self.AI_JOB_TIMEOUT_SECONDS + max(1.0, self.AI_JOB_TIMEOUT_SECONDS / 10)
 
+    @cached_property
+    def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
+        """TRUSTED_PROXIES parsed (edge.client_ip); a bare address is a network of one."""
+        return parse_networks(self.TRUSTED_PROXIES, "TRUSTED_PROXIES")
+
     @property
     def is_sqlite(self) -> bool:
         return self.DATABASE_URL.startswith("sqlite")
@@ -201,6 +231,18 @@ class Settings(BaseSettings):
         if self.SECRET_KEY:
             return self.SECRET_KEY
         return read_or_create_key_file(self.SECRET_KEY_FILE)
+
+
+def parse_networks(text: str, setting: str) -> tuple[IPNetwork, ...]:
+    networks = []
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        try:
+            networks.append(ip_network(entry))
+        except ValueError as exc:
+            raise ValueError(f"{setting}: {entry!r} is not an IP address or network ({exc})") from None
+    return tuple(networks)
 
 
 def read_or_create_key_file(path: Path) -> str:
@@ -236,4 +278,22 @@ def get_settings() -> Settings:
     return Settings()
 
 
-settings = get_settings()
+def load_settings() -> Settings:
+    """The settings, or the process stops with one line saying what is wrong: pydantic's error
+    would print a traceback and echo the values (the SECRET_KEY among them)."""
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        raise SystemExit(f"madang: refusing to start: {settings_problems(exc)}") from None
+
+
+def settings_problems(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        message = str(error["msg"]).removeprefix("Value error, ")
+        where = ".".join(str(part) for part in error["loc"])
+        problems.append(f"{where}: {message}" if where else message)
+    return "; ".join(problems)
+
+
+settings = load_settings()

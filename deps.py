@@ -14,6 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
+import edge
 from config import settings
 from crud import users as users_crud
 from database import IN_PROCESS_DATABASE, RequestSlots, request_session
@@ -89,7 +90,8 @@ AdminUser = Annotated[User, Depends(get_admin_user)]
 
 
 async def client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The client's address for rate limits: the peer, or behind TRUSTED_PROXIES the forwarded one."""
+    return edge.client_ip(request.scope) or "unknown"
 
 
 ClientIP = Annotated[str, Depends(client_ip)]
@@ -271,22 +273,25 @@ async def readable_job(job_id: JobId, session: SessionDep, token: BearerToken) -
 
 
 def _readable_job(session: Session, *, token: str | None, job_id: int) -> JobPublic:
-    """The job the request's user may read: one query for both when the user is not loaded yet.
-    That user is built from the query's columns, not loaded into the session, so it is not kept
-    as the REQUEST_USER (a CurrentUser after this loads its own)."""
+    return _reader_and_job(session, token=token, job_id=job_id)[1]
+
+
+def _reader_and_job(session: Session, *, token: str | None, job_id: int) -> tuple[User, JobPublic]:
+    """The request's user and the job they may read: one query for both when the user is not
+    loaded yet. That user is built from the query's columns, not loaded into the session, so it
+    is not kept as the REQUEST_USER (a CurrentUser after this loads its own)."""
     user = session.info.get(REQUEST_USER)
     if user is not None:
-        return ai.readable_job(session, user=user, job_id=job_id)
+        return user, ai.readable_job(session, user=user, job_id=job_id)
     user_id, vet_reader = access.token_reader(token)
-    _, job = ai.reader_and_readable_job(session, user_id=user_id, job_id=job_id, vet_reader=vet_reader)
-    return job
+    return ai.reader_and_readable_job(session, user_id=user_id, job_id=job_id, vet_reader=vet_reader)
 
 
 async def watched_job(job_id: JobId, request: Request, token: BearerToken) -> ai.JobWatch:
     """The job the request's user may read (as readable_job), for a long poll: read in a session
     that is closed at once (a wait must hold no connection)."""
-    job, slot = await _in_own_session(request, partial(_readable_job, token=token, job_id=job_id))
-    return ai.JobWatch(job, slot)
+    (reader, job), slot = await _in_own_session(request, partial(_reader_and_job, token=token, job_id=job_id))
+    return ai.JobWatch(job, slot, reader)
 
 
 async def job_submitter(name: ModelName, request: Request, token: BearerToken) -> ai.Submitter:

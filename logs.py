@@ -23,6 +23,7 @@ from typing import Any, TextIO
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from config import settings
+from edge import client_ip
 
 REQUEST_ID_HEADER = b"x-request-id"
 # A client's id is kept only when short and plain: it is written into every log line.
@@ -107,7 +108,6 @@ def write_access_line(scope: Scope, status: int, seconds: float) -> None:
     method = scope.get("method", "WEBSOCKET")
     path = scope["path"]  # never the query string: /ws carries its token there
     duration_ms = round(seconds * 1000, 2)
-    client = scope.get("client")
     access_log.info(
         "%s %s %d %.1f ms",
         method,
@@ -119,7 +119,7 @@ def write_access_line(scope: Scope, status: int, seconds: float) -> None:
             "path": path,
             "status": status,
             "duration_ms": duration_ms,
-            "client": client[0] if client else None,
+            "client": client_ip(scope),  # the address rate limits count, not a forgeable header
         },
     )
 
@@ -231,6 +231,33 @@ def configure_logging() -> None:
     uvicorn_access.handlers.clear()
     uvicorn_access.propagate = False
     logging.getLogger("uvicorn.error").addFilter(without_websocket_handshakes)
+    logging.getLogger("uvicorn.error").addFilter(without_client_fault_tracebacks)
+    logging.getLogger("asyncio").addFilter(without_closing_socket_stumbles)
+
+
+# uvicorn's words for a client's text frame that is not UTF-8, which it rightly answers by
+# closing the socket with 1007 (RFC 6455 §8.1).
+CLIENT_FAULTS = ("Invalid UTF-8 sequence received from client.",)
+
+
+def without_client_fault_tracebacks(record: logging.LogRecord) -> bool:
+    """uvicorn logs a client's broken frame with a traceback of its own code; the client is at
+    fault, not the server, so one line says it all (a client cannot fill the log with them)."""
+    if record.msg in CLIENT_FAULTS:
+        record.exc_info = record.exc_text = None
+    return True
+
+
+def without_closing_socket_stumbles(record: logging.LogRecord) -> bool:
+    """uvicorn answers that bad frame with a close even when the client's own close came in the
+    same packet; the websockets library refuses (InvalidState) and asyncio logs a "fatal error"
+    with two tracebacks. The connection is gone either way and uvicorn's line said why."""
+    error = record.exc_info[1] if record.exc_info else None
+    return not (
+        error is not None
+        and type(error).__name__ == "InvalidState"
+        and type(error).__module__.startswith("websockets")
+    )
 
 
 def without_websocket_handshakes(record: logging.LogRecord) -> bool:

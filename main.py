@@ -1,4 +1,5 @@
-"""The application: routers, the one error mapping, request limits. Run with `uvicorn main:app`."""
+"""The application: routers, the one error mapping, request limits. Run with `python cli.py serve`
+(uvicorn with the options of serving.py: by hand, `uvicorn main:app --no-proxy-headers`)."""
 
 import gc
 import logging
@@ -18,9 +19,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from config import settings
 from database import RequestSlots
+from edge import SecurityHeaders
 from errors import DomainError, PayloadTooLarge, Unprocessable
 from logs import RequestLogMiddleware, configure_logging
 from routers import admin, ai, ai_training, attachments, auth, boards, chat, comments, health, posts, users
+from routers.docs import serve_docs
 from services import ai as ai_service
 from services import broker, security
 
@@ -129,8 +132,9 @@ def is_plain_text_413(message: Message) -> bool:
 
 class MadangAPI(FastAPI):
     def build_middleware_stack(self) -> ASGIApp:
-        # The request id outermost: its header then goes on every answer, the 413 and 500 too.
-        return RequestLogMiddleware(TooLargeAsJSON(super().build_middleware_stack()))
+        # The request id outermost: its header then goes on every answer, the 413 and 500 too;
+        # the security headers as well.
+        return RequestLogMiddleware(SecurityHeaders(TooLargeAsJSON(super().build_middleware_stack())))
 
 
 # One line per tag, in the order /docs shows them; every operation has exactly one tag.
@@ -165,6 +169,8 @@ def create_app() -> FastAPI:
         max_body_size=settings.MAX_JSON_BODY_KB * 1024,
         openapi_tags=OPENAPI_TAGS,
         generate_unique_id_function=operation_id,
+        docs_url=None,  # FastAPI's pages load from a CDN: routers/docs.py serves them from here
+        redoc_url=None,
     )
     app.add_exception_handler(DomainError, domain_error_handler)
     app.add_exception_handler(HTTPException, http_error_handler)
@@ -175,6 +181,7 @@ def create_app() -> FastAPI:
     app.include_router(ai.admin_router, prefix=settings.API_PREFIX)  # /admin/ai/...
     app.include_router(health.router)
     app.include_router(chat.page_router)  # GET /chat, the example chat client
+    serve_docs(app)  # /docs, /redoc
     return app
 
 

@@ -22,19 +22,18 @@ from pydantic import (
     computed_field,
 )
 
+import names
 from config import settings
+from names import DELETED_USER_PREFIX
 
 # Ids are INT columns; anything larger can name no row and must not reach the database.
 MAX_DB_ID = 2**31 - 1
 DbId = Annotated[int, Field(ge=1, le=MAX_DB_ID)]
 
-# Deleted accounts are renamed deleted-user-<id>; nobody may take such a name.
-DELETED_USER_PREFIX = "deleted-user-"
-
 
 def _not_reserved_name(name: str) -> str:
-    if name.lower().startswith(DELETED_USER_PREFIX):
-        raise ValueError(f"names starting with '{DELETED_USER_PREFIX}' are reserved")
+    if names.is_reserved(name):
+        raise ValueError(f"names starting with '{DELETED_USER_PREFIX}' (or a look-alike) are reserved")
     return name
 
 
@@ -51,7 +50,10 @@ UserName = Annotated[
     BeforeValidator(compatible_form),
     StringConstraints(strip_whitespace=True, min_length=2, max_length=64, pattern=r"^[\w.\-]+$"),
     AfterValidator(_not_reserved_name),
-    Field(description="Letters (any script), digits, '_', '.', '-'; 2-64 characters."),
+    Field(
+        description="Letters (any script), digits, '_', '.', '-'; 2-64 characters. Taken (409) when another "
+        "user's name is the same ignoring case, or looks the same (Unicode's confusables)."
+    ),
 ]
 Email = Annotated[
     EmailStr,
@@ -61,10 +63,14 @@ Email = Annotated[
 Password = Annotated[str, Field(min_length=8, max_length=128)]
 
 
-# C0 controls and DEL: a NUL or an escape code in a name is never meant, and some databases
-# refuse NUL outright. Multi-line text keeps tab and line breaks.
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
-_CONTROL_CHARS_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Control characters (Unicode category Cc: C0, DEL and C1): a NUL or an escape code is never
+# meant, and NUL is trouble in a database column. Multi-line text keeps tab and line breaks. A
+# one-line name or title also refuses the line and paragraph separators and the bidi embeddings,
+# overrides and isolates (U+202A-U+202E, U+2066-U+2069), whose effect runs on past the name into
+# whatever is shown after it; the marks (LRM, RLM, ALM) and the joiners that emoji and Persian
+# need end with the character and stay.
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_CONTROL_CHARS_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def _check_text(value: str, controls: re.Pattern[str]) -> str:
@@ -178,9 +184,18 @@ class UserPublic(ORMModel):
 class UserUpdate(RequestBody):
     name: UserName = None  # type: ignore[assignment]  # may be omitted, never null
     email: Email = None  # type: ignore[assignment]
+    # Asked again so a stolen access token alone cannot move the account to another address.
+    password: Annotated[
+        str, Field(min_length=1, max_length=128, description="My current password; needed to change `email`.")
+    ] = None  # type: ignore[assignment]
 
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"name": "minji.kim"}, {"email": "minji.kim@example.com"}]}
+        json_schema_extra={
+            "examples": [
+                {"name": "minji.kim"},
+                {"email": "minji.kim@example.com", "password": "a long secret"},
+            ]
+        }
     )
 
 
@@ -282,19 +297,24 @@ class AdminUserDetail(AdminUserPublic):
 
 
 def _storable_text(value: str) -> str:
-    """Refuses blank text and text that is not valid Unicode (a lone surrogate from a JSON
-    escape), which no database column can store."""
+    """Refuses blank text, text that is not valid Unicode (a lone surrogate from a JSON escape),
+    which no database column can store, and control characters but tab and line breaks."""
     if not value.strip():
         raise ValueError("must not be blank")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise ValueError("must be valid Unicode text") from exc
-    return value
+    return multi_line_text(value)
+
+
+def _storable_line(value: str) -> str:
+    """Storable text on one line: a title or a name (no tab, no line break, no bidi override)."""
+    return single_line_text(_storable_text(value))
 
 
 PostTitle = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=64), AfterValidator(_storable_text)
+    str, StringConstraints(strip_whitespace=True, max_length=64), AfterValidator(_storable_line)
 ]
 # Content keeps its whitespace (line breaks, indentation); only its length is bounded.
 PostContent = Annotated[
@@ -417,7 +437,7 @@ ChatContent = Annotated[
 ConversationName = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=256),
-    AfterValidator(_storable_text),
+    AfterValidator(_storable_line),
 ]
 ClientId = Annotated[
     str,
@@ -538,6 +558,13 @@ class ChatTypingEvent(BaseModel):
     session_id: DbId
 
 
+class AuthEvent(BaseModel):
+    """A fresh access token for an open socket, sent before the one it opened with expires."""
+
+    type: Literal["auth"]
+    token: str = Field(min_length=1)
+
+
 class PingEvent(BaseModel):
     type: Literal["ping"]
 
@@ -547,7 +574,8 @@ class PongEvent(BaseModel):
 
 
 ClientEvent = Annotated[
-    ChatSendEvent | ChatReadEvent | ChatTypingEvent | PingEvent | PongEvent, Field(discriminator="type")
+    ChatSendEvent | ChatReadEvent | ChatTypingEvent | AuthEvent | PingEvent | PongEvent,
+    Field(discriminator="type"),
 ]
 
 
@@ -562,7 +590,9 @@ JobInput = Annotated[
 IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
 # A trained model's input: one row of numbers by column name, or a list of rows (ml/trained.py
 # checks the columns against the model's features).
-FeatureName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+FeatureName = Annotated[
+    str, StringConstraints(min_length=1, max_length=128), AfterValidator(single_line_text)
+]
 FeatureValue = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 TabularRow = Annotated[
     dict[FeatureName, FeatureValue], Field(min_length=1, max_length=settings.AI_TRAIN_MAX_FEATURES)
@@ -580,7 +610,9 @@ class AIModelPublic(ORMModel):
 
 
 class AIModelUpdate(RequestBody):
-    information: Annotated[str, StringConstraints(strip_whitespace=True, max_length=256)] = None  # type: ignore[assignment]
+    information: Annotated[
+        str, StringConstraints(strip_whitespace=True, max_length=256), AfterValidator(multi_line_text)
+    ] = None  # type: ignore[assignment]
     is_visible: bool = None  # type: ignore[assignment]
 
     model_config = ConfigDict(
@@ -634,6 +666,7 @@ TrainedModelName = Annotated[
 def _feature_names(value: str | None) -> str | None:
     if value is None or not value.strip():
         return None
+    single_line_text(value)
     names = [name.strip() for name in value.split(",")]
     if not all(names):
         raise ValueError("an empty column name in the list")
@@ -657,9 +690,11 @@ class TrainingForm(RequestBody):
     """A training run's multipart form: the CSV and how to learn from it."""
 
     file: UploadFile = Field(description="CSV (UTF-8, a header row, numbers); at most MAX_UPLOAD_MB.")
-    target: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)] = Field(
-        description="The column to predict."
-    )
+    target: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=128),
+        AfterValidator(single_line_text),
+    ] = Field(description="The column to predict.")
     features: Annotated[str | None, AfterValidator(_feature_names)] = Field(
         None, max_length=32_768, description="Comma-separated feature columns; default: all but the target."
     )

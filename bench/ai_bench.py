@@ -147,6 +147,8 @@ class World:
 
 
 def configure_environment(args: argparse.Namespace, workdir: Path) -> str:
+    from bench.run import NO_MAIL
+
     url = args.database_url or f"sqlite:///{workdir / 'ai_bench.sqlite3'}"
     os.environ.update(
         {
@@ -157,7 +159,7 @@ def configure_environment(args: argparse.Namespace, workdir: Path) -> str:
             "UPLOAD_DIR": str(workdir / "uploads"),
             "MODEL_DIR": str(workdir / "models"),
             "REDIS_URL": "",
-            "SMTP_HOST": "",
+            **NO_MAIL,
             "AI_BACKEND": "thread",
             "AI_INDEX_POSTS": "false",
             "PYTHONDONTWRITEBYTECODE": "1",

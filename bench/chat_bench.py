@@ -123,12 +123,14 @@ def build_world(conversations: int) -> World:
 def start_servers(
     count: int, base_port: int, environment: dict[str, str], workdir: Path
 ) -> list[subprocess.Popen[bytes]]:
+    from serving import UVICORN_FLAGS
+
     servers = []
     for index in range(count):
         log = (workdir / f"api-{index}.log").open("wb")
         port = str(base_port + index)
         command = [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", port]
-        command += ["--log-level", "warning", "--no-access-log"]
+        command += ["--log-level", "warning", "--no-access-log", *UVICORN_FLAGS]  # as `make run` serves
         servers.append(subprocess.Popen(command, cwd=BASE_DIR, env=environment, stdout=log, stderr=log))
     return servers
 

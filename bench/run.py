@@ -38,9 +38,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from serving import UVICORN_FLAGS
+
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 BENCH_PASSWORD = "bench password, 2026"  # every seeded user's; a throwaway database
+# ENV=production refuses to start without SMTP_HOST. No benchmark sends mail (none asks for a
+# password reset); were one sent, nothing listens on the loopback's port 9: it would fail at once,
+# logged on the mail thread, the request long answered.
+NO_MAIL = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": "9"}
 # A page the list SQL is captured on: values that no other parameter of the query can take, so
 # each position in the captured parameters is known to be the board id, the offset or the limit.
 CAPTURE_PAGE = {"board_id": 3, "offset": 60, "limit": 20}
@@ -137,6 +143,7 @@ def start_server(name: str, target: str, workdir: Path, env: dict[str, str]) -> 
     log = workdir / f"{name}.log"
     command = [PYTHON, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port)]
     command += ["--no-access-log", "--log-level", "warning"]  # one process: uvicorn's default
+    command += UVICORN_FLAGS  # as `make run` serves
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     server = Server(name, process, port, log)
@@ -324,7 +331,7 @@ def configure_environment(args: argparse.Namespace, workdir: Path) -> str:
             "UPLOAD_DIR": str(workdir / "uploads"),
             "MODEL_DIR": str(workdir / "models"),
             "REDIS_URL": "",
-            "SMTP_HOST": "",
+            **NO_MAIL,
             "PYTHONDONTWRITEBYTECODE": "1",
         }
     )
@@ -656,7 +663,7 @@ def print_header(args: argparse.Namespace, setup: Setup, list_sql: dict[str, Any
     where = setup.workdir / "bench.sqlite3" if setup.backend == "SQLite" else setup.database_url
     print(
         f"setup   {setup.backend} ({where}) through {driver_name(setup.database_url)}, the app's and the "
-        "ceiling's alike; app: uvicorn main:app, one process, --no-access-log, "
+        "ceiling's alike; app: uvicorn main:app as `make run` serves it, one process, --no-access-log, "
         f"ENV=production, rate limits off; Python {sys.version.split()[0]}, SQLAlchemy "
         f"{sqlalchemy.__version__}, {os.cpu_count()} CPUs"
     )

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.run import PYTHON, REPO, Server, run_load, server_errors, start_server
+from bench.run import NO_MAIL, PYTHON, REPO, Server, run_load, server_errors, start_server
 
 DEFAULT_DATABASE_URL = "mysql+pymysql://root@127.0.0.1:3306/madang_soak?charset=utf8mb4"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -133,11 +133,13 @@ def configure_environment(args: argparse.Namespace, workdir: Path, run_id: str) 
             "BROKER_CHANNEL": f"madang:soak:{run_id}:live",
             "RATE_LIMIT_ENABLED": "true",
             "LOGIN_LIMIT_PER_IP": "1000000",  # every simulated user shares 127.0.0.1
+            "SIGNUP_LIMIT_PER_IP": "1000000",  # and signs up from it
+            "UPLOAD_LIMIT_PER_HOUR": "1000000",  # users upload back to back, without a pause
             "RATE_LIMIT_KEY_PREFIX": f"madang-soak-{run_id}:rl:",
             "LOG_FORMAT": "text",  # tracebacks as lines, for the look at the logs afterwards
             "UPLOAD_DIR": str(workdir / "uploads"),
             "MODEL_DIR": str(workdir / "models"),
-            "SMTP_HOST": "",
+            **NO_MAIL,
             "AI_BACKEND": "celery",
             "AI_INDEX_POSTS": "true",
             "AI_MODEL_MODULES": "",

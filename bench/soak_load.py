@@ -317,8 +317,8 @@ class BoardUser:
             self._take(response.json())
 
     async def reuse_refresh_token(self) -> None:
-        """Presents a rotated refresh token: 401, and the whole family (the new token too) is
-        revoked, so the user logs in again (when the per-account login limit allows)."""
+        """Presents a rotated refresh token: 401, and every session of the user ends (the new
+        refresh token too), so the user logs in again (when the per-account login limit allows)."""
         recent = [at for at in self.logins if at > time.monotonic() - 60]
         if len(recent) >= LOGINS_PER_MINUTE:
             return

@@ -161,6 +161,8 @@ def lone_latency(base: str, token: str, texts: list[str], jobs: int) -> dict[str
 
 
 def configure_environment(workdir: Path) -> str:
+    from bench.run import NO_MAIL
+
     url = f"sqlite:///{workdir / 'train_bench.sqlite3'}"
     os.environ.update(
         {
@@ -171,7 +173,7 @@ def configure_environment(workdir: Path) -> str:
             "UPLOAD_DIR": str(workdir / "uploads"),
             "MODEL_DIR": str(workdir / "models"),
             "REDIS_URL": "",
-            "SMTP_HOST": "",
+            **NO_MAIL,
             "AI_BACKEND": "thread",
             "AI_INDEX_POSTS": "false",
             "PYTHONDONTWRITEBYTECODE": "1",

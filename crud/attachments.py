@@ -1,9 +1,9 @@
 """Queries over attachments and the `is_file_attached` flag of their owners."""
 
-from sqlalchemy import bindparam, delete, exists, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, delete, exists, func, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from models import Attachment, Comment, Post
+from models import Attachment, Comment, Post, User
 
 BY_ID = select(Attachment).where(Attachment.id == bindparam("attachment_id"))
 
@@ -38,16 +38,56 @@ def of_comment(session: Session, comment_id: int) -> list[Attachment]:
 def refresh_file_flag(session: Session, attachment: Attachment) -> None:
     """One UPDATE on the attachment's post or comment: `is_file_attached` becomes whether any
     attachment of it remains. Objects already loaded keep their old value until refreshed."""
-    if attachment.post_id is not None:
-        model: type[Post] | type[Comment] = Post
-        owner_id, owner_column = attachment.post_id, Attachment.post_id
-    else:
-        assert attachment.comment_id is not None, "an attachment belongs to a post or a comment"
-        model = Comment
-        owner_id, owner_column = attachment.comment_id, Attachment.comment_id
+    model, owner_id, owner_column = _owner(attachment)
     session.execute(
         update(model)
         .where(model.id == owner_id)
         .values(is_file_attached=exists().where(owner_column == model.id))
         .execution_options(synchronize_session=False)
     )
+
+
+def mark_file_attached(session: Session, attachment: Attachment) -> None:
+    """Sets `is_file_attached` on the post or comment about to get this attachment. Run before
+    the attachment rows are inserted, so the owner's row is locked (MariaDB) before their
+    foreign-key check takes a shared lock on it: two uploads to one post then queue instead of
+    deadlocking on upgrading that shared lock."""
+    model, owner_id, _ = _owner(attachment)
+    session.execute(
+        update(model)
+        .where(model.id == owner_id)
+        .values(is_file_attached=True)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _owner(
+    attachment: Attachment,
+) -> tuple[type[Post] | type[Comment], int, InstrumentedAttribute[int | None]]:
+    if attachment.post_id is not None:
+        return Post, attachment.post_id, Attachment.post_id
+    assert attachment.comment_id is not None, "an attachment belongs to a post or a comment"
+    return Comment, attachment.comment_id, Attachment.comment_id
+
+
+def lock_uploader(session: Session, user_id: int) -> None:
+    """Locks the user's row until the transaction ends (SELECT ... FOR UPDATE), so that one
+    user's uploads, on any API process, check the quota and insert their rows one at a time.
+    SQLite has no row locks: there the transaction's first write takes the database's write
+    lock, with the latest data. (Fetched at once: an unread SQLite cursor would keep its older
+    snapshot open, and the write would then fail instead of waiting.)"""
+    session.scalar(_LOCK_UPLOADER, {"user_id": user_id})
+
+
+_LOCK_UPLOADER = select(User.id).where(User.id == bindparam("user_id")).with_for_update()
+
+
+def stored_bytes(session: Session, user_id: int) -> int:
+    """The bytes of every attachment the user uploaded (rows that exist, whether or not their
+    post or comment is hidden): one SUM over the uploader_id index."""
+    return int(session.scalar(_STORED_BYTES, {"user_id": user_id}) or 0)
+
+
+_STORED_BYTES = select(func.coalesce(func.sum(Attachment.size), 0)).where(
+    Attachment.uploader_id == bindparam("user_id")
+)

@@ -1,6 +1,6 @@
 """Queries over boards and the board access list."""
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -100,6 +100,11 @@ def ids_by_user(
 
 def select_where(condition: ColumnElement[bool]) -> Select[tuple[Board]]:
     return select(Board).where(condition).order_by(Board.id)
+
+
+def ids_where(condition: ColumnElement[bool], board_ids: Collection[int]) -> Select[tuple[int]]:
+    """The ids among board_ids of the boards meeting a condition on Board."""
+    return select(Board.id).where(Board.id.in_(list(board_ids)), condition)
 
 
 def member_boards(session: Session, user_id: int) -> list[Board]:

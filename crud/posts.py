@@ -3,6 +3,7 @@ transaction. Statements that load no ORM objects (the detail row, counters, like
 the session's connection, as in crud/pages.py: the same rows and row counts without the ORM's
 execution machinery, which costs more CPU than the statement's round trip (~100 µs each)."""
 
+from collections.abc import Collection
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -64,6 +65,13 @@ def with_board_condition(condition: ColumnElement[bool]) -> Select[tuple[Post, b
         select(Post, Board.is_visible, condition)
         .join(Board, Board.id == Post.board_id)
         .where(Post.id == bindparam("post_id"))
+    )
+
+
+def ids_where(condition: ColumnElement[bool], post_ids: Collection[int]) -> Select[tuple[int]]:
+    """The ids among post_ids of the posts meeting a condition on Post and its Board."""
+    return (
+        select(Post.id).join(Board, Board.id == Post.board_id).where(Post.id.in_(list(post_ids)), condition)
     )
 
 

@@ -3,6 +3,7 @@
 from sqlalchemy import ColumnElement, Select, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
+import names
 from crud.search import escape_like
 from models import AIlog, ChatSession, Comment, Post, User
 from schemas import compatible_form
@@ -36,7 +37,9 @@ def get_by_email(session: Session, email: str) -> User | None:
 
 
 def name_taken(session: Session, name: str, *, except_id: int | None = None) -> bool:
-    query = select(User.id).where(name_is(name))
+    """Whether another user has this name, ignoring case, or a look-alike of it (names.py): one
+    query, each half served by its unique index."""
+    query = select(User.id).where(or_(name_is(name), User.name_skeleton == names.name_skeleton(name)))
     if except_id is not None:
         query = query.where(User.id != except_id)
     return session.scalar(query.limit(1)) is not None

@@ -45,7 +45,8 @@ UPLOAD_OPENAPI: dict[str, Any] = {
                             "items": {"type": "string", "format": "binary"},
                             "maxItems": attachments_service.MAX_FILES_PER_REQUEST,
                             "description": "PNG, JPEG, GIF, WebP, PDF, ZIP or UTF-8 text; "
-                            "MAX_UPLOAD_MB each (judged by content, not by name or header).",
+                            "MAX_UPLOAD_MB each (judged by content, not by name or header; a "
+                            "name that does not fit the content gets its type's extension).",
                         }
                     },
                 },
@@ -57,9 +58,13 @@ UPLOAD_OPENAPI: dict[str, Any] = {
 }
 UPLOAD_NOTES = {
     400: "The multipart body is malformed (no boundary, a part without a name, cut short).",
-    413: "A file is larger than MAX_UPLOAD_MB.",
-    415: "The body is not multipart/form-data, or a file's content is not an allowed type.",
+    413: "A file is larger than MAX_UPLOAD_MB (file_too_large), or the files would take the "
+    "uploader's stored attachments past UPLOAD_QUOTA_MB (quota_exceeded).",
+    415: "The body is not multipart/form-data, a file's content is not an allowed type, or a "
+    "file's name claims another allowed type than its content (extension_mismatch).",
     422: "No file, an empty file, too many files, another field than 'files', or an unsafe ('..') name.",
+    429: "The uploader sent more than UPLOAD_LIMIT_PER_HOUR files in the hour (a refused upload's "
+    "files count too).",
 }
 # Served as stored, with the type its content was judged to be at upload.
 DOWNLOAD_TYPES = tuple(kind.content_type.split(";")[0] for kind in (PNG, JPEG, GIF, WEBP, PDF, ZIP, TEXT))
@@ -79,7 +84,9 @@ UPLOAD_BODY_LIMIT = attachments_service.max_request_bytes()
     summary="Attach files to a post (author or administrator)",
     max_body_size=UPLOAD_BODY_LIMIT,
     openapi_extra=UPLOAD_OPENAPI,
-    responses=errors(400, 403, 404, 413, 415, 422, notes={**UPLOAD_NOTES, **WRITABLE_POST}, service_422=True),
+    responses=errors(
+        400, 403, 404, 413, 415, 422, 429, notes={**UPLOAD_NOTES, **WRITABLE_POST}, service_422=True
+    ),
 )
 def attach_to_post(
     post: WritablePost, user: CurrentUser, upload: IncomingFiles, session: SessionDep
@@ -95,7 +102,7 @@ def attach_to_post(
     max_body_size=UPLOAD_BODY_LIMIT,
     openapi_extra=UPLOAD_OPENAPI,
     responses=errors(
-        400, 403, 404, 413, 415, 422, notes={**UPLOAD_NOTES, **WRITABLE_COMMENT}, service_422=True
+        400, 403, 404, 413, 415, 422, 429, notes={**UPLOAD_NOTES, **WRITABLE_COMMENT}, service_422=True
     ),
 )
 def attach_to_comment(

@@ -36,10 +36,10 @@ LOGIN_EXAMPLE: dict[str, Any] = {
     status_code=status.HTTP_201_CREATED,
     response_model=UserPublic,
     summary="Create an account",
-    responses=errors(409, *JSON_BODY, notes={409: "The name or the email is taken."}),
+    responses=errors(409, 429, *JSON_BODY, notes={409: "The name or the email is taken."}),
 )
-def signup(data: UserCreate, session: SessionDep) -> object:
-    return auth_service.signup(session, data)
+def signup(data: UserCreate, session: SessionDep, ip: ClientIP) -> object:
+    return auth_service.signup(session, data, client_ip=ip)
 
 
 @router.post(

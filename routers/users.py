@@ -20,10 +20,23 @@ def read_me(user: CurrentUser) -> User:
     "/me",
     response_model=UserPublic,
     summary="Edit my profile",
-    responses=errors(409, *JSON_BODY, notes={409: "The name or the email is taken."}),
+    description="A new `email` needs my current `password` in the same body; the old address "
+    "is told of the change and pending password reset codes stop working.",
+    responses=errors(
+        409,
+        429,
+        *JSON_BODY,
+        notes={
+            400: WRONG_PASSWORD,
+            409: "The name or the email is taken.",
+            422: "The request failed validation, or (code `password_required`) a new email came "
+            "without the password.",
+        },
+        service_422=True,
+    ),
 )
-def update_me(changes: UserUpdate, user: CurrentUser, session: SessionDep) -> User:
-    return users_service.update_profile(session, user=user, changes=changes)
+def update_me(changes: UserUpdate, user: CurrentUser, session: SessionDep, ip: ClientIP) -> User:
+    return users_service.update_profile(session, user=user, changes=changes, client_ip=ip)
 
 
 @router.put(

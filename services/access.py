@@ -7,7 +7,18 @@ from dataclasses import dataclass
 from functools import cache, partial
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, Integer, Select, and_, bindparam, or_, true
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    literal,
+    or_,
+    true,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from crud import attachments as attachments_crud
@@ -258,6 +269,27 @@ def post_readable_by(user: User) -> ColumnElement[bool]:
     if sees_hidden(user):
         return board_usable
     return and_(board_usable, Post.is_visible.is_(True))
+
+
+_POST, _BOARD = "post", "board"  # still_readable's rows say which they are
+
+
+def still_readable(
+    session: Session, *, user: User, post_ids: Collection[int], board_ids: Collection[int]
+) -> tuple[set[int], set[int]]:
+    """Which of these posts the user may read (post_readable_by) and which of these boards they
+    may use (board_usable_by), in one query: for what was picked for them earlier (an AI job's
+    result) and is read after their access may have changed. Administrators read everything
+    (the rule is true for them): no query."""
+    if user.is_superuser or not (post_ids or board_ids):
+        return set(post_ids), set(board_ids)
+    parts = []
+    if post_ids:
+        parts.append(posts_crud.ids_where(post_readable_by(user), post_ids).add_columns(literal(_POST)))
+    if board_ids:
+        parts.append(boards_crud.ids_where(board_usable_by(user), board_ids).add_columns(literal(_BOARD)))
+    rows = session.execute(parts[0] if len(parts) == 1 else union_all(*parts)).all()
+    return {id_ for id_, kind in rows if kind == _POST}, {id_ for id_, kind in rows if kind == _BOARD}
 
 
 def reading_scope(session: Session, *, user: User) -> tuple[bool, tuple[int, ...]]:

@@ -32,10 +32,12 @@ from database import SessionLocal, utcnow, write_turns
 from errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from ml import registry, tabular
 from ml.backends import Backend, QueueFull, create_backend
+from ml.board_suggest import BoardSuggest
 from ml.encoder import MODEL_NAME
+from ml.similar_posts import SimilarPosts
 from models import AI, AIlog, User
 from schemas import AIModelPublic, AIModelUpdate, JobPublic, JobStatus, Page
-from services import ai_events, ai_worker
+from services import access, ai_events, ai_worker
 from services.access import VetReader
 from services.ai_worker import job_public, job_public_of_row, publish_jobs, publish_public
 
@@ -215,7 +217,7 @@ async def submit(
     )
     async with submitter.slot if submitter.slot is not None else contextlib.nullcontext():
         job = await to_thread.run_sync(store)
-    return await wait_for_job(JobWatch(job, submitter.slot), wait=wait)
+    return await wait_for_job(JobWatch(job, submitter.slot, submitter.user), wait=wait)
 
 
 def _usable_model(row: AI | None, *, user: User, name: str) -> AI:
@@ -362,7 +364,7 @@ def _queue_full(retry_after: int) -> TooManyRequests:
 
 def readable_job(session: Session, *, user: User, job_id: int) -> JobPublic:
     """The job, for its owner (until they hide it) or an administrator; 404 for anyone else."""
-    return job_public(_readable(ai_crud.job(session, job_id), user=user))
+    return _seen_by(session, user, job_public(_readable(ai_crud.job(session, job_id), user=user)))
 
 
 def reader_and_readable_job(
@@ -373,7 +375,7 @@ def reader_and_readable_job(
     found = ai_crud.reader_and_job(session, reader_id=user_id, job_id=job_id)
     user = vet_reader(None if found is None else found[0])
     assert found is not None, "vet_reader refuses a missing user"
-    return user, job_public_of_row(_readable(found[1], user=user))
+    return user, _seen_by(session, user, job_public_of_row(_readable(found[1], user=user)))
 
 
 JobFound = TypeVar("JobFound", AIlog, Row[Any])
@@ -388,11 +390,12 @@ def _readable(job: JobFound | None, *, user: User) -> JobFound:
 @dataclass(frozen=True, slots=True)
 class JobWatch:
     """A job as its reader may see it, read in a session already closed (a long poll holds no
-    connection and no request slot while it waits), and the request slot (RequestSlots) to
-    read it again within."""
+    connection and no request slot while it waits), the request slot (RequestSlots) to read it
+    again within, and that reader (what its result lists is checked for them again)."""
 
     job: JobPublic
     slot: anyio.Semaphore | None
+    reader: User
 
 
 async def wait_for_job(watch: JobWatch, *, wait: float) -> JobPublic:
@@ -410,19 +413,21 @@ async def wait_for_job(watch: JobWatch, *, wait: float) -> JobPublic:
         while True:
             # Looked at after the watch began, so an ending in between is not missed.
             ended = events.finished(public.id) if events is not None else None
+            # An ending the wait hears of was computed under the access rule just now (this job
+            # was not finished when the wait began): only a stored result is checked again.
             if ended is not None:
                 return JobPublic.model_validate(ended)
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not await _until(finished, min(remaining, WAIT_RECHECK_SECONDS)):
-                current = await _read_again(public.id, watch.slot)
+                current = await _read_again(watch)
                 if current is None or current.is_finished or time.monotonic() >= deadline:
                     return current or public
 
 
-async def _read_again(job_id: int, slot: anyio.Semaphore | None) -> JobPublic | None:
+async def _read_again(watch: JobWatch) -> JobPublic | None:
     """The job from the database, within a request slot again (as every request session)."""
-    async with slot if slot is not None else contextlib.nullcontext():
-        return await to_thread.run_sync(_read_job, job_id)
+    async with watch.slot if watch.slot is not None else contextlib.nullcontext():
+        return await to_thread.run_sync(_read_job, watch.job.id, watch.reader)
 
 
 async def _until(event: asyncio.Event | None, timeout: float) -> bool:
@@ -438,10 +443,10 @@ async def _until(event: asyncio.Event | None, timeout: float) -> bool:
     return True
 
 
-def _read_job(job_id: int) -> JobPublic | None:
+def _read_job(job_id: int, reader: User) -> JobPublic | None:
     with SessionLocal() as session:
         job = ai_crud.job(session, job_id)
-        return job_public(job) if job is not None else None
+        return _seen_by(session, reader, job_public(job)) if job is not None else None
 
 
 def list_jobs(
@@ -456,7 +461,55 @@ def list_jobs(
         offset=offset,
         limit=limit,
     )
-    return Page[JobPublic](items=[job_public(job) for job in rows], total=total, offset=offset, limit=limit)
+    items = _as_seen_by(session, user=user, jobs=[job_public(job) for job in rows])
+    return Page[JobPublic](items=items, total=total, offset=offset, limit=limit)
+
+
+# --- results as their reader may see them ---------------------------------------------------
+
+# The results that list posts or boards (by model, the key of the list): each job's owner got
+# what the access rule let them read when it ran. Access may be lost since (an administrator
+# edits a user's boards, a board or post is hidden), so a stored result is read through the
+# rule again, for whoever reads it.
+_LISTS = {SimilarPosts.name: "posts", BoardSuggest.name: "boards"}
+_Listed = tuple[str, list[dict[str, Any]]]
+
+
+def _as_seen_by(session: Session, *, user: User, jobs: list[JobPublic]) -> list[JobPublic]:
+    """The jobs with their results cut to the posts and boards the reader may read now: one
+    query for all of them (access.still_readable), none when they list nothing."""
+    listed = [_listed(job) for job in jobs]
+    wanted: dict[str, set[int]] = {"posts": set(), "boards": set()}
+    for found in listed:
+        if found is not None:
+            wanted[found[0]].update(row["id"] for row in found[1])
+    posts, boards = access.still_readable(
+        session, user=user, post_ids=wanted["posts"], board_ids=wanted["boards"]
+    )
+    allowed = {"posts": posts, "boards": boards}
+    return [
+        job if found is None else _cut(job, found, allowed[found[0]])
+        for job, found in zip(jobs, listed, strict=True)
+    ]
+
+
+def _seen_by(session: Session, user: User, job: JobPublic) -> JobPublic:
+    return _as_seen_by(session, user=user, jobs=[job])[0]
+
+
+def _listed(job: JobPublic) -> _Listed | None:
+    key = _LISTS.get(job.model)
+    if key is None or not isinstance(job.result, dict) or not isinstance(job.result.get(key), list):
+        return None
+    return key, job.result[key]
+
+
+def _cut(job: JobPublic, found: _Listed, allowed: set[int]) -> JobPublic:
+    key, rows = found
+    kept = [row for row in rows if row["id"] in allowed]
+    if len(kept) == len(rows):
+        return job
+    return job.model_copy(update={"result": {**job.result, key: kept}})
 
 
 def cancel(session: Session, *, job: JobPublic) -> JobPublic:

@@ -4,7 +4,13 @@ An upload is received as a stream. `Upload` is fed the multipart request body ch
 chunk; each file part goes straight to storage under a fresh random key while its size,
 sha256 and type are worked out from the bytes themselves. A file over MAX_UPLOAD_MB, a type
 outside the allow-list, an empty file or a malformed request stops the upload at that
-point, and every file of the request is discarded: an upload is all or nothing.
+point, and every file of the request is discarded: an upload is all or nothing. So does a
+name that claims another allowed binary type than the content's; any other name that does not
+fit the content gets the type's extension appended (xss.html -> xss.html.txt).
+
+The received files are then recorded within the uploader's hourly rate (counted in files, in
+the shared rate limiter) and storage quota (summed from the database, under a lock on the
+uploader's row, so parallel uploads on any number of API processes cannot pass it together).
 """
 
 import codecs
@@ -23,8 +29,10 @@ from sqlalchemy.orm import Session
 
 from config import settings
 from crud import attachments as attachments_crud
+from database import write_turns
 from errors import BadRequest, NotFound, PayloadTooLarge, Unprocessable, UnsupportedMediaType
 from models import Attachment, Comment, Post, User
+from services import rate_limit
 from services.storage import ObjectMissing, ObjectWriter, Storage, get_storage
 
 log = logging.getLogger("madang.attachments")
@@ -48,17 +56,36 @@ def max_request_bytes() -> int:
 
 @dataclass(frozen=True)
 class FileType:
+    label: str
     content_type: str
+    # Given to a name whose own extension does not fit the content.
     extension: str
+    # Other extensions that fit it: the file opens as what it is under them.
+    also: tuple[str, ...] = ()
+
+    def fits(self, extension: str) -> bool:
+        return extension == self.extension or extension in self.also
 
 
-PNG = FileType("image/png", ".png")
-JPEG = FileType("image/jpeg", ".jpg")
-GIF = FileType("image/gif", ".gif")
-WEBP = FileType("image/webp", ".webp")
-PDF = FileType("application/pdf", ".pdf")
-ZIP = FileType("application/zip", ".zip")
-TEXT = FileType("text/plain; charset=utf-8", ".txt")
+PNG = FileType("PNG", "image/png", ".png")
+JPEG = FileType("JPEG", "image/jpeg", ".jpg", (".jpeg",))
+GIF = FileType("GIF", "image/gif", ".gif")
+WEBP = FileType("WebP", "image/webp", ".webp")
+PDF = FileType("PDF", "application/pdf", ".pdf")
+# Office documents are ZIP archives inside; these open in applications that run nothing from
+# them. Others (.jar, .apk, macro-enabled .docm, .hwpx which may hold scripts) get .zip appended.
+ZIP = FileType("ZIP", "application/zip", ".zip", (".docx", ".xlsx", ".pptx", ".odt", ".ods", ".odp"))
+# Text opens as plain text under these; under any other (.html, .svg, .js, .exe, ...) it would
+# open as a page, a script or a program once saved, so it gets .txt appended.
+TEXT = FileType(
+    "UTF-8 text",
+    "text/plain; charset=utf-8",
+    ".txt",
+    (".text", ".md", ".markdown", ".csv", ".tsv", ".log", ".json", ".yaml", ".yml"),
+)
+# An extension that claims one of the allowed binary types: a file named so must be of it.
+_CLAIMED = {".png": PNG, ".jpg": JPEG, ".jpeg": JPEG, ".gif": GIF, ".webp": WEBP, ".pdf": PDF, ".zip": ZIP}
+_BY_CONTENT_TYPE = {kind.content_type: kind for kind in (PNG, JPEG, GIF, WEBP, PDF, ZIP, TEXT)}
 
 _SIGNATURES: tuple[tuple[Callable[[bytes], bool], FileType], ...] = (
     (lambda head: head.startswith(b"\x89PNG\r\n\x1a\n"), PNG),
@@ -106,6 +133,28 @@ def display_name(raw: str) -> str:
     if dot and stem and len(extension) <= 16:
         return f"{stem[: MAX_FILENAME_CHARS - len(extension) - 1].rstrip()}.{extension}"
     return name[:MAX_FILENAME_CHARS]
+
+
+def extension_of(name: str) -> str:
+    """The last extension of a name, lower-case with its dot ('.png'); '' when it has none."""
+    stem, dot, extension = name.rpartition(".")
+    return f".{extension.lower()}" if dot and stem.strip() else ""
+
+
+def fitting_name(name: str, kind: FileType) -> str:
+    """The name, with the type's extension appended when its own does not fit the content
+    (xss.html -> xss.html.txt, README -> README.txt): saved, the file opens as what it is.
+    Still at most MAX_FILENAME_CHARS."""
+    if kind.fits(extension_of(name)):
+        return name
+    return f"{name[: MAX_FILENAME_CHARS - len(kind.extension)].rstrip()}{kind.extension}"
+
+
+def served_name(attachment: Attachment) -> str:
+    """The name a download is offered under; rows stored before names were fitted to their
+    content get the same treatment here."""
+    kind = _BY_CONTENT_TYPE.get(attachment.content_type)
+    return attachment.original_name if kind is None else fitting_name(attachment.original_name, kind)
 
 
 def ascii_filename(name: str) -> str:
@@ -179,7 +228,19 @@ class IncomingFile:
             if self._text is _TextCheck.FAILED:
                 raise self._unsupported()
             self.kind = TEXT
-        self.name = self.name or f"{FALLBACK_STEM}{self.kind.extension}"
+        self._check_name(self.kind)
+        self.name = fitting_name(self.name or FALLBACK_STEM, self.kind)
+
+    def _check_name(self, kind: FileType) -> None:
+        """A name claiming another allowed binary type than the content's is refused: the user
+        picked the wrong file, or the file pretends (text as x.png, a PNG as x.jpg)."""
+        claimed = _CLAIMED.get(extension_of(self.name))
+        if claimed is not None and claimed is not kind:
+            raise UnsupportedMediaType(
+                f"{self.name} is named as a {claimed.label} file but its content is {kind.label}; "
+                "send it under a name that fits its content",
+                code="extension_mismatch",
+            )
 
     def _inspect(self, data: bytes) -> None:
         if len(self._head) < SNIFF_BYTES:
@@ -187,6 +248,7 @@ class IncomingFile:
             if len(self._head) == SNIFF_BYTES:
                 self.kind = binary_type(self._head)
                 if self.kind is not None:
+                    self._check_name(self.kind)  # stop a mismatched file at its first bytes
                     return
         # No signature (yet): only UTF-8 text without NUL remains allowed.
         self._check_text(data, final=False)
@@ -354,14 +416,29 @@ class Upload:
 # --- the operations ------------------------------------------------------------------------
 
 
+UPLOAD_RATE_WINDOW_SECONDS = 3600
+
+
 def attach(session: Session, *, owner: Post | Comment, uploader: User, upload: Upload) -> list[Attachment]:
-    """Records the received files as attachments of a post or a comment, all or none."""
+    """Records the received files as attachments of a post or a comment, all or none, within
+    the uploader's hourly rate (UPLOAD_LIMIT_PER_HOUR files) and storage quota (UPLOAD_QUOTA_MB
+    of stored attachments). A refusal discards the files (deps.incoming_files closes the upload)."""
+    uploader_id = uploader.id
+    limit = settings.UPLOAD_LIMIT_PER_HOUR
+    rate_limit.enforce_per_user(
+        "upload",
+        user_id=uploader_id,
+        limit=limit,
+        window_seconds=UPLOAD_RATE_WINDOW_SECONDS,
+        cost=len(upload.files),
+        detail=f"at most {limit} files may be uploaded an hour",
+    )
     is_post = isinstance(owner, Post)
     attachments = [
         Attachment(
             post_id=owner.id if is_post else None,
             comment_id=None if is_post else owner.id,
-            uploader_id=uploader.id,
+            uploader_id=uploader_id,
             original_name=file.name,
             storage_key=file.writer.key,
             content_type=file.content_type,
@@ -371,15 +448,42 @@ def attach(session: Session, *, owner: Post | Comment, uploader: User, upload: U
         for file in upload.files
     ]
     try:
-        attachments_crud.add_many(session, attachments)
-        attachments_crud.refresh_file_flag(session, attachments[0])
+        # Files made durable and readable first, outside the locks below: without rows nothing
+        # serves them, and a refusal removes them again.
         upload.commit()
-        session.commit()
+        with write_turns.turn():
+            # One user's uploads take turns from here to the commit, on every API process: the
+            # user's row is locked (MariaDB; on SQLite the first write takes the write lock),
+            # the rows go in and the sum that includes them is checked. The owner's row is
+            # locked before the rows' foreign-key checks reach it (see mark_file_attached).
+            attachments_crud.lock_uploader(session, uploader_id)
+            attachments_crud.mark_file_attached(session, attachments[0])
+            attachments_crud.add_many(session, attachments)
+            _check_quota(session, uploader_id=uploader_id, adding=sum(file.size for file in upload.files))
+            session.commit()
     except BaseException:
         session.rollback()
         upload.abort()
         raise
     return attachments
+
+
+def _check_quota(session: Session, *, uploader_id: int, adding: int) -> None:
+    """Refuses (413) when the user's stored attachments, those being added included, pass
+    UPLOAD_QUOTA_MB. Every row counts, on hidden (deleted) posts too: their files are still on
+    disk. Deleting an attachment frees its bytes."""
+    quota_mb = settings.UPLOAD_QUOTA_MB
+    stored = attachments_crud.stored_bytes(session, uploader_id)
+    if stored > quota_mb * MIB:
+        raise PayloadTooLarge(
+            f"these files ({_megabytes(adding)}) would take your attachments past your quota of "
+            f"{quota_mb} MB ({_megabytes(stored - adding)} used); delete some attachments first",
+            code="quota_exceeded",
+        )
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / MIB:.1f} MB"
 
 
 @dataclass
@@ -399,7 +503,7 @@ def open_download(attachment: Attachment) -> Download:
         chunks=stored.chunks,
         media_type=attachment.content_type,
         headers={
-            "Content-Disposition": content_disposition(attachment.original_name),
+            "Content-Disposition": content_disposition(served_name(attachment)),
             "Content-Length": str(stored.size),
             # Served as stored: never sniffed, never rendered inline, never cached by a shared cache.
             "X-Content-Type-Options": "nosniff",

@@ -19,7 +19,14 @@ from services import chat, mail, rate_limit, security
 log = logging.getLogger(__name__)
 
 
-def signup(session: Session, data: UserCreate, *, is_superuser: bool = False) -> User:
+def signup(
+    session: Session, data: UserCreate, *, client_ip: str | None = None, is_superuser: bool = False
+) -> User:
+    """Creates an account. A sign-up through the API (`client_ip` given) is counted per client IP
+    first, refused ones too: each costs a password hash, and a 409 tells whether an address has
+    an account. The command line (no IP) is not limited."""
+    if client_ip is not None:
+        rate_limit.enforce_per_ip("sign-up", client_ip=client_ip, limit=settings.SIGNUP_LIMIT_PER_IP)
     if users_crud.name_taken(session, data.name):
         raise Conflict("this name is taken", code="name_taken")
     if users_crud.email_taken(session, data.email):
@@ -82,7 +89,8 @@ def issue_token_pair(session: Session, user: User, *, family_id: str) -> TokenPa
 
 def refresh(session: Session, refresh_token: str) -> TokenPair:
     """Trades a refresh token for a new pair. Each refresh token works once: presenting one
-    that was already rotated means it leaked, so its whole family is revoked."""
+    that was already rotated means it leaked, and nobody knows since when or what was traded
+    for it, so every session of the user ends (as a password change ends them)."""
     now = utcnow()
     stored = tokens_crud.get_refresh(session, security.hash_opaque_token(refresh_token))
     if stored is None or stored.expires_date <= now:
@@ -95,8 +103,12 @@ def refresh(session: Session, refresh_token: str) -> TokenPair:
         raise Unauthorized("invalid or expired refresh token", code="invalid_refresh_token")
     if stored.rotated_date is not None or not tokens_crud.mark_rotated(session, stored.id, now):
         tokens_crud.revoke_family(session, stored.family_id, now)
+        if user is not None:
+            end_all_sessions(session, user)
         session.commit()
-        log.warning("refresh token reuse for user %s; family revoked", stored.user_id)
+        if user is not None:
+            chat.disconnect_user(user.id, banned=False)
+        log.warning("refresh token reuse for user %s; every session ended", stored.user_id)
         raise Unauthorized("refresh token already used; please log in again", code="refresh_token_reused")
     if user is None or user.token_version != stored.token_version:
         session.rollback()

@@ -46,6 +46,13 @@ def _deliver_logging_errors(message: EmailMessage) -> None:
         log.exception("could not send mail to %s", message["To"])
 
 
+def mask_address(address: str) -> str:
+    """`minji@example.com` -> `m***@example.com`: enough for the owner to recognise it, too
+    little for someone else reading the mail to learn it."""
+    local, _, domain = address.rpartition("@")
+    return f"{local[:1]}***@{domain}"
+
+
 def send_later(to: str, subject: str, body: str) -> Future[None]:
     # In the caller's context, so what the mail thread logs carries the request's id.
     context = contextvars.copy_context()

@@ -21,8 +21,9 @@ REDIS_TIMEOUT_SECONDS = 0.5
 
 
 class RateLimiter(Protocol):
-    def hit(self, key: str, limit: int, window_seconds: int) -> int | None:
-        """Counts one attempt; returns the seconds to wait when over the limit, else None."""
+    def hit(self, key: str, limit: int, window_seconds: int, *, cost: int = 1) -> int | None:
+        """Counts one attempt, weighing `cost` (an upload counts its files); returns the seconds
+        to wait when the window's total is over the limit, else None."""
 
     def reset(self) -> None: ...
 
@@ -32,7 +33,7 @@ class MemoryRateLimiter:
         self._windows: dict[str, tuple[float, int]] = {}
         self._lock = threading.Lock()
 
-    def hit(self, key: str, limit: int, window_seconds: int) -> int | None:
+    def hit(self, key: str, limit: int, window_seconds: int, *, cost: int = 1) -> int | None:
         now = time.monotonic()
         with self._lock:
             if len(self._windows) > 100_000:  # drop expired windows so memory stays bounded
@@ -40,7 +41,7 @@ class MemoryRateLimiter:
             ends, count = self._windows.get(key, (0.0, 0))
             if ends <= now:
                 ends, count = now + window_seconds, 0
-            count += 1
+            count += cost
             self._windows[key] = (ends, count)
         return math.ceil(ends - now) if count > limit else None
 
@@ -56,13 +57,13 @@ class RedisRateLimiter:
         self._redis = client
         self.prefix = settings.RATE_LIMIT_KEY_PREFIX if prefix is None else prefix
 
-    def hit(self, key: str, limit: int, window_seconds: int) -> int | None:
+    def hit(self, key: str, limit: int, window_seconds: int, *, cost: int = 1) -> int | None:
         name = self.prefix + key
         # SET NX EX opens a window with its expiry in one step (EXPIRE ... NX would need Redis 7);
         # MULTI/EXEC keeps the three commands together.
         pipe = self._redis.pipeline(transaction=True)
         pipe.set(name, 0, ex=window_seconds, nx=True)
-        pipe.incr(name)
+        pipe.incrby(name, cost)
         pipe.ttl(name)
         try:
             _, count, ttl = pipe.execute()
@@ -100,16 +101,40 @@ def get_rate_limiter() -> RateLimiter:
 
 def enforce(scope: str, *, client_ip: str, account: str, per_ip: int, per_account: int) -> None:
     """Raises 429 when this client IP or this account has made too many attempts at `scope`."""
+    _enforce(
+        scope,
+        (f"{scope}:ip:{client_ip}", per_ip),
+        (f"{scope}:account:{account.strip().lower()}", per_account),
+    )
+
+
+def enforce_per_ip(scope: str, *, client_ip: str, limit: int) -> None:
+    """Raises 429 when this client IP has made too many attempts at `scope` (for attempts that
+    name no existing account, such as sign-ups)."""
+    _enforce(scope, (f"{scope}:ip:{client_ip}", limit))
+
+
+def _enforce(scope: str, *counters: tuple[str, int]) -> None:
     if not settings.RATE_LIMIT_ENABLED:
         return
     limiter = get_rate_limiter()
     window = settings.RATE_LIMIT_WINDOW_SECONDS
-    waits = [
-        limiter.hit(f"{scope}:ip:{client_ip}", per_ip, window),
-        limiter.hit(f"{scope}:account:{account.strip().lower()}", per_account, window),
-    ]
+    waits = [limiter.hit(key, limit, window) for key, limit in counters]
     retry_after = max((w for w in waits if w is not None), default=None)
     if retry_after is not None:
         raise TooManyRequests(
             f"too many {scope} attempts; try again in {retry_after} s", retry_after=retry_after
         )
+
+
+def enforce_per_user(
+    scope: str, *, user_id: int, limit: int, window_seconds: int, cost: int = 1, detail: str
+) -> None:
+    """Raises 429 when this user's attempts at `scope` in the window, each weighing `cost`, pass
+    `limit`. A refused attempt counts too, as a failed login does, so Retry-After is when the
+    window ends and everything is allowed again."""
+    if not settings.RATE_LIMIT_ENABLED:
+        return
+    retry_after = get_rate_limiter().hit(f"{scope}:user:{user_id}", limit, window_seconds, cost=cost)
+    if retry_after is not None:
+        raise TooManyRequests(f"{detail}; try again in {retry_after} s", retry_after=retry_after)

@@ -68,6 +68,7 @@ def unusable_password_hash() -> str:
 class AccessClaims:
     user_id: int
     token_version: int
+    expires_at: float  # the token's exp, a Unix time: a live socket closes then
 
 
 def token_claims(token: str | None) -> AccessClaims:
@@ -107,16 +108,16 @@ def decode_access_token(token: str) -> AccessClaims:
     """The claims of a valid access token; Unauthorized otherwise. A token is verified once and
     remembered (a client sends the same one with each request until it expires): the string
     fixes the signature check and the claims, so only the expiry is checked on each use."""
-    claims, expires_at = _verified_access_token(token)
-    if time.time() >= expires_at:
+    claims = _verified_access_token(token)
+    if time.time() >= claims.expires_at:
         raise Unauthorized("access token expired", code="token_expired")
     return claims
 
 
 @lru_cache(maxsize=4096)
-def _verified_access_token(token: str) -> tuple[AccessClaims, float]:
-    """(claims, expiry as a Unix time) of a signed access token. A refused token raises, and
-    lru_cache keeps no exceptions, so nothing is remembered for it."""
+def _verified_access_token(token: str) -> AccessClaims:
+    """The claims of a signed access token. A refused token raises, and lru_cache keeps no
+    exceptions, so nothing is remembered for it."""
     try:
         claims = jwt.decode(
             token,
@@ -131,8 +132,9 @@ def _verified_access_token(token: str) -> tuple[AccessClaims, float]:
     try:
         if claims.get("type") != ACCESS_TOKEN_TYPE:
             raise ValueError("not an access token")
-        access = AccessClaims(user_id=int(claims["sub"]), token_version=int(claims["ver"]))
-        return access, float(claims["exp"])
+        return AccessClaims(
+            user_id=int(claims["sub"]), token_version=int(claims["ver"]), expires_at=float(claims["exp"])
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise Unauthorized("invalid access token", code="invalid_token") from exc
 

@@ -8,26 +8,54 @@ from crud import boards as boards_crud
 from crud import tokens as tokens_crud
 from crud import users as users_crud
 from database import utcnow
-from errors import BadRequest, Conflict
+from errors import BadRequest, Conflict, Unprocessable
 from models import User
 from schemas import DELETED_USER_PREFIX, UserUpdate
-from services import auth, chat, rate_limit, security
+from services import auth, chat, mail, rate_limit, security
 
 
-def update_profile(session: Session, *, user: User, changes: UserUpdate) -> User:
-    values = changes.model_dump(exclude_unset=True)
+def update_profile(session: Session, *, user: User, changes: UserUpdate, client_ip: str) -> User:
+    """Renames freely; a new email needs the current password in the same body, since whoever
+    controls the address controls password resets, that is, the account."""
+    values = changes.model_dump(exclude_unset=True, exclude={"password"})
+    old_email = user.email
+    if values.get("email") == old_email:  # the address it already has: nothing to confirm or tell
+        del values["email"]
+    new_email = values.get("email")
+    if new_email is not None:
+        # Before the look-up of a taken address, so a token alone cannot probe for accounts.
+        if changes.password is None:
+            raise Unprocessable("changing the email needs your current password", code="password_required")
+        check_password(user, changes.password, client_ip=client_ip)
     if "name" in values and users_crud.name_taken(session, values["name"], except_id=user.id):
         raise Conflict("this name is taken", code="name_taken")
-    if "email" in values and users_crud.email_taken(session, values["email"], except_id=user.id):
+    if new_email is not None and users_crud.email_taken(session, new_email, except_id=user.id):
         raise Conflict("this email is taken", code="email_taken")
     for field, value in values.items():
         setattr(user, field, value)
+    if new_email is not None:  # codes mailed to the old address must not outlive it
+        tokens_crud.expire_resets_for_user(session, user.id, utcnow())
+    name = user.name
     try:
         session.commit()
     except IntegrityError as exc:
         session.rollback()
         raise Conflict("this name or email is taken", code="name_or_email_taken") from exc
+    if new_email is not None and old_email is not None:
+        tell_old_address(old_email, name=name, new_email=new_email)
     return user
+
+
+def tell_old_address(old_email: str, *, name: str, new_email: str) -> None:
+    """The owner learns of a change they did not make, at the address they still read."""
+    mail.send_later(
+        old_email,
+        f"{settings.PROJECT_NAME}: your email address was changed",
+        f"Hello {name},\n\nThe email address of your {settings.PROJECT_NAME} account was changed "
+        f"from this one to {mail.mask_address(new_email)}. Mail for the account, password reset "
+        "codes included, now goes there.\n\nIf you did not make this change, someone knows your "
+        "password: contact the administrators.",
+    )
 
 
 def check_password(user: User, password: str, *, client_ip: str) -> None:
@@ -48,10 +76,12 @@ def check_password(user: User, password: str, *, client_ip: str) -> None:
 def change_password(
     session: Session, *, user: User, current_password: str, new_password: str, client_ip: str
 ) -> None:
-    """Sets a new password and ends every session of the user, this one included."""
+    """Sets a new password, ends every session of the user (this one included) and voids the
+    user's pending reset codes."""
     check_password(user, current_password, client_ip=client_ip)
     user.password_hash = security.hash_password(new_password)
     auth.end_all_sessions(session, user)
+    tokens_crud.expire_resets_for_user(session, user.id, utcnow())  # a code must not undo the change
     session.commit()
     chat.disconnect_user(user.id, banned=False)
 

@@ -12,11 +12,13 @@ from typing import Any
 
 import anyio
 import httpx2
+import jwt
 from fastapi.testclient import TestClient
 from starlette.testclient import WebSocketTestSession
 from websockets.sync.client import ClientConnection, connect
 
-from config import BASE_DIR
+from config import BASE_DIR, settings
+from services.security import ACCESS_TOKEN_TYPE, JWT_ALGORITHM
 from tests.conftest import free_port
 
 API = "/api/v1"
@@ -31,6 +33,26 @@ class SocketClosed(Exception):
 
 def token_of(person: Any) -> str:
     return str(person.headers["Authorization"]).removeprefix("Bearer ")
+
+
+def token_expiring_in(person: Any, seconds: int, *, token_version: int = 0) -> tuple[str, int]:
+    """An access token of this person's, built as the app builds them, whose `exp` is `seconds`
+    whole seconds from now (a JWT's exp has 1 s resolution, so it runs out within (seconds - 1,
+    seconds]), and that exp as a Unix time. A new account has token version 0."""
+    now = int(time.time())
+    claims = {
+        "sub": str(person.id),
+        "ver": token_version,
+        "type": ACCESS_TOKEN_TYPE,
+        "iat": now,
+        "exp": now + seconds,
+    }
+    return jwt.encode(claims, settings.signing_key, algorithm=JWT_ALGORITHM), now + seconds
+
+
+def sleep_until(unix_time: float) -> None:
+    """Waits for a wall-clock moment (a token's expiry): no event says it has come."""
+    time.sleep(max(unix_time - time.time(), 0) + 0.05)
 
 
 class LiveSocket:
@@ -147,9 +169,10 @@ class ApiProcess:
 
 @contextmanager
 def running_api(environment: dict[str, str], log: Path) -> Iterator[ApiProcess]:
-    """`uvicorn main:app` on a free port with these settings, until the block ends."""
+    """The API on a free port with these settings, started as `make run` starts it (cli.py serve:
+    uvicorn without proxy headers, WebSocket messages capped), until the block ends."""
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port)]
+    command = [sys.executable, "cli.py", "serve", "--host", "127.0.0.1", "--port", str(port)]
     with log.open("wb") as output:
         process = subprocess.Popen(command, cwd=BASE_DIR, env=environment, stdout=output, stderr=output)
     api = ApiProcess(port, process, log)

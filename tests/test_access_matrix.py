@@ -56,6 +56,7 @@ from models import (
     User,
     board_access,
 )
+from routers.docs import ASSETS_URL as DOCS_ASSETS_URL
 from services import ai as ai_service
 from services import auth, security
 from services.storage import LocalStorage, get_storage, new_key
@@ -614,9 +615,9 @@ def flattened(routes: list[Any]) -> Iterator[Any]:
 
 
 def served_routes() -> set[tuple[str, str]]:
-    """Every (method, path) the app serves, WEBSOCKET for sockets; FastAPI's own documentation
-    pages aside."""
-    docs = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
+    """Every (method, path) the app serves, WEBSOCKET for sockets; the documentation pages and
+    their files aside."""
+    docs = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url, DOCS_ASSETS_URL}
     served = set()
     for route in flattened(app.routes):
         if route.path in docs:

@@ -7,6 +7,7 @@ cases here share their topic's words, as a Korean question about the same thing 
 multilingual model would be needed to match Korean paraphrases.
 """
 
+import asyncio
 import os
 import signal
 import threading
@@ -25,7 +26,8 @@ from config import settings
 from database import SessionLocal
 from ml import registry
 from ml.encoder import DIMENSIONS, MODEL_NAME, from_bytes, get_encoder
-from models import Board, Post, PostEmbedding
+from models import Board, Post, PostEmbedding, User
+from schemas import JobPublic
 from services import ai as ai_service
 from tests.ai_models import GateModel
 from tests.conftest import Person
@@ -307,6 +309,127 @@ def test_board_suggest_jobs_of_one_batch_each_get_their_owners_boards(
         "Secret programming club",
     ]
     assert [board["name"] for board in ranked[theirs]["result"]["boards"]] == ["Programming"]
+
+
+# --- results read later: only what the reader may still read -----------------------------
+
+
+def job_result(client: TestClient, person: Person, job_id: int, **params: object) -> Any:
+    response = client.get(f"{API}/ai/jobs/{job_id}", params=params, headers=person.headers)
+    assert response.status_code == 200, response.text
+    return response.json()["result"]
+
+
+def listed_result(client: TestClient, person: Person, job_id: int) -> Any:
+    response = client.get(f"{API}/ai/jobs", headers=person.headers)
+    assert response.status_code == 200, response.text
+    [job] = [job for job in response.json()["items"] if job["id"] == job_id]
+    return job["result"]
+
+
+def titles_in(result: Any) -> list[str]:
+    return [post["title"] for post in result["posts"]]
+
+
+def set_board_access(client: TestClient, admin: Person, person: Person, board_ids: list[int]) -> None:
+    response = client.put(
+        f"{API}/admin/users/{person.id}/boards", json={"board_ids": board_ids}, headers=admin.headers
+    )
+    assert response.status_code == 200, response.text
+
+
+@pytest.fixture
+def staff_and_lobby(make_board: MakeBoard, make_post: MakePost, user: Person) -> tuple[Board, Board]:
+    """A restricted board the user may use, and a public one, each with a post on salaries."""
+    staff = make_board("staff room", is_public=False, members=(user,))
+    lobby = make_board("lobby")
+    write_posts(make_post, staff, user, [("Salary negotiation notes", "Raises for the bread bakers.")])
+    write_posts(make_post, lobby, user, [("Salary survey", "How much do bakers earn?")])
+    return staff, lobby
+
+
+def test_a_similar_posts_result_no_longer_lists_a_post_of_a_board_i_lost(
+    client: TestClient, staff_and_lobby: tuple[Board, Board], user: Person, admin: Person
+) -> None:
+    job_id = submit(client, user, "similar-posts", "salary raises")
+    assert sorted(titles_in(ended(client, user, job_id)["result"])) == [
+        "Salary negotiation notes",
+        "Salary survey",
+    ]
+    set_board_access(client, admin, user, [])
+    assert titles_in(job_result(client, user, job_id)) == ["Salary survey"]
+    assert titles_in(job_result(client, user, job_id, wait=5)) == ["Salary survey"]
+    assert titles_in(listed_result(client, user, job_id)) == ["Salary survey"]
+    # The rule lets administrators read every post.
+    assert sorted(titles_in(job_result(client, admin, job_id))) == [
+        "Salary negotiation notes",
+        "Salary survey",
+    ]
+
+
+def test_a_similar_posts_result_no_longer_lists_a_post_hidden_since(
+    client: TestClient, make_board: MakeBoard, make_post: MakePost, user: Person, admin: Person
+) -> None:
+    write_posts(
+        make_post, make_board("lobby"), user, [("Sourdough tips", "Feed the starter."), ("Bread", "Bake")]
+    )
+    job_id = submit(client, user, "similar-posts", "sourdough bread")
+    result = ended(client, user, job_id)["result"]
+    assert sorted(titles_in(result)) == ["Bread", "Sourdough tips"]
+    [tips] = [post["id"] for post in result["posts"] if post["title"] == "Sourdough tips"]
+    assert client.delete(f"{API}/posts/{tips}", headers=user.headers).status_code == 204
+    assert titles_in(job_result(client, user, job_id)) == ["Bread"]
+    assert titles_in(listed_result(client, user, job_id)) == ["Bread"]
+    assert sorted(titles_in(job_result(client, admin, job_id))) == ["Bread", "Sourdough tips"]
+
+
+def test_a_similar_posts_result_no_longer_lists_the_posts_of_a_board_hidden_since(
+    client: TestClient, staff_and_lobby: tuple[Board, Board], user: Person, admin: Person
+) -> None:
+    staff, _ = staff_and_lobby
+    job_id = submit(client, user, "similar-posts", "salary raises")
+    assert len(titles_in(ended(client, user, job_id)["result"])) == 2
+    hidden = client.patch(f"{API}/admin/boards/{staff.id}", json={"is_visible": False}, headers=admin.headers)
+    assert hidden.status_code == 200, hidden.text
+    assert titles_in(job_result(client, user, job_id)) == ["Salary survey"]
+
+
+def test_a_long_poll_that_reads_the_job_again_lists_only_what_its_reader_may_still_read(
+    client: TestClient,
+    staff_and_lobby: tuple[Board, Board],
+    user: Person,
+    admin: Person,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    job_id = submit(client, user, "similar-posts", "salary raises")
+    done = ended(client, user, job_id)
+    set_board_access(client, admin, user, [])
+    # A wait that began while the job ran and heard nothing of its ending reads it again.
+    monkeypatch.setattr(ai_service.ai_events, "current", lambda: None)
+    running = JobPublic.model_validate({**done, "status": "running", "result": None, "is_finished": False})
+    with SessionLocal() as session:
+        reader = session.get(User, user.id)
+        assert reader is not None
+        session.expunge(reader)
+    job = asyncio.run(ai_service.wait_for_job(ai_service.JobWatch(running, None, reader), wait=0.01))
+    assert job.is_finished
+    assert titles_in(job.result) == ["Salary survey"]
+
+
+def test_a_board_suggest_result_no_longer_offers_a_board_i_lost(
+    client: TestClient, make_board: MakeBoard, user: Person, admin: Person
+) -> None:
+    make_board("Programming")
+    secret = make_board("Secret programming club", is_public=False, members=(user,))
+    job_id = submit(client, user, "board-suggest", "python code")
+    offered = ended(client, user, job_id)["result"]["boards"]
+    assert sorted(board["name"] for board in offered) == ["Programming", "Secret programming club"]
+    set_board_access(client, admin, user, [])
+    assert [board["name"] for board in job_result(client, user, job_id)["boards"]] == ["Programming"]
+    assert [board["name"] for board in listed_result(client, user, job_id)["boards"]] == ["Programming"]
+    assert len(job_result(client, admin, job_id)["boards"]) == 2
+    set_board_access(client, admin, user, [secret.id])  # given back: offered again
+    assert len(job_result(client, user, job_id)["boards"]) == 2
 
 
 # --- post embeddings ------------------------------------------------------------------------

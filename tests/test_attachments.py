@@ -161,10 +161,8 @@ def test_several_files_are_attached_in_one_request(client: TestClient, user: Per
     ]
 
 
-def test_type_comes_from_the_content_not_the_name_or_header(
-    client: TestClient, user: Person, post_url: str
-) -> None:
-    response = upload(client, post_url, user, [("scan.png", PDF)], header_type="image/png")
+def test_type_comes_from_the_content_not_the_header(client: TestClient, user: Person, post_url: str) -> None:
+    response = upload(client, post_url, user, [("scan.pdf", PDF)], header_type="image/png")
 
     assert response.json()[0]["content_type"] == "application/pdf"
 
@@ -368,6 +366,100 @@ def test_a_missing_name_gets_one_from_the_type(client: TestClient, user: Person,
     assert response.json()[0]["filename"] == "attachment.pdf"
 
 
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [("notes.png", TEXT), ("scan.png", PDF), ("cat.jpg", PNG), ("photo.pdf", JPEG), ("doc.zip", TEXT)],
+    ids=["text-as-png", "pdf-as-png", "png-as-jpg", "jpeg-as-pdf", "text-as-zip"],
+)
+def test_a_name_claiming_another_allowed_type_is_refused_as_extension_mismatch(
+    client: TestClient, user: Person, post_url: str, nothing_written: None, name: str, data: bytes
+) -> None:
+    response = upload(client, post_url, user, [(name, data)])
+
+    assert response.status_code == 415
+    assert response.json()["code"] == "extension_mismatch"
+    assert name in response.json()["detail"]
+
+
+def test_a_later_mismatched_name_refuses_the_whole_request(
+    client: TestClient, user: Person, post_url: str, nothing_written: None
+) -> None:
+    files = [("a.png", PNG), ("notes.txt", TEXT), ("fake.gif", TEXT)]
+
+    assert upload(client, post_url, user, files).status_code == 415
+
+
+def test_the_claimed_extension_is_compared_ignoring_case(
+    client: TestClient, user: Person, post_url: str
+) -> None:
+    assert upload(client, post_url, user, [("CAT.PNG", PNG), ("Photo.JPEG", JPEG)]).status_code == 201
+    assert upload(client, post_url, user, [("NOTES.PNG", TEXT)]).status_code == 415
+
+
+@pytest.mark.parametrize("name", ["xss.html", "logo.svg", "app.js", "setup.exe", "page.HTM", "run.sh"])
+def test_text_under_a_non_text_extension_is_stored_and_served_with_txt_appended(
+    client: TestClient, user: Person, post_url: str, name: str
+) -> None:
+    [item] = upload(client, post_url, user, [(name, TEXT)], header_type="text/html").json()
+
+    response = client.get(item["url"], headers=user.headers)
+
+    assert (item["filename"], download_name(response)) == (f"{name}.txt", f"{name}.txt")
+    assert response.headers["content-type"] == "text/plain; charset=utf-8"
+
+
+@pytest.mark.parametrize("name", ["notes.txt", "README.md", "data.csv", "2026 회의록.TXT"])
+def test_text_under_a_text_extension_keeps_its_name(
+    client: TestClient, user: Person, post_url: str, name: str
+) -> None:
+    assert upload(client, post_url, user, [(name, TEXT)]).json()[0]["filename"] == name
+
+
+def test_a_name_without_an_extension_gets_the_one_of_its_type(
+    client: TestClient, user: Person, post_url: str
+) -> None:
+    response = upload(client, post_url, user, [("README", TEXT), ("photo", PNG)])
+
+    assert [item["filename"] for item in response.json()] == ["README.txt", "photo.png"]
+
+
+def test_a_binary_file_under_a_foreign_extension_gets_its_own_appended(
+    client: TestClient, user: Person, post_url: str
+) -> None:
+    """A PNG can be an HTML polyglot: saved as page.html it would open as a page."""
+    response = upload(client, post_url, user, [("page.html", PNG), ("tool.jar", ZIP)])
+
+    assert [item["filename"] for item in response.json()] == ["page.html.png", "tool.jar.zip"]
+
+
+def test_office_documents_keep_their_names(client: TestClient, user: Person, post_url: str) -> None:
+    """.docx, .xlsx, .odt and their kind are ZIP archives inside."""
+    names = ["보고서.docx", "budget.xlsx", "slides.pptx", "회의록.odt"]
+
+    response = upload(client, post_url, user, [(name, ZIP) for name in names])
+
+    assert [item["filename"] for item in response.json()] == names
+
+
+def test_an_appended_extension_keeps_the_name_within_255_characters(
+    client: TestClient, user: Person, post_url: str
+) -> None:
+    response = upload(client, post_url, user, [("가" * 300 + ".html", TEXT)])
+
+    name = response.json()[0]["filename"]
+    assert (len(name), name[-4:]) == (255, ".txt")
+
+
+def test_an_attachment_stored_earlier_under_a_misleading_name_is_served_with_a_fitting_one(
+    client: TestClient, post: models.Post, user: Person
+) -> None:
+    attachment = _attachment_row(post, user, original_name="xss.html", content=TEXT)
+
+    response = client.get(f"{API}/attachments/{attachment.id}", headers=user.headers)
+
+    assert download_name(response) == "xss.html.txt"
+
+
 def test_a_decomposed_korean_name_is_stored_composed(client: TestClient, user: Person, post_url: str) -> None:
     response = upload(client, post_url, user, [(unicodedata.normalize("NFD", "사진.png"), PNG)])
 
@@ -512,22 +604,29 @@ def test_download_needs_a_signed_in_user(client: TestClient, uploaded: dict[str,
     assert client.get(str(uploaded["url"])).status_code == 401
 
 
-def _attachment_row(owner: models.Post | models.Comment, uploader: Person) -> models.Attachment:
-    """An attachment stored as the API would, for owners the API no longer lets anyone upload to."""
+def _attachment_row(
+    owner: models.Post | models.Comment,
+    uploader: Person,
+    *,
+    original_name: str = "cat.png",
+    content: bytes = PNG,
+) -> models.Attachment:
+    """An attachment stored as the API would, for owners the API no longer lets anyone upload to
+    (or as an older version of it did)."""
     storage = LocalStorage(Path(settings.UPLOAD_DIR))
     writer = storage.create()
-    writer.write(PNG)
+    writer.write(content)
     writer.commit()
     with SessionLocal() as session:
         attachment = models.Attachment(
             post_id=owner.id if isinstance(owner, models.Post) else None,
             comment_id=owner.id if isinstance(owner, models.Comment) else None,
             uploader_id=uploader.id,
-            original_name="cat.png",
+            original_name=original_name,
             storage_key=writer.key,
-            content_type="image/png",
-            size=len(PNG),
-            sha256=hashlib.sha256(PNG).hexdigest(),
+            content_type="image/png" if content == PNG else "text/plain; charset=utf-8",
+            size=len(content),
+            sha256=hashlib.sha256(content).hexdigest(),
         )
         session.add(attachment)
         session.commit()

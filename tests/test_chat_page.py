@@ -3,44 +3,25 @@ A user and an administrator, each in a browser context of their own, chat throug
 
 The API runs as a uvicorn process on the suite's database, so the fixtures' users can sign in."""
 
+import json
 import os
-import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, Page, expect
 
-from tests.chat_support import ApiProcess, running_api
+from config import settings
+from tests.browser_support import chromium
+from tests.chat_support import ApiProcess, running_api, sleep_until
 from tests.conftest import PASSWORD
-
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-try:
-    from playwright.sync_api import Browser, Page, expect, sync_playwright
-except ImportError:  # pragma: no cover - requirements-dev.txt installs it
-    sync_playwright = None  # type: ignore[assignment]
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator["Browser"]:
-    if sync_playwright is None or not shutil.which(CHROMIUM):
-        reason = "the browser test needs python playwright and Debian's chromium (apt-get install chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+def browser() -> Iterator[Browser]:
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")
@@ -51,17 +32,21 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiProcess]:
         yield api
 
 
-def signed_in_page(browser: "Browser", server: ApiProcess, name: str) -> "Page":
+def signed_in_page(browser: Browser, server: ApiProcess, name: str) -> Page:
     page = browser.new_context().new_page()
+    sign_in(page, server, name)
+    return page
+
+
+def sign_in(page: Page, server: ApiProcess, name: str) -> None:
     page.goto(f"{server.http}/chat")
     page.fill("#login-name", name)
     page.fill("#login-password", PASSWORD)
     page.click("#login button")
     expect(page.locator("#status")).to_have_text("online")
-    return page
 
 
-def say(page: "Page", text: str) -> None:
+def say(page: Page, text: str) -> None:
     page.fill("#message-input", text)
     page.press("#message-input", "Enter")
 
@@ -128,3 +113,31 @@ def test_the_page_shows_edited_and_deleted_messages(browser, server, make_user):
     admin_page.locator("#conversation-list li").first.click()
     expect(admin_page.locator("#messages .message .content")).to_have_text(["fixed", "oops"])
     expect(admin_page.locator("#messages .message.deleted .meta")).to_contain_text("(message deleted)")
+
+
+def test_the_page_refreshes_its_token_and_hands_it_to_the_open_socket(browser, server, make_user):
+    """The socket closes when the token it opened with expires, unless it gets a fresh one in an
+    `auth` event. The page's clock is Playwright's: it runs on to where the page refreshes its
+    tokens (three quarters of the token's life) without waiting for it."""
+    make_user("minji")
+    page = browser.new_context().new_page()
+    page.clock.install()
+    with page.expect_websocket() as opened:
+        sign_in(page, server, "minji")
+    socket = opened.value
+    sent: list[dict[str, object]] = []
+    socket.on("framesent", lambda payload: sent.append(json.loads(payload)))
+    first_token = page.evaluate("sessionStorage.getItem('accessToken')")
+    # Only the page's clock runs on: a token the server made within the same second as the
+    # first would be the same string (a JWT's iat and exp are whole seconds).
+    sleep_until(int(time.time()) + 1)
+
+    def is_auth_ok(payload: str) -> bool:
+        return bool(json.loads(payload)["type"] == "auth.ok")
+
+    with socket.expect_event("framereceived", predicate=is_auth_ok):
+        page.clock.run_for(int(settings.ACCESS_TOKEN_MINUTES * 60_000 * 0.8))
+    fresh_token = page.evaluate("sessionStorage.getItem('accessToken')")
+    assert fresh_token != first_token
+    assert [event for event in sent if event["type"] == "auth"] == [{"type": "auth", "token": fresh_token}]
+    expect(page.locator("#status")).to_have_text("online")

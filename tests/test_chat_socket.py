@@ -1,20 +1,36 @@
-"""The live socket on one process (in-process broker), with real WebSockets through TestClient."""
+"""The live socket on one process (in-process broker), with real WebSockets through TestClient;
+one test drives a uvicorn process instead (bytes that are not UTF-8 in a text frame)."""
 
 import asyncio
-from datetime import timedelta
+import json
+import logging
+import os
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
 from sqlalchemy import func, select
+from websockets.exceptions import ConnectionClosed
 
 from config import settings
 from database import SessionLocal, utcnow
-from models import Chat
+from models import Chat, User
 from services import chat
-from services.chat_socket import Connection
+from services.chat_socket import MAX_FRAME_CHARS, Connection
 from services.security import JWT_ALGORITHM
-from tests.chat_support import API, live_socket, open_conversation, post_message
+from tests.chat_support import (
+    API,
+    live_socket,
+    open_conversation,
+    post_message,
+    running_api,
+    sleep_until,
+    token_expiring_in,
+    token_of,
+)
 
 
 @pytest.fixture
@@ -87,6 +103,119 @@ def test_a_ban_leaves_other_users_sockets_open(client, user, other_user, admin):
     with live_socket(client, other_user) as socket:
         client.patch(f"{API}/admin/users/{user.id}", json={"is_banned": True}, headers=admin.headers)
         socket.assert_quiet()
+
+
+# --- a socket lives as long as its token, or the fresh one it sent in `auth` ---------------
+
+
+def stored_contents() -> list[str]:
+    with SessionLocal() as session:
+        return list(session.scalars(select(Chat.content).order_by(Chat.id)))
+
+
+def unix_time(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def test_ready_names_when_the_sockets_token_expires(client, user):
+    token, expires = token_expiring_in(user, 60)
+    with client.websocket_connect(f"{API}/ws?token={token}") as session:
+        ready = session.receive_json()
+    assert ready["type"] == "ready"
+    assert unix_time(ready["expires_at"]) == expires
+
+
+def test_a_socket_is_closed_with_4401_when_its_token_expires(client, user):
+    token, _ = token_expiring_in(user, 2)
+    with live_socket(client, token=token) as socket:
+        socket.assert_quiet()  # open and answering while the token is valid
+        closed = socket.expect_close(timeout=4)
+    assert (closed.code, closed.reason) == (4401, "token_expired")
+
+
+def test_a_message_sent_after_the_token_expired_is_not_stored(client, user, conversation):
+    token, expires = token_expiring_in(user, 2)
+    with live_socket(client, token=token) as socket:
+        socket.send(send(conversation, "in time", client_id="in-time"))
+        socket.wait_for("chat.ack")
+        sleep_until(expires)
+        socket.send(send(conversation, "too late", client_id="too-late"))
+        closed = socket.expect_close()
+    assert closed.code == 4401
+    assert stored_contents() == ["in time"]
+
+
+def test_a_frame_that_arrives_after_the_deadline_is_not_acted_on(user, conversation):
+    """The timer that closes the socket at the deadline may not have run yet when a frame
+    arrives: the frame itself is refused."""
+    with SessionLocal() as session:
+        member = session.get(User, user.id)
+        session.expunge(member)
+
+    async def late_frame() -> int | None:
+        connection = Connection(websocket=None, user=member, expires_at=time.time() - 1)  # type: ignore[arg-type]
+        await connection._handle(json.dumps(send(conversation, "too late")))
+        return connection.close_code
+
+    assert asyncio.run(late_frame()) == chat.CLOSE_UNAUTHORIZED
+    assert stored_messages() == 0
+
+
+def test_auth_with_a_fresh_token_keeps_the_socket_open_past_the_first_expiry(client, user, conversation):
+    token, expires = token_expiring_in(user, 3)
+    fresh, fresh_expires = token_expiring_in(user, 60)
+    with live_socket(client, token=token) as socket:
+        socket.send({"type": "auth", "token": fresh})
+        ok = socket.next_event()
+        sleep_until(expires)
+        socket.send(send(conversation, "still signed in", client_id="after-expiry"))
+        ack = socket.wait_for("chat.ack")
+    assert ok["type"] == "auth.ok"
+    assert unix_time(ok["expires_at"]) == fresh_expires
+    assert ack["client_id"] == "after-expiry"
+    assert stored_contents() == ["still signed in"]
+
+
+def test_auth_with_another_users_token_closes_the_socket_with_4401(client, user, other_user):
+    with live_socket(client, user) as socket:
+        socket.send({"type": "auth", "token": token_of(other_user)})
+        closed = socket.expect_close()
+    assert (closed.code, closed.reason) == (4401, "wrong_user")
+
+
+def test_auth_with_an_expired_token_is_refused_and_the_old_deadline_stands(client, user):
+    token, _ = token_expiring_in(user, 3)
+    expired, _ = token_expiring_in(user, -60)
+    with live_socket(client, token=token) as socket:
+        socket.send({"type": "auth", "token": expired})
+        assert_error_then_still_open(socket, "token_expired")
+        closed = socket.expect_close(timeout=5)
+    assert (closed.code, closed.reason) == (4401, "token_expired")
+
+
+@pytest.mark.parametrize(
+    "bad_token, code",
+    [
+        (lambda person: "not-a-token", "invalid_token"),
+        (lambda person: token_expiring_in(person, 60, token_version=7)[0], "token_revoked"),
+    ],
+    ids=["garbage", "a token version the user does not have"],
+)
+def test_auth_with_a_bad_token_is_an_error_event(client, user, bad_token, code):
+    with live_socket(client, user) as socket:
+        socket.send({"type": "auth", "token": bad_token(user)})
+        assert_error_then_still_open(socket, code)
+
+
+def test_auth_with_a_banned_users_token_closes_the_socket_with_4403(client, user, monkeypatch):
+    """A ban closes the user's sockets at once; should one slip through (the ban is committed
+    while the socket signs in), its next `auth` closes it."""
+    with live_socket(client, user) as socket:
+        with SessionLocal() as session:
+            session.get(User, user.id).is_banned = True  # the row only: no live event
+            session.commit()
+        socket.send({"type": "auth", "token": token_of(user)})
+        assert socket.expect_close().code == 4403
 
 
 # --- sending -------------------------------------------------------------------------------
@@ -362,6 +491,115 @@ def test_an_oversized_frame_is_an_error_event(client, user, conversation):
         assert_error_then_still_open(socket, "too_large")
 
 
+# Frames built to break a parser or an error message: each gets one error event, the socket
+# stays open, and the log holds at most one line for it and no traceback.
+HOSTILE_FRAMES = {
+    "arrays nested 2000 deep": ("[" * 2000 + "]" * 2000, "invalid_json"),
+    "a nested field in an event": (
+        '{"type": "chat.send", "session_id": ' + "[" * 1900 + "]" * 1900 + "}",
+        "invalid_json",
+    ),
+    "a number of 4000 digits": (
+        '{"type": "chat.send", "session_id": ' + "1" * 4000 + ', "content": "x", "client_id": "c"}',
+        "invalid_input",
+    ),
+    "an infinite number": (
+        '{"type": "chat.send", "session_id": 1e999999, "content": "x", "client_id": "c"}',
+        "invalid_input",
+    ),
+    "NaN": ('{"type": "chat.send", "session_id": NaN, "content": "x", "client_id": "c"}', "invalid_input"),
+    "a lone surrogate in the content": (
+        '{"type": "chat.send", "session_id": 1, "content": "\\ud800", "client_id": "c"}',
+        "invalid_input",
+    ),
+    "a lone surrogate in the client_id": ('{"type": "chat.shout", "client_id": "\\ud800"}', "unknown_type"),
+    "a lone surrogate as the type": ('{"type": "\\ud800"}', "unknown_type"),
+    "a 4000-character type": ('{"type": "' + "x" * 4000 + '"}', "unknown_type"),
+    "a nested type": ('{"type": ' + "[" * 400 + "]" * 400 + "}", "unknown_type"),
+    "a string": ('"chat.send"', "invalid_input"),
+    "null": ("null", "invalid_input"),
+}
+
+
+@pytest.mark.parametrize("frame, code", HOSTILE_FRAMES.values(), ids=HOSTILE_FRAMES.keys())
+def test_a_hostile_frame_is_one_error_event_and_at_most_one_log_line(client, user, caplog, frame, code):
+    assert len(frame) <= MAX_FRAME_CHARS  # under the size cap: the parser itself must cope
+    caplog.set_level(logging.INFO)
+    with live_socket(client, user) as socket:
+        caplog.clear()
+        socket.send_text(frame)
+        error = assert_error_then_still_open(socket, code)
+        records = list(caplog.records)
+    assert len(error["detail"]) <= 200  # the detail never echoes the frame back
+    assert len(records) <= 1, [r.getMessage() for r in records]
+    assert not [r for r in records if r.exc_info], "a bad frame is not a server error"
+
+
+def test_a_socket_still_stores_messages_after_a_deeply_nested_frame(client, user, conversation):
+    with live_socket(client, user) as socket:
+        socket.send_text("[" * 2000 + "]" * 2000)
+        assert socket.next_event()["code"] == "invalid_json"
+        socket.send(send(conversation, "still here", client_id="after-nesting"))
+        assert socket.wait_for("chat.ack")["client_id"] == "after-nesting"
+    assert stored_messages() == 1
+
+
+def test_a_binary_frame_of_invalid_utf8_is_an_error_event(client, user):
+    with live_socket(client, user) as socket:
+        socket.session.send_bytes(b"\xff\xfe{\x80}")
+        assert_error_then_still_open(socket, "invalid_json")
+
+
+def test_an_error_names_only_a_valid_client_id(client, user):
+    """An error event echoes the client_id only when it is one (short, plain ASCII): a lone
+    surrogate echoed back could not even be encoded, and the writer would die on it."""
+    with live_socket(client, user) as socket:
+        for client_id in ("\ud800", "x" * 65, "no spaces please", 42):
+            socket.send_text(json.dumps({"type": "chat.shout", "client_id": client_id}))
+            assert "client_id" not in assert_error_then_still_open(socket, "unknown_type")
+        socket.send({"type": "chat.shout", "client_id": "ok-1"})
+        assert assert_error_then_still_open(socket, "unknown_type")["client_id"] == "ok-1"
+
+
+def test_invalid_utf8_in_a_text_frame_closes_the_socket_and_logs_one_line(user, tmp_path):
+    """A text frame must be UTF-8 (RFC 6455 §8.1): uvicorn closes the connection with 1007
+    before the app sees the frame. The log says so in one line, without a traceback, also when
+    the client's close frame comes in the same packet (uvicorn then trips over the closing
+    connection). Through a real uvicorn process: TestClient's sockets carry strings, not bytes."""
+    invalid = masked_frame(0x1, b'{"type": "\xff"}')  # text
+    close = masked_frame(0x8, (1000).to_bytes(2, "big"))
+    with running_api({**os.environ, "REDIS_URL": ""}, tmp_path / "api.log") as api:
+        for packet in (invalid, invalid + close):
+            with api.socket(token_of(user)) as connection:
+                connection.socket.sendall(packet)
+                with pytest.raises(ConnectionClosed) as closed:
+                    while True:
+                        connection.recv(timeout=3)
+            if packet == invalid:
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
+        wait_for_log_lines(api.log, "WEBSOCKET /api/v1/ws", count=2)  # both sockets' access lines
+    lines = api.log.read_text().splitlines()
+    errors = [line for line in lines if " ERROR " in line]
+    assert len(errors) == 2 and all("Invalid UTF-8" in line for line in errors), errors
+    assert all(line.startswith("20") for line in lines), "a record of more than one line (a traceback)"
+
+
+def masked_frame(opcode: int, payload: bytes) -> bytes:
+    """One final WebSocket frame as a client sends it (masked), however wrong its payload."""
+    mask = os.urandom(4)
+    masked = bytes(byte ^ mask[n % 4] for n, byte in enumerate(payload))
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + masked
+
+
+def wait_for_log_lines(log: Path, text: str, *, count: int, timeout: float = 5.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [line for line in log.read_text().splitlines() if text in line]
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
 def test_another_users_conversation_is_an_error_event(client, other_user, conversation):
     with live_socket(client, other_user) as socket:
         socket.send(send(conversation, "let me in"))
@@ -418,7 +656,9 @@ def test_a_socket_that_cannot_keep_up_is_closed(user, monkeypatch):
     monkeypatch.setattr(settings, "CHAT_SEND_QUEUE", 2)
 
     async def overflow() -> int | None:
-        connection = Connection(websocket=None, user=_StubUser(user.id))  # type: ignore[arg-type]
+        connection = Connection(  # type: ignore[arg-type]
+            websocket=None, user=_StubUser(user.id), expires_at=time.time() + 60
+        )
         for _ in range(3):
             connection.deliver("{}")
         return connection.close_code

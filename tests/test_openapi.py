@@ -279,6 +279,30 @@ def test_too_many_logins_get_the_declared_429_with_retry_after(client: TestClien
         assert_declared(answer, "POST", f"{API}/auth/login")
 
 
+def test_too_many_signups_get_the_declared_429_with_retry_after(client: TestClient) -> None:
+    answers = [
+        client.post(
+            f"{API}/auth/signup",
+            json={"name": f"newcomer{n}", "email": f"newcomer{n}@example.com", "password": "long enough"},
+        )
+        for n in range(settings.SIGNUP_LIMIT_PER_IP + 1)
+    ]
+    assert [answer.status_code for answer in answers] == [201] * settings.SIGNUP_LIMIT_PER_IP + [429]
+    for answer in answers[-2:]:
+        assert_declared(answer, "POST", f"{API}/auth/signup")
+
+
+def test_an_email_change_without_the_password_gets_the_declared_422(client: TestClient, user: Person) -> None:
+    response = client.patch(f"{API}/users/me", json={"email": "else@example.com"}, headers=user.headers)
+    assert (response.status_code, response.json()["code"]) == (422, "password_required")
+    assert_declared(response, "PATCH", f"{API}/users/me")
+    wrong = client.patch(
+        f"{API}/users/me", json={"email": "else@example.com", "password": "not mine"}, headers=user.headers
+    )
+    assert wrong.status_code == 400
+    assert_declared(wrong, "PATCH", f"{API}/users/me")
+
+
 def test_an_upload_that_is_not_multipart_gets_the_declared_415(
     client: TestClient, user: Person, make_board: MakeBoard, make_post: Callable[..., models.Post]
 ) -> None:

@@ -234,3 +234,29 @@ def test_a_short_new_password_is_unprocessable_and_keeps_the_code_usable(
 
 def test_reset_request_with_a_bad_address_is_unprocessable(client: TestClient) -> None:
     assert ask_reset(client, "not-an-address").status_code == 422
+
+
+def test_a_password_change_voids_the_pending_reset_codes(
+    client: TestClient, user: Person, smtp_server: Mailbox
+) -> None:
+    token = mailed_token(client, smtp_server, user)
+    change = client.put(
+        f"{API}/users/me/password",
+        json={"current_password": PASSWORD, "new_password": NEW_PASSWORD},
+        headers=user.headers,
+    )
+    assert change.status_code == 204
+    assert confirm(client, token, "a thiefs new password") == 400
+    assert login_status(client, user, NEW_PASSWORD) == 200
+
+
+def test_an_email_change_voids_the_reset_codes_mailed_to_the_old_address(
+    client: TestClient, user: Person, smtp_server: Mailbox
+) -> None:
+    token = mailed_token(client, smtp_server, user)
+    change = client.patch(
+        f"{API}/users/me", json={"email": "new.minji@example.org", "password": PASSWORD}, headers=user.headers
+    )
+    assert change.status_code == 200
+    assert confirm(client, token) == 400
+    assert login_status(client, user, PASSWORD) == 200

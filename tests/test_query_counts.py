@@ -1,7 +1,9 @@
 """No N+1: a page costs the same SQL statements whether it holds 1 row or 100, and a post
 costs the same whether it has no attachment or many. An AI job's requests load their user with
-what they read, in one statement."""
+what they read, in one statement; the posts and boards a job's results list are checked against
+the access rule in one more, however many jobs and rows."""
 
+import json
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -9,7 +11,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event, insert
+from sqlalchemy import event, insert, select
 
 import models
 from config import settings
@@ -247,3 +249,82 @@ def test_reading_a_job_is_one_select_for_the_user_and_the_job(
         response = client.get(f"{API}/ai/jobs/{job['id']}", headers=user.headers)
     assert response.status_code == 200, response.text
     assert request_verbs(statements) == ["SELECT"]
+
+
+# --- AI results: what a job lists is checked against the access rule in one statement ---------
+
+
+def stored_jobs(person: Person, model: str, results: list[dict[str, Any]]) -> list[int]:
+    """Succeeded jobs of this model, with these results, written straight to the database."""
+    with SessionLocal() as session:
+        ai_id = session.scalar(select(models.AI.id).where(models.AI.name == model))
+        assert ai_id is not None, f"no AI row for {model}"
+        rows = [
+            models.AIlog(
+                user_id=person.id,
+                ai_id=ai_id,
+                content="text",
+                status="succeeded",
+                result=json.dumps(result),
+                is_finished=True,
+            )
+            for result in results
+        ]
+        session.add_all(rows)
+        session.commit()
+        return [row.id for row in rows]
+
+
+def similar_posts_result(post_ids: list[int], board: models.Board) -> dict[str, Any]:
+    return {"posts": [{"id": i, "board_id": board.id, "title": "t", "score": 0.5} for i in post_ids]}
+
+
+def board_suggest_result(boards: list[models.Board]) -> dict[str, Any]:
+    return {"boards": [{"id": board.id, "name": board.name, "score": 0.5} for board in boards]}
+
+
+@pytest.fixture
+def post_ids(make_board: MakeBoard, authors: list[Person]) -> tuple[models.Board, list[int]]:
+    board = make_board("board")
+    seed_posts(board, authors, 5)
+    with SessionLocal() as session:
+        return board, list(session.scalars(select(models.Post.id).order_by(models.Post.id)))
+
+
+def test_reading_a_similar_posts_result_costs_one_select_more_whatever_it_lists(
+    client: TestClient, post_ids: tuple[models.Board, list[int]], user: Person
+) -> None:
+    board, ids = post_ids
+    one, five = stored_jobs(
+        user, "similar-posts", [similar_posts_result(ids[:1], board), similar_posts_result(ids, board)]
+    )
+    client.get(f"{API}/ai/jobs/{one}", headers=user.headers)  # warm up the connection pool
+    for job_id in (one, five):
+        # The user and the job; then which of the posts it lists the user may still read.
+        assert request_verbs(statements_for(client, user, f"{API}/ai/jobs/{job_id}")) == ["SELECT", "SELECT"]
+
+
+def test_a_page_of_jobs_checks_what_they_list_in_one_select_for_2_or_20_jobs(
+    client: TestClient, post_ids: tuple[models.Board, list[int]], make_board: MakeBoard, user: Person
+) -> None:
+    board, ids = post_ids
+    offered = [board, make_board("another")]
+    stored_jobs(user, "similar-posts", [similar_posts_result(ids[:1], board)])
+    stored_jobs(user, "board-suggest", [board_suggest_result(offered[:1])])
+    client.get(f"{API}/ai/jobs", headers=user.headers)  # warm up the connection pool
+    two = statements_for(client, user, f"{API}/ai/jobs", limit=2)
+    stored_jobs(user, "similar-posts", [similar_posts_result(ids, board)] * 9)
+    stored_jobs(user, "board-suggest", [board_suggest_result(offered)] * 9)
+    twenty = statements_for(client, user, f"{API}/ai/jobs", limit=20)
+    # Full pages both (each counts its total): the user, the page, its count, and one check of
+    # the posts and boards the page's results list.
+    assert request_verbs(two) == request_verbs(twenty) == ["SELECT"] * 4
+
+
+def test_an_administrator_reads_a_result_with_no_check(
+    client: TestClient, post_ids: tuple[models.Board, list[int]], user: Person, admin: Person
+) -> None:
+    board, ids = post_ids
+    [job_id] = stored_jobs(user, "similar-posts", [similar_posts_result(ids, board)])
+    client.get(f"{API}/ai/jobs/{job_id}", headers=admin.headers)
+    assert request_verbs(statements_for(client, admin, f"{API}/ai/jobs/{job_id}")) == ["SELECT"]

@@ -1,4 +1,5 @@
-"""Abuse limits on login and password reset: per client IP and per account, in memory or Redis."""
+"""Abuse limits on login, password checks, password reset and sign-up: per client IP and per
+account, in memory or Redis."""
 
 import time
 import uuid
@@ -7,10 +8,11 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from httpx2 import Response
 
 from config import settings
 from main import app
-from services import rate_limit
+from services import rate_limit, security
 from services.rate_limit import MemoryRateLimiter, RedisRateLimiter
 from tests.conftest import PASSWORD, TEST_REDIS_URL, MakeUser, Person, redis_or_skip
 
@@ -25,6 +27,7 @@ def small_limits(monkeypatch: pytest.MonkeyPatch) -> None:
         "LOGIN_LIMIT_PER_IP": 5,
         "PASSWORD_RESET_LIMIT_PER_ACCOUNT": 2,
         "PASSWORD_RESET_LIMIT_PER_IP": 4,
+        "SIGNUP_LIMIT_PER_IP": 3,
     }.items():
         monkeypatch.setattr(settings, name, value)
 
@@ -39,6 +42,11 @@ def try_login(client: TestClient, username: str, password: str = "wrong-password
 
 def ask_reset(client: TestClient, email: str) -> int:
     return client.post(f"{API}/auth/password-reset", json={"email": email}).status_code
+
+
+def sign_up(client: TestClient, name: str) -> Response:
+    body = {"name": name, "email": f"{name}@example.com", "password": "a long secret"}
+    return client.post(f"{API}/auth/signup", json=body)
 
 
 # --- through the API (in-memory limiter, the embedded default) -------------------------------
@@ -142,12 +150,66 @@ def test_account_deletion_counts_against_the_same_password_checks(client: TestCl
 
 
 @pytest.mark.usefixtures("small_limits")
+def test_guessing_my_password_through_an_email_change_counts_against_the_same_password_checks(
+    client: TestClient, user: Person
+) -> None:
+    def change_my_email(password: str) -> Response:
+        body = {"email": "thief@example.net", "password": password}
+        return client.patch(f"{API}/users/me", json=body, headers=user.headers)
+
+    assert [change_my_email("wrong-password").status_code for _ in range(2)] == [400, 400]
+    assert change_my_password(client, user, "wrong-password") == 400
+    response = change_my_email(PASSWORD)
+    assert response.status_code == 429
+    assert int(response.headers["Retry-After"]) >= 1
+    assert client.get(f"{API}/users/me", headers=user.headers).json()["email"] == user.email
+
+
+@pytest.mark.usefixtures("small_limits")
+def test_signups_over_the_per_ip_limit_are_429_with_retry_after(client: TestClient) -> None:
+    assert [sign_up(client, f"newcomer{n}").status_code for n in range(3)] == [201] * 3
+    response = sign_up(client, "newcomer3")
+    assert response.status_code == 429
+    assert 1 <= int(response.headers["Retry-After"]) <= settings.RATE_LIMIT_WINDOW_SECONDS
+    assert response.json()["code"] == "rate_limited"
+    assert sign_up(client_from("10.0.5.1"), "newcomer3").status_code == 201  # another client IP
+
+
+@pytest.mark.usefixtures("small_limits")
+def test_refused_signups_count_against_the_ip_too(client: TestClient, user: Person) -> None:
+    """Probing which addresses have accounts (409 email_taken) is a sign-up attempt as well."""
+    taken = {"name": "someone", "email": user.email, "password": "a long secret"}
+    answers = [client.post(f"{API}/auth/signup", json=taken).status_code for _ in range(3)]
+    assert answers == [409] * 3
+    assert client.post(f"{API}/auth/signup", json=taken).status_code == 429
+    assert sign_up(client, "newcomer").status_code == 429
+
+
+@pytest.mark.usefixtures("small_limits")
+def test_a_signup_over_the_limit_costs_no_password_hash(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(3):
+        sign_up(client, f"newcomer{n}")
+    hashed: list[str] = []
+
+    def counting_hash(password: str) -> str:
+        hashed.append(password)
+        return "never stored"
+
+    monkeypatch.setattr(security, "hash_password", counting_hash)
+    assert sign_up(client, "newcomer3").status_code == 429
+    assert hashed == []
+
+
+@pytest.mark.usefixtures("small_limits")
 def test_rate_limit_enabled_false_turns_every_limit_off(
     client: TestClient, user: Person, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(settings, "RATE_LIMIT_ENABLED", False)
     assert {try_login(client, user.name) for _ in range(8)} == {401}
     assert {ask_reset(client, user.email) for _ in range(8)} == {202}
+    assert {sign_up(client, f"newcomer{n}").status_code for n in range(8)} == {201}
 
 
 # --- the limiters themselves -----------------------------------------------------------------

@@ -2,6 +2,7 @@
 keeps it in a private file so tokens survive restarts."""
 
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from config import BASE_DIR, Settings
 from services import security
 
 STRONG_KEY = "k" * 48
+MAIL_HOST = "mail.example.com"
 
 
 def make_settings(**values: object) -> Settings:
@@ -41,7 +43,9 @@ def test_production_reads_its_mode_from_the_environment(monkeypatch: pytest.Monk
 
 def test_production_signs_with_the_given_key_and_writes_no_file(tmp_path: Path) -> None:
     key_file = tmp_path / "secret_key"
-    settings = make_settings(ENV="production", SECRET_KEY=STRONG_KEY, SECRET_KEY_FILE=key_file)
+    settings = make_settings(
+        ENV="production", SECRET_KEY=STRONG_KEY, SMTP_HOST=MAIL_HOST, SECRET_KEY_FILE=key_file
+    )
     assert settings.signing_key == STRONG_KEY
     assert not key_file.exists()
 
@@ -49,6 +53,44 @@ def test_production_signs_with_the_given_key_and_writes_no_file(tmp_path: Path) 
 def test_unknown_environment_name_is_refused() -> None:
     with pytest.raises(ValidationError):
         make_settings(ENV="staging")
+
+
+def test_production_without_an_smtp_host_refuses_to_start() -> None:
+    # Else every mail, password reset codes included, would be written to the log.
+    with pytest.raises(ValidationError, match="SMTP_HOST must be set"):
+        make_settings(ENV="production", SECRET_KEY=STRONG_KEY, SMTP_HOST="")
+
+
+def test_production_with_an_smtp_host_starts() -> None:
+    assert make_settings(ENV="production", SECRET_KEY=STRONG_KEY, SMTP_HOST=MAIL_HOST).SMTP_HOST == MAIL_HOST
+
+
+def test_development_without_an_smtp_host_starts_and_logs_its_mail() -> None:
+    assert make_settings(ENV="development", SMTP_HOST="").SMTP_HOST == ""
+
+
+SERVER_COMMANDS = {
+    "uvicorn main:app": [sys.executable, "-m", "uvicorn", "main:app", "--port"],
+    "cli.py serve": [sys.executable, "cli.py", "serve", "--port"],
+}
+
+
+@pytest.mark.parametrize("command", SERVER_COMMANDS.values(), ids=SERVER_COMMANDS.keys())
+def test_server_refuses_to_start_in_production_without_an_smtp_host_saying_why_in_one_line(
+    command: list[str],
+) -> None:
+    env = {**os.environ, "ENV": "production", "SECRET_KEY": STRONG_KEY, "SMTP_HOST": ""}
+    # On a port already taken: a server that accepted the settings would stop too, not serve.
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        completed = subprocess.run(
+            [*command, port], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+    assert completed.returncode != 0
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1, completed.stderr  # a reason, not pydantic's traceback
+    assert "SMTP_HOST must be set when ENV=production" in lines[0]
+    assert STRONG_KEY[:8] not in completed.stderr  # the settings' values are never echoed
 
 
 def test_server_process_refuses_to_start_in_production_without_a_secret_key() -> None:

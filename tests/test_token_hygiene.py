@@ -23,7 +23,7 @@ from config import settings
 from database import SessionLocal, utcnow
 from models import PasswordResetToken
 from services import security
-from tests.chat_support import live_socket
+from tests.chat_support import SocketClosed, live_socket
 from tests.conftest import PASSWORD, Person
 
 API = settings.API_PREFIX
@@ -145,6 +145,41 @@ def test_a_forged_or_broken_token_closes_the_socket_with_4401(
     assert socket_answer(client, forge(admin)) == 4401
 
 
+def auth_answer(client: TestClient, person: Person, token: str) -> str | int:
+    """What a socket signed in as `person` answers an `auth` event carrying `token`: "auth.ok",
+    the error event's code (the socket still open and answering), or the code it closes with."""
+    with live_socket(client, person) as socket:
+        socket.send({"type": "auth", "token": token})
+        try:
+            event = socket.next_event()
+        except SocketClosed as closed:
+            return closed.code
+        if event["type"] == "error":
+            socket.assert_quiet()
+            return str(event["code"])
+        return str(event["type"])
+
+
+def test_a_token_built_as_the_app_builds_them_is_accepted_in_an_auth_event(
+    client: TestClient, admin: Person
+) -> None:
+    assert auth_answer(client, admin, signed(claims_of(admin))) == "auth.ok"
+
+
+@pytest.mark.parametrize("forge", FORGERIES.values(), ids=FORGERIES.keys())
+def test_a_forged_or_broken_token_in_an_auth_event_is_refused(
+    client: TestClient, admin: Person, forge: Forgery
+) -> None:
+    """Refused as on the handshake: an error event (the socket keeps its deadline), or 4401
+    for a genuine signature naming another account."""
+    assert auth_answer(client, admin, forge(admin)) in {
+        "invalid_token",
+        "token_expired",
+        "token_revoked",
+        4401,
+    }
+
+
 def test_an_expired_token_says_so(client: TestClient, user: Person) -> None:
     response = client.get(f"{API}/users/me", headers=bearer(FORGERIES["expired"](user)))
     assert_refused_as_unauthenticated(response)
@@ -221,6 +256,19 @@ def test_a_token_from_before_a_password_reset_is_refused(client: TestClient, use
     response = client.get(f"{API}/users/me", headers=user.headers)
     assert_refused_as_unauthenticated(response)
     assert response.json()["code"] == "token_revoked"
+    assert socket_answer(client, token_of(user)) == 4401
+
+
+def test_a_refresh_token_reuse_closes_the_users_open_sockets_with_4401(
+    client: TestClient, user: Person
+) -> None:
+    stolen = login(client, user)["refresh_token"]
+    assert client.post(f"{API}/auth/refresh", json={"refresh_token": stolen}).status_code == 200
+    with live_socket(client, user) as socket:
+        socket.assert_quiet()
+        reuse = client.post(f"{API}/auth/refresh", json={"refresh_token": stolen})
+        assert reuse.json()["code"] == "refresh_token_reused"
+        assert socket.expect_close().code == 4401
     assert socket_answer(client, token_of(user)) == 4401
 
 
