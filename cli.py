@@ -5,12 +5,16 @@ import sys
 from typing import Annotated
 
 import typer
+import uvicorn
 from pydantic import TypeAdapter, ValidationError
 
 from database import SessionLocal
 from errors import Conflict
+from ml import tabular
 from schemas import Email, Password, UserName
 from services import admin as admin_service
+from services.ai import jobs as ai_service
+from serving import WS_MAX_BYTES
 
 app = typer.Typer(help="Madang server administration.", no_args_is_help=True)
 
@@ -76,8 +80,6 @@ def reindex(
     ] = False,
 ) -> None:
     """Compute the similar-posts embeddings of posts that have none (or an outdated one)."""
-    from services import ai as ai_service  # loads the model only for this command
-
     stored = ai_service.reindex(everything=everything)
     typer.echo(f"{stored} post(s) embedded")
 
@@ -89,8 +91,6 @@ def sample_dataset(
 ) -> None:
     """Write a CSV for training a tabular-regression model to standard output: columns x0..x7
     (uniform in [0, 10)) and y = 4x0 + 5x1 + 2x2 + 7x3 + 0.1x4 + 15x5 + 0.05x6 + x7."""
-    from ml import tabular
-
     columns, values = tabular.sample_dataset(rows=rows, seed=seed)
     tabular.write_csv(sys.stdout, columns, values)
 
@@ -103,10 +103,6 @@ def serve(
     """Serve the API with uvicorn (what `make run` does): the client address is the socket's
     peer, or the one TRUSTED_PROXIES forward, never a header uvicorn believed on its own; a
     WebSocket message over 64 KiB closes the socket. The app logs each request itself."""
-    import uvicorn
-
-    from serving import WS_MAX_BYTES
-
     uvicorn.run(
         "main:app",
         host=host,

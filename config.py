@@ -111,7 +111,7 @@ class Settings(BaseSettings):
     # 0: in the model processes, the cores shared among them and the API process (at least
     # one); in-process, torch's default (one per core)
     AI_TORCH_THREADS: int = 0
-    # The API process runs the forward passes in a child process (python -m ml.model_process):
+    # The API process runs the forward passes in a child process (python -m ml.model_child):
     # PyTorch's Python-level work would otherwise share the GIL with request handling.
     AI_MODEL_PROCESS: bool = True
     AI_JOB_TIMEOUT_SECONDS: float = 60.0  # from the start of a job; then it is failed

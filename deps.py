@@ -16,13 +16,13 @@ from sqlalchemy.orm import Session
 
 import edge
 from config import settings
-from crud import users as users_crud
 from database import IN_PROCESS_DATABASE, RequestSlots, request_session
 from errors import Forbidden
 from models import AI, Attachment, Board, ChatSession, Comment, Post, User
 from schemas import MAX_DB_ID, JobPublic
-from services import access, admin, ai, attachments, chat
-from services.security import token_claims, vetted_user
+from services import access, admin, attachments, chat
+from services.ai import jobs as ai
+from services.security import authenticate
 
 
 def request_slots(request: Request) -> RequestSlots | None:
@@ -56,13 +56,6 @@ async def on_database(work: Callable[[], T]) -> T:
 # auto_error=False: a missing token gets our own 401 body ({"detail", "code"}).
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl=f"{settings.API_PREFIX}/auth/login", auto_error=False)
 BearerToken = Annotated[str | None, Depends(oauth2_scheme)]
-
-
-def authenticate(session: Session, token: str | None) -> User:
-    """The user a bearer token names, checked with one query: the token must be signed, unexpired,
-    of the user's current token version, and the user neither banned nor deleted."""
-    claims = token_claims(token)
-    return vetted_user(users_crud.get(session, claims.user_id), claims)
 
 
 # The request's user, once loaded and vetted, is kept in its session's info: a loader that loads
@@ -295,9 +288,9 @@ async def watched_job(job_id: JobId, request: Request, token: BearerToken) -> ai
 
 
 async def job_submitter(name: ModelName, request: Request, token: BearerToken) -> ai.Submitter:
-    """The request's user with what a submission needs, in one query (services/ai.load_submitter;
+    """The request's user with what a submission needs, in one query (services/ai/jobs.load_submitter;
     the user is built from its columns, as in _readable_job), in a session closed at once: the
-    job is stored by another (services/ai.submit)."""
+    job is stored by another (services/ai/jobs.submit)."""
     submitter, slot = await _in_own_session(request, partial(_job_submitter, token=token, model_name=name))
     return replace(submitter, slot=slot)
 

@@ -6,7 +6,7 @@ handling it; one access line per request; JSON lines (LOG_FORMAT=json) or readab
   `X-Request-ID` on every answer, errors included, and writes the access line.
 - configure_logging() sets the one handler and format, and folds uvicorn's own loggers into it
   (its access log off: ours replaces it), so plain `uvicorn main:app` logs this way.
-- remember_user() notes the signed-in user (deps.authenticate) for the records that follow.
+- remember_user() notes the signed-in user (services/security.authenticate) for the records that follow.
 """
 
 import json

@@ -24,8 +24,8 @@ from errors import DomainError, PayloadTooLarge, Unprocessable
 from logs import RequestLogMiddleware, configure_logging
 from routers import admin, ai, ai_training, attachments, auth, boards, chat, comments, health, posts, users
 from routers.docs import serve_docs
-from services import ai as ai_service
 from services import broker, security
+from services.ai import runtime as ai_runtime
 
 log = logging.getLogger("madang")
 
@@ -39,7 +39,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.db_slots = RequestSlots(settings.DATABASE_POOL_SIZE)
     # Live events (in-process, or Redis pub/sub when REDIS_URL is set), then AI jobs (the embedded
     # runner or Celery, with the recovery of jobs a crash left behind), which publish through them.
-    async with broker.running(), ai_service.running():
+    async with broker.running(), ai_runtime.running():
         freeze_startup_objects()
         yield
 

@@ -1,4 +1,4 @@
-"""The tables: the seed's, with the changes DESIGN.md §2 gives and the README explains.
+"""The tables: the seed's, with the changes docs/data-model.md lists and explains.
 
 Relationships default to lazy="raise" so a stray per-row lazy load fails loudly in tests;
 a query that needs related rows says so with an explicit load option or a join.
@@ -276,7 +276,7 @@ class AI(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     information: Mapped[str] = mapped_column(String(256))
     is_visible: Mapped[bool] = mapped_column(default=True, server_default=true())
-    # None: a model of the code's registry (ml/registry.py). "tabular-regression": a model an
+    # None: a model of the code's registry (services/ai/registry.py). "tabular-regression": a model an
     # administrator trains from a CSV; its weights are the versions below.
     kind: Mapped[str | None] = mapped_column(String(32))
     # A trained model takes jobs once a version has succeeded; registry models always do.

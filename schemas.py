@@ -588,7 +588,7 @@ JobInput = Annotated[
     AfterValidator(_storable_text),
 ]
 IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
-# A trained model's input: one row of numbers by column name, or a list of rows (ml/trained.py
+# A trained model's input: one row of numbers by column name, or a list of rows (services/ai/trained.py
 # checks the columns against the model's features).
 FeatureName = Annotated[
     str, StringConstraints(min_length=1, max_length=128), AfterValidator(single_line_text)

@@ -4,7 +4,7 @@ can read it before its settings are in place."""
 
 # A WebSocket message larger than this closes the socket (1009) before it is buffered; uvicorn's
 # default, 16 MiB, would be read whole before the app's own check. The chat protocol's largest
-# frame is 4096 characters (services/chat_socket.py, MAX_FRAME_CHARS): 16 KiB at most in UTF-8.
+# frame is 4096 characters (routers/chat_socket.py, MAX_FRAME_CHARS): 16 KiB at most in UTF-8.
 WS_MAX_BYTES = 64 * 1024
 
 # The command-line flags of `python -m uvicorn main:app` that `cli.py serve` sets too. No proxy

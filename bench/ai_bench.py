@@ -104,9 +104,9 @@ def measure_raw(texts: list[str], seconds: float) -> dict[str, float]:
     import torch
 
     from bench.loadgen import machine_busy_seconds
-    from ml.encoder import get_encoder
+    from services.ai import registry
 
-    encoder = get_encoder()
+    encoder = registry.encoder()
     encoder.load()
     results: dict[str, float] = {}
     machine, own, began = machine_busy_seconds(), time.process_time(), time.perf_counter()
@@ -170,8 +170,8 @@ def configure_environment(args: argparse.Namespace, workdir: Path) -> str:
 
 def prepare_database(url: str, args: argparse.Namespace) -> list[str]:
     from bench import seed
-    from services import ai as ai_service
     from services import security
+    from services.ai import jobs as ai_service
 
     seed.fresh_database(url)
     sizes = seed.Sizes(boards=5, users=max(args.submitters, 1) + 1, posts=args.posts, comments=0, likes=0)

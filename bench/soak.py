@@ -1,5 +1,6 @@
 """The soak test: `python -m bench.soak [--seconds 120]` (`make soak`). The scale-out shape of
-DESIGN.md §5 under a mixed load, then a look at the database to see that nothing was lost.
+docs/operations.md ("From one machine to many") under a mixed load, then a look at the database
+to see that nothing was lost.
 
 1. A fresh MariaDB database (`alembic upgrade head`; the database of --database-url, which must
    be named madang_soak..., is dropped and created again), seeded small (bench/seed.py), with
@@ -202,7 +203,7 @@ def prepare(args: argparse.Namespace, workdir: Path, run_id: str) -> World:
 
 @dataclass
 class Worker:
-    """`celery -A ml.celery_app worker` with one pool process, in its own process group."""
+    """`celery -A services.ai.celery_app worker` with one pool process, in its own process group."""
 
     process: subprocess.Popen[bytes]
     log: Path
@@ -211,7 +212,7 @@ class Worker:
     def start(cls, world: World) -> "Worker":
         log = world.workdir / "worker.log"
         queue = world.environment["CELERY_QUEUE"]
-        command = [PYTHON, "-m", "celery", "-A", "ml.celery_app", "worker", "--pool", "prefork"]
+        command = [PYTHON, "-m", "celery", "-A", "services.ai.celery_app", "worker", "--pool", "prefork"]
         command += ["--concurrency", "1", "--loglevel", "INFO", "-Q", queue, "-n", f"{queue}@%h"]
         command += ["--without-gossip", "--without-mingle"]
         with log.open("wb") as out:

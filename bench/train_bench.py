@@ -185,8 +185,8 @@ def configure_environment(workdir: Path) -> str:
 def prepare_database(url: str, posts: int) -> str:
     """Boards, a user and posts (embedded, for similar-posts); the user's token."""
     from bench import seed
-    from services import ai as ai_service
     from services import security
+    from services.ai import jobs as ai_service
 
     seed.fresh_database(url)
     sizes = seed.Sizes(boards=5, users=2, posts=posts, comments=0, likes=0)

@@ -9,7 +9,6 @@ from sqlalchemy import ColumnElement, Row, func, or_, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from ml.encoder import DIMENSIONS
 from models import Board, Post, PostEmbedding
 
 
@@ -23,9 +22,11 @@ class Candidates:
     vectors: np.ndarray
 
 
-def vectors_where(session: Session, *, condition: ColumnElement[bool], model_name: str) -> Candidates:
-    """Every post meeting the condition (on Post and its Board) that has a vector of this model:
-    one query; the vectors come back as one matrix."""
+def vectors_where(
+    session: Session, *, condition: ColumnElement[bool], model_name: str, dimensions: int
+) -> Candidates:
+    """Every post meeting the condition (on Post and its Board) that has a vector of this model
+    (of `dimensions` numbers): one query; the vectors come back as one matrix."""
     query = (
         select(Post.id, Post.board_id, Post.name, PostEmbedding.vector)
         .join(PostEmbedding, PostEmbedding.post_id == Post.id)
@@ -35,7 +36,7 @@ def vectors_where(session: Session, *, condition: ColumnElement[bool], model_nam
     )
     rows = session.execute(query).all()
     if not rows:
-        return Candidates([], [], [], np.zeros((0, DIMENSIONS), dtype=np.float32))
+        return Candidates([], [], [], np.zeros((0, dimensions), dtype=np.float32))
     matrix = np.frombuffer(b"".join(row.vector for row in rows), dtype="<f4").reshape(len(rows), -1)
     return Candidates(
         ids=[row.id for row in rows],

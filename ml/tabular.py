@@ -11,7 +11,7 @@ Files, all named by a random key (never by anything a user sent), and none ever 
 Loading reads the JSON with `json` and the tensors with `safetensors.torch.load_file`, builds the
 network the metadata describes and loads the tensors into it strictly (shapes must match).
 This module knows nothing of the database; ml/train_process.py runs `train` in a process of its
-own and ml/trained.py serves the result.
+own and services/ai/trained.py serves the result.
 """
 
 import json
@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import save_file as save_numpy
 
 KIND = "tabular-regression"
 FORMAT = "madang-tabular-regression/1"
@@ -121,18 +123,14 @@ def _replace_into(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def save_dataset(path: Path, columns: Sequence[str], values: np.ndarray) -> None:
-    from safetensors.numpy import save_file
-
     matrix = np.ascontiguousarray(values, dtype=np.float64)
     _replace_into(
         path,
-        lambda partial: save_file({"values": matrix}, partial, metadata={"columns": json.dumps(columns)}),
+        lambda partial: save_numpy({"values": matrix}, partial, metadata={"columns": json.dumps(columns)}),
     )
 
 
 def load_dataset(path: Path) -> tuple[list[str], np.ndarray]:
-    from safetensors import safe_open
-
     with safe_open(str(path), framework="numpy") as file:
         columns = json.loads((file.metadata() or {})["columns"])
         values = file.get_tensor("values")
@@ -145,7 +143,7 @@ def load_dataset(path: Path) -> tuple[list[str], np.ndarray]:
 
 
 def build_network(features: int, hidden_size: int | None) -> Any:
-    import torch
+    import torch  # noqa: PLC0415 - torch loads only where a network trains or predicts
 
     if hidden_size:
         return torch.nn.Sequential(
@@ -178,7 +176,7 @@ def train(
     """Mini-batch SGD with momentum on the mean squared error of standardized data, for
     spec.epochs passes over the training part; then the metrics on the test part. Raises
     TrainingDiverged as soon as an epoch's loss is not a finite number."""
-    import torch
+    import torch  # noqa: PLC0415 - torch loads only where a network trains or predicts
 
     started = time.perf_counter()
     torch.manual_seed(SPLIT_SEED)
@@ -241,8 +239,8 @@ def _rmse(predictions: np.ndarray, truth: np.ndarray) -> float:
 def save_model(model_dir: Path, key: str, trained: Trained, *, spec: TrainingSpec, version: int) -> None:
     """The weights (safetensors) and then the metadata (JSON); loading needs both, and the JSON is
     written last, so a model whose JSON exists is whole."""
-    import torch
-    from safetensors.torch import save_file
+    import torch  # noqa: PLC0415 - torch loads only where a network trains or predicts
+    from safetensors.torch import save_file  # noqa: PLC0415 - imports torch
 
     scaler = trained.scaler
     tensors = {
@@ -286,7 +284,7 @@ class Predictor:
         self.scaler = scaler
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        import torch
+        import torch  # noqa: PLC0415 - torch loads only where a network trains or predicts
 
         scaled = (np.asarray(x, dtype=np.float64) - self.scaler.x_mean) / self.scaler.x_std
         with torch.inference_mode():
@@ -296,7 +294,7 @@ class Predictor:
 
 def load_model(model_dir: Path, key: str) -> tuple[Predictor, dict[str, Any]]:
     """The predictor and its metadata. Never unpickles: JSON, and safetensors' tensors."""
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file  # noqa: PLC0415 - imports torch
 
     metadata = json.loads(metadata_path(model_dir, key).read_text())
     if metadata.get("format") != FORMAT:

@@ -18,10 +18,10 @@ import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
+from ml import tabular
+
 
 def run(request: dict[str, Any], answers: TextIO) -> int:
-    from ml import tabular
-
     def emit(event: dict[str, Any]) -> None:
         answers.write(json.dumps(event) + "\n")
         answers.flush()
@@ -29,7 +29,7 @@ def run(request: dict[str, Any], answers: TextIO) -> int:
     try:
         if request.get("nice"):
             os.nice(int(request["nice"]))
-        import torch
+        import torch  # noqa: PLC0415 - after the nice: its threads start niced
 
         torch.set_num_threads(max(1, int(request.get("torch_threads", 1))))
         model_dir = Path(request["model_dir"])

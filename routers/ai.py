@@ -1,4 +1,4 @@
-"""AI models and jobs (DESIGN.md §3, AI): submit a job, long-poll it, list, cancel, hide."""
+"""AI models and jobs (docs/api.md, "AI models and jobs"): submit a job, long-poll it, list, cancel, hide."""
 
 from typing import Annotated
 
@@ -27,7 +27,7 @@ from schemas import (
     JobStatus,
     Page,
 )
-from services import ai as ai_service
+from services.ai import jobs as ai_service
 
 router = APIRouter(tags=["ai"], responses=AUTHENTICATED)
 # Everyone's jobs and the models' settings, for administrators (training: routers/ai_training.py).

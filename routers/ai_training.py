@@ -8,7 +8,7 @@ from config import settings
 from deps import AdminUser, AnyModel, Pagination, SessionDep
 from routers.responses import ADMINISTRATORS, JOB_ACCEPTED, JSON_BODY, errors
 from schemas import AIModelVersionPublic, JobPublic, ModelCreateForm, Page, TrainingForm
-from services import ai_training
+from services.ai import training as ai_training
 
 router = APIRouter(prefix="/admin/ai/models", tags=["admin"], responses=ADMINISTRATORS)
 

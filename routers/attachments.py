@@ -1,4 +1,4 @@
-"""Attachments: upload to a post or a comment, download, delete (DESIGN.md §3)."""
+"""Attachments: upload to a post or a comment, download, delete (docs/api.md, "Attachments")."""
 
 from typing import Any
 

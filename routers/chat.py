@@ -6,6 +6,7 @@ from fastapi.responses import HTMLResponse
 from config import BASE_DIR
 from deps import ChatMessageId, CurrentUser, Pagination, ReadableConversation, SessionDep
 from edge import html_page
+from routers import chat_socket
 from routers.responses import AUTHENTICATED, JSON_BODY, errors
 from schemas import (
     MAX_DB_ID,
@@ -20,7 +21,6 @@ from schemas import (
     Page,
 )
 from services import chat as chat_service
-from services import chat_socket
 
 router = APIRouter(tags=["chat"], responses=AUTHENTICATED)
 # Outside the API prefix: the small example client at GET /chat.
@@ -169,7 +169,7 @@ def delete_message(message_id: ChatMessageId, user: CurrentUser, session: Sessio
 
 @router.websocket("/ws")
 async def live_socket(websocket: WebSocket, token: str | None = None) -> None:
-    """One socket per client for every live event; see services/chat_socket.py for the protocol."""
+    """One socket per client for every live event; see routers/chat_socket.py for the protocol."""
     await chat_socket.serve(websocket, token=token)
 
 

@@ -58,7 +58,7 @@ def update_user(session: Session, *, admin: User, user: User, changes: AdminUser
     _refuse_deleted(user)
     if values.get("is_banned") and user.id == admin.id:
         raise Conflict("administrators cannot ban themselves", code="cannot_ban_self")
-    # A ban ends every token already issued (DESIGN.md §2): an unban does not bring them back,
+    # A ban ends every token already issued (docs/security.md): an unban does not bring them back,
     # the user logs in again. Open sockets are closed at once, on every process.
     if values.get("is_banned") and not user.is_banned:
         auth.end_all_sessions(session, user)

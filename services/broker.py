@@ -1,18 +1,24 @@
-"""Live events between API processes and the sockets they hold.
+"""The one broker: messages on named channels between the processes of a deployment, each
+handed to that channel's handler in every process (this one included).
 
-Every live event (a chat message, a read marker, "close this user's sockets") is published
-to the broker as an *envelope*; the broker hands every envelope to the Hub of every API
-process, and each Hub delivers it to the matching sockets it holds.
+Channels:
+- LIVE: events for sockets, as *envelopes* (a chat message, a read marker, an AI job's update
+  to its owner, "close this user's sockets" after a ban or a deletion); its handler is the Hub,
+  which delivers each envelope to the matching sockets this process holds.
+- AI_JOBS: updates of AI jobs from Celery workers, for every API process's waiters
+  (services/ai/events.py registers the handler).
 
 - InProcessBroker (the embedded default): the one process is the whole world.
-- RedisBroker (when REDIS_URL is set): one pub/sub channel shared by every process, so any
-  number of API processes behind a load balancer reach each other's sockets. It reconnects
-  by itself after losing Redis and then tells its sockets to `resync`: events published while
-  it was away are not replayed, but every message is in the database and clients catch up
-  with `GET /chat/sessions/{id}/messages?after_id=`.
+- RedisBroker: each channel the deployment shares (shared_channels) is a Redis pub/sub channel
+  every process subscribes to, on one connection; REDIS_URL shares them all, so any number of
+  API processes behind a load balancer reach each other's sockets. It reconnects by itself
+  after losing Redis (services/redis_client.py's backoff) and then tells its sockets to
+  `resync`: events published while it was away are not replayed, but every message is in the
+  database and clients catch up with `GET /chat/sessions/{id}/messages?after_id=`.
 
 Services publish from worker threads with `publish_threadsafe`; the Hub and the brokers run
-on the event loop.
+on the event loop. A process without a loop (a Celery worker) publishes with
+`publish_without_loop`.
 """
 
 import asyncio
@@ -22,22 +28,28 @@ import logging
 import os
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis.asyncio as redis
 
 from config import settings
+from services import redis_client
 
 log = logging.getLogger(__name__)
 
 PUBLISH_WAIT_SECONDS = 2.0
 RESYNC_EVENT = json.dumps({"type": "resync"})
 
+LIVE = "live"
+AI_JOBS = "ai-jobs"
+
+Handler = Callable[[str | bytes], None]  # one message, on the event loop
+
 
 class Connection(Protocol):
-    """What the Hub needs of one open socket (services/chat_socket.Connection)."""
+    """What the Hub needs of one open socket (routers/chat_socket.Connection)."""
 
     user_id: int
     is_admin: bool
@@ -59,16 +71,18 @@ class Audience:
 
 
 def deliver_envelope(audience: Audience, event: dict[str, Any]) -> str:
-    return json.dumps(
-        {
-            "op": "deliver",
-            "user_ids": list(audience.user_ids),
-            "admins": audience.admins,
-            "except_user_id": audience.except_user_id,
-            # Serialized once here, sent as-is to every socket on every process.
-            "event": json.dumps(event, ensure_ascii=False, separators=(",", ":")),
-        }
-    )
+    return json.dumps(_deliver(audience, event))
+
+
+def _deliver(audience: Audience, event: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "op": "deliver",
+        "user_ids": list(audience.user_ids),
+        "admins": audience.admins,
+        "except_user_id": audience.except_user_id,
+        # Serialized once here, sent as-is to every socket on every process.
+        "event": json.dumps(event, ensure_ascii=False, separators=(",", ":")),
+    }
 
 
 def close_envelope(user_id: int, *, code: int, reason: str) -> str:
@@ -124,10 +138,12 @@ class Hub:
 
 
 class Broker:
-    """Carries envelopes to the Hub of every process (this one included)."""
+    """Carries messages on named channels to their handlers in every process (this one
+    included); the Hub handles LIVE."""
 
     def __init__(self) -> None:
         self.hub = Hub()
+        self._handlers: dict[str, Handler] = {LIVE: self._to_hub}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: set[asyncio.Task[None]] = set()
 
@@ -137,14 +153,26 @@ class Broker:
     async def stop(self) -> None:
         self._loop = None
 
-    async def publish(self, envelope: str) -> None:
+    def handle(self, channel: str, handler: Handler | None) -> None:
+        """Sets (None: removes) this process's handler of a channel; messages of a channel
+        without one are dropped."""
+        if handler is None:
+            self._handlers.pop(channel, None)
+        else:
+            self._handlers[channel] = handler
+
+    def shares(self, channel: str) -> bool:
+        """Whether the channel reaches the other processes (else it stays in this one)."""
+        return False
+
+    async def publish(self, envelope: str, channel: str = LIVE) -> None:
         raise NotImplementedError
 
     def may_reach(self, user_id: int) -> bool:
         """Whether an event for this user's sockets could reach one (any process's)."""
-        return True
+        return self.shares(LIVE) or self.hub.holds(user_id)
 
-    def publish_threadsafe(self, envelope: str) -> None:
+    def publish_threadsafe(self, envelope: str, channel: str = LIVE) -> None:
         """Publishes from a worker thread (a sync service), waiting until the broker has taken
         the envelope. A failure is logged, not raised: the data is already committed and
         clients catch up from the database."""
@@ -152,15 +180,28 @@ class Broker:
         if loop is None or loop.is_closed():
             return
         if _running_loop() is loop:  # called on the loop itself: must not block it
-            task = loop.create_task(self.publish(envelope))
+            task = loop.create_task(self.publish(envelope, channel))
             self._pending.add(task)  # a task nobody references may be collected mid-flight
             task.add_done_callback(self._pending.discard)
             return
-        future = asyncio.run_coroutine_threadsafe(self.publish(envelope), loop)
+        future = asyncio.run_coroutine_threadsafe(self.publish(envelope, channel), loop)
         try:
             future.result(timeout=PUBLISH_WAIT_SECONDS)
         except Exception:
             log.warning("live event not published", exc_info=True)
+
+    def _dispatch(self, channel: str, message: str | bytes) -> None:
+        handler = self._handlers.get(channel)
+        if handler is not None:
+            handler(message)
+
+    def _to_hub(self, message: str | bytes) -> None:
+        try:
+            envelope = json.loads(message)
+        except ValueError:
+            log.warning("ignoring a malformed envelope")
+            return
+        self.hub.dispatch(envelope)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -171,29 +212,32 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 
 
 class InProcessBroker(Broker):
-    async def publish(self, envelope: str) -> None:
-        self.hub.dispatch(json.loads(envelope))
-
-    def may_reach(self, user_id: int) -> bool:
-        return self.hub.holds(user_id)  # this process's sockets are all there are
+    async def publish(self, envelope: str, channel: str = LIVE) -> None:
+        self._dispatch(channel, envelope)
 
 
 class RedisBroker(Broker):
-    """Redis pub/sub on one channel; every process subscribes and filters for its sockets."""
+    """Redis pub/sub: every process subscribes to the Redis channel of each shared channel (one
+    connection for all of them); a channel it does not share stays in this process."""
 
     # As CLIENT LIST shows it: which process holds the subscription, for operators (and tests).
     CLIENT_NAME = f"madang-live-{os.getpid()}"
-    RECONNECT_MAX_SECONDS = 2.0
     IDLE_PING_SECONDS = 5.0  # no traffic for this long: ping Redis; no answer in as long: reconnect
 
-    def __init__(self, url: str, channel: str) -> None:
+    def __init__(self, url: str, channel: str | None, *, ai_jobs_channel: str | None = None) -> None:
+        """channel: the Redis channel of LIVE (None: live events stay in this process);
+        ai_jobs_channel: that of AI_JOBS (None: not shared)."""
         super().__init__()
-        self.channel = channel
-        self._redis = redis.Redis.from_url(
-            url, socket_connect_timeout=2, socket_keepalive=True, client_name=self.CLIENT_NAME
-        )
+        self.redis_channels = {
+            name: key for name, key in ((LIVE, channel), (AI_JOBS, ai_jobs_channel)) if key
+        }
+        self._names = {key: name for name, key in self.redis_channels.items()}
+        self._redis = redis_client.connect_async(url, client_name=self.CLIENT_NAME)
         self._listener: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()
+
+    def shares(self, channel: str) -> bool:
+        return channel in self.redis_channels
 
     async def start(self) -> None:
         await super().start()
@@ -211,33 +255,38 @@ class RedisBroker(Broker):
         await self._redis.aclose()
         await super().stop()
 
-    async def publish(self, envelope: str) -> None:
+    async def publish(self, envelope: str, channel: str = LIVE) -> None:
+        key = self.redis_channels.get(channel)
+        if key is None:
+            self._dispatch(channel, envelope)
+            return
         try:
-            await self._redis.publish(self.channel, envelope)
+            await self._redis.publish(key, envelope)
         except (redis.RedisError, OSError):
             # Live delivery is best effort: the data is committed and clients catch up.
             log.warning("redis unavailable; live event dropped", exc_info=True)
 
     async def _listen(self) -> None:
-        delay = 0.05
+        failures = 0
         ever_subscribed = False
         while True:
             try:
                 async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(self.channel)
-                    log.info("subscribed to redis channel %s", self.channel)
+                    await pubsub.subscribe(*self._names)
+                    log.info("subscribed to redis channels %s", ", ".join(self._names))
                     if ever_subscribed:
                         self.hub.resync_all()  # events may have been missed while away
-                    ever_subscribed, delay = True, 0.05
+                    ever_subscribed, failures = True, 0
                     self.subscribed.set()
                     await self._receive(pubsub)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self.subscribed.clear()
+                delay = redis_client.reconnect_delay(failures)
+                failures += 1
                 log.warning("redis broker lost (%s); reconnecting in %.2f s", exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self.RECONNECT_MAX_SECONDS)
 
     async def _receive(self, pubsub: Any) -> None:
         last_heard = time.monotonic()
@@ -256,12 +305,33 @@ class RedisBroker(Broker):
             last_heard, pinged = now, False
             if message["type"] != "message":
                 continue  # a pong
-            try:
-                envelope = json.loads(message["data"])
-            except ValueError:
-                log.warning("ignoring a malformed envelope on %s", self.channel)
-                continue
-            self.hub.dispatch(envelope)
+            key = message["channel"]
+            name = self._names.get(key.decode() if isinstance(key, bytes) else key)
+            if name is not None:
+                self._dispatch(name, message["data"])
+
+
+def shared_channels(*, celery_workers: bool) -> tuple[str, dict[str, str]]:
+    """Where the processes of this deployment meet: a Redis URL and the channels shared there
+    (name -> Redis channel). REDIS_URL shares LIVE, and AI_JOBS when there are Celery workers;
+    without it, a Redis Celery broker carries AI_JOBS alone (live events stay in each process)."""
+    channels = {LIVE: settings.BROKER_CHANNEL} if settings.REDIS_URL else {}
+    url = settings.REDIS_URL
+    if not url and settings.CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+        url = settings.CELERY_BROKER_URL
+    if celery_workers and url:
+        channels[AI_JOBS] = settings.AI_EVENTS_CHANNEL
+    return url, channels
+
+
+def publish_without_loop(channel: str, message: str) -> None:
+    """Publishes from a process that runs no broker (a Celery worker has no event loop):
+    straight to Redis when the deployment shares the channel, else nowhere (nobody could hear
+    it). Raises what Redis raises."""
+    url, channels = shared_channels(celery_workers=True)
+    key = channels.get(channel)
+    if key is not None:
+        redis_client.connect(url).publish(key, message)
 
 
 _current: Broker | None = None
@@ -273,9 +343,10 @@ def get_broker() -> Broker | None:
 
 
 def create_broker() -> Broker:
-    if settings.REDIS_URL:
-        return RedisBroker(settings.REDIS_URL, settings.BROKER_CHANNEL)
-    return InProcessBroker()
+    url, channels = shared_channels(celery_workers=settings.AI_BACKEND == "celery")
+    if not channels:
+        return InProcessBroker()
+    return RedisBroker(url, channels.get(LIVE), ai_jobs_channel=channels.get(AI_JOBS))
 
 
 @contextlib.asynccontextmanager
@@ -298,6 +369,16 @@ def publish(audience: Audience, event: dict[str, Any]) -> None:
     broker = _current
     if broker is not None:
         broker.publish_threadsafe(deliver_envelope(audience, event))
+
+
+def deliver_here(audience: Audience, event: dict[str, Any]) -> None:
+    """Delivers an event to the audience's sockets in this process alone, on the loop: for what
+    every process hears anyway (e.g. AI_JOBS)."""
+    broker = _current
+    if broker is None:
+        return
+    if audience.admins or any(broker.hub.holds(user_id) for user_id in audience.user_ids):
+        broker.hub.dispatch(_deliver(audience, event))
 
 
 def may_reach(user_id: int) -> bool:

@@ -4,7 +4,7 @@ The rules: a user reads only the conversations they opened; every administrator 
 answers every conversation. A message is committed to the database before anyone is told of
 it; then a live event goes through the broker to every socket of the opener and of every
 administrator, on every process. The same functions serve REST (one request Session) and the
-WebSocket (services/chat_socket.py runs them in a worker thread with a Session of their own).
+WebSocket (routers/chat_socket.py runs them in a worker thread with a Session of their own).
 
 A deleted message keeps its place in the history as a tombstone (`message_public`): members
 see that something was said and removed, not what; administrators keep the content for

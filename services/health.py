@@ -1,10 +1,9 @@
-"""What /ready checks (DESIGN.md §3): the database answers, the models this process runs can
-load, and Redis answers where the settings name it. Cheap enough for a probe every few seconds:
-one SELECT 1, one PING per Redis, and what the process already learned about its models (it
-never loads one here)."""
+"""What /ready checks (docs/operations.md, "Logs and probes"): the database answers, the models
+this process runs can load, and Redis answers where the settings name it. Cheap enough for a
+probe every few seconds: one SELECT 1, one PING per Redis, and what the process already learned
+about its models (it never loads one here)."""
 
 import logging
-from functools import lru_cache
 
 import redis
 from sqlalchemy import text
@@ -12,8 +11,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from config import settings
-from ml import registry
-from services.rate_limit import redis_client
+from services import redis_client
+from services.ai import registry
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +51,8 @@ def redis_problems() -> list[str]:
         if not url:
             continue
         try:
-            _client(url).ping()
+            redis_client.connect(url).ping()  # one client per URL: a probe reuses its connection
         except redis.RedisError as exc:
             log.warning("%s not reachable: %s", role, exc)
             problems.append(f"{role} unreachable")
     return problems
-
-
-@lru_cache(maxsize=4)
-def _client(url: str) -> redis.Redis:
-    """One client (and connection pool) per URL, so a probe reuses its connection."""
-    return redis_client(url)

@@ -35,8 +35,9 @@ from schemas import (
     PostSummary,
     PostUpdate,
 )
-from services import access, ai
+from services import access
 from services.access import ReadRequest
+from services.ai import jobs as ai
 
 # A list page runs on the event loop when the indexes serve it and the database is in-process:
 # a page of a board without search, near the top, on SQLite. It is then a few index reads,

@@ -9,15 +9,12 @@ from functools import lru_cache
 from typing import Protocol
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from config import settings
 from errors import TooManyRequests
+from services import redis_client
 
 log = logging.getLogger(__name__)
-
-REDIS_TIMEOUT_SECONDS = 0.5
 
 
 class RateLimiter(Protocol):
@@ -81,21 +78,12 @@ class RedisRateLimiter:
             self._redis.delete(name)
 
 
-def redis_client(url: str) -> redis.Redis:
-    """A client that gives up fast: when Redis is slow or down a login waits at most about a
-    second, then goes on without the limit (redis-py's defaults would wait several seconds)."""
-    return redis.Redis.from_url(
-        url,
-        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-        socket_timeout=REDIS_TIMEOUT_SECONDS,
-        retry=Retry(NoBackoff(), retries=1),
-    )
-
-
 @lru_cache
 def get_rate_limiter() -> RateLimiter:
     if settings.REDIS_URL:
-        return RedisRateLimiter(redis_client(settings.REDIS_URL))
+        # A client that gives up fast: when Redis is slow or down a login waits at most about a
+        # second, then goes on without the limit.
+        return RedisRateLimiter(redis_client.connect(settings.REDIS_URL))
     return MemoryRateLimiter()
 
 

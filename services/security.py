@@ -10,8 +10,10 @@ from functools import lru_cache
 import jwt
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
+from sqlalchemy.orm import Session
 
 from config import settings
+from crud import users as users_crud
 from database import utcnow
 from errors import Unauthorized, banned
 from logs import remember_user
@@ -90,6 +92,13 @@ def vetted_user(user: User | None, claims: AccessClaims) -> User:
         raise Unauthorized("this token is no longer valid", code="token_revoked")
     remember_user(user.id)  # the request's log records name the user from here on
     return user
+
+
+def authenticate(session: Session, token: str | None) -> User:
+    """The user a bearer token names, checked with one query: the token must be signed, unexpired,
+    of the user's current token version, and the user neither banned nor deleted."""
+    claims = token_claims(token)
+    return vetted_user(users_crud.get(session, claims.user_id), claims)
 
 
 def create_access_token(user_id: int, token_version: int) -> str:

@@ -1,5 +1,5 @@
 """Real Celery worker processes for the tests of AI_BACKEND=celery (tests/test_ai_celery.py,
-tests/test_ai_training_celery.py): each runs `celery -A ml.celery_app worker -Q <queue>` on the
+tests/test_ai_training_celery.py): each runs `celery -A services.ai.celery_app worker -Q <queue>` on the
 test database, in its own process group so the whole worker can be killed at once."""
 
 import contextlib
@@ -32,7 +32,7 @@ class CeleryWorker:
         self.log = log_path.open("ab")
         self.process = subprocess.Popen(
             [
-                *(sys.executable, "-m", "celery", "-A", "ml.celery_app", "worker"),
+                *(sys.executable, "-m", "celery", "-A", "services.ai.celery_app", "worker"),
                 *("--pool", "prefork", "--concurrency", "1", "--loglevel", "INFO", "-Q", queue),
                 *("-n", f"{queue}-{uuid.uuid4().hex[:6]}@%h", "--without-gossip", "--without-mingle"),
             ],

@@ -119,10 +119,14 @@ def clean_state() -> Iterator[None]:
     """Every test starts from empty tables and fresh rate-limit counters."""
     rate_limit.get_rate_limiter().reset()
     yield
+    empty_tables()
+    rate_limit.get_rate_limiter().reset()
+
+
+def empty_tables() -> None:
     with engine.begin() as conn:
         for table in reversed(models.Base.metadata.sorted_tables):
             conn.execute(delete(table))
-    rate_limit.get_rate_limiter().reset()
 
 
 @pytest.fixture
@@ -334,9 +338,9 @@ def sentence_encoder() -> object:
     """all-MiniLM-L6-v2, loaded once for the whole session (a few seconds), for the tests that
     run the real AI models: in the model process the app uses (AI_MODEL_PROCESS), which then
     serves every test."""
-    from ml.encoder import get_encoder
+    from services.ai import registry
 
-    encoder = get_encoder()
-    encoder.run_in_child_process(settings.AI_MODEL_PROCESS, processes=settings.ai_workers)
+    registry.start_model_processes()
+    encoder = registry.encoder()
     encoder.load()
     return encoder

@@ -1,5 +1,5 @@
 """Who may call what: every endpoint the app serves, called as each kind of caller, against the
-rules of DESIGN.md §2-§3.
+rules of docs/api.md ("Who may do what").
 
 The callers (ROLES):
 - anonymous: no token. Every endpoint but auth, health and the chat page answers 401.
@@ -16,9 +16,11 @@ Each row of ROWS names an endpoint (method and path as the app declares them), t
 world its path points at (a post on a public, restricted or hidden board, a hidden post, the
 author's conversation, ...) and the status each caller gets; `(status, code)` also checks the
 error code where two refusals share a status (403 banned / no_board_access / not_author /
-admin_only). Each (row, caller) is a test of its own on a world built afresh, so a request that
-changes something changes only its own copy. test_every_route_has_a_row fails when the app
-serves an endpoint no row covers (or a row names one it does not serve).
+admin_only). Each (row, caller) is a test of its own on a world as built, so a request that
+changes something changes only its own copy: a case gets the world the case before it had when
+that case left every row and file as it found them (a read, a refusal), else one built afresh.
+test_every_route_has_a_row fails when the app serves an endpoint no row covers (or a row names
+one it does not serve).
 """
 
 import csv
@@ -42,13 +44,14 @@ from starlette.routing import WebSocketRoute
 from config import settings
 from crud import ai as ai_crud
 from crud import chat as chat_crud
-from database import SessionLocal, utcnow
+from database import SessionLocal, engine, utcnow
 from main import app
-from ml import registry, tabular
+from ml import tabular
 from models import (
     AI,
     AIlog,
     Attachment,
+    Base,
     Board,
     Comment,
     PasswordResetToken,
@@ -57,12 +60,15 @@ from models import (
     board_access,
 )
 from routers.docs import ASSETS_URL as DOCS_ASSETS_URL
-from services import ai as ai_service
-from services import auth, security
+from services import auth, rate_limit, security
+from services.ai import registry
+from services.ai import runtime as ai_runtime
 from services.storage import LocalStorage, get_storage, new_key
 from tests.ai_models import EchoModel
 from tests.chat_support import live_socket
-from tests.conftest import PASSWORD, Person
+from tests.conftest import PASSWORD, Person, empty_tables
+
+pytestmark = pytest.mark.db  # the access rule is SQL conditions: every answer comes from them
 
 API = settings.API_PREFIX
 
@@ -76,7 +82,7 @@ ANONYMOUS, READER, OUTSIDER, BANNED, AUTHOR, ADMIN = ROLES = (
 )
 
 # What the WebSocket answers, in the table's terms: signed in (the `ready` event), or closed
-# with the code DESIGN.md gives (4401 no or bad token, 4403 banned).
+# with the code docs/api.md gives (4401 no or bad token, 4403 banned).
 SOCKET_READY = 101
 
 Expected = int | tuple[int, str]
@@ -244,7 +250,7 @@ def add_ai(session: Session, author: User) -> dict[str, dict[str, Any]]:
 
 def build_world() -> World:
     """Everything the rows point at, written in one transaction, and each caller's tokens."""
-    ai_service.sync_models()  # the registered models' rows, as start-up adds them (the reset empties them)
+    ai_runtime.sync_models()  # the registered models' rows, as start-up adds them (the reset empties them)
     with SessionLocal() as session:
         users = add_people(session)
         author = users[AUTHOR]
@@ -289,15 +295,64 @@ def running_app() -> Iterator[TestClient]:
             registry.unregister(model.name)
 
 
-@pytest.fixture
-def world(running_app: TestClient) -> Iterator[World]:
-    yield build_world()
-    # The reset empties the tables; the files are this module's to remove.
+@dataclass
+class Kept:
+    """The world the last case left as it was built, and what its rows and files were."""
+
+    world: World | None = None
+    state: str = ""
+
+
+def state_of_the_world() -> str:
+    """A digest of every row of every table and of every stored file's name and bytes."""
+    digest = hashlib.sha256()
+    with engine.connect() as conn:
+        for table in Base.metadata.sorted_tables:
+            order = list(table.primary_key.columns) or list(table.columns)
+            for row in conn.execute(select(table).order_by(*order)):
+                digest.update(repr((table.name, tuple(row))).encode())
+    uploads = Path(settings.UPLOAD_DIR)
+    for path in sorted(uploads.rglob("*")) if uploads.exists() else []:
+        if path.is_file():
+            digest.update(str(path.relative_to(uploads)).encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def discard(kept: Kept) -> None:
+    """Empties the tables and removes the world's files."""
     with SessionLocal() as session:
         keys = session.scalars(select(Attachment.storage_key)).all()
     storage = get_storage()
     for key in keys:
         storage.delete(key)
+    empty_tables()
+    kept.world = None
+
+
+@pytest.fixture(scope="module")
+def kept(running_app: TestClient) -> Iterator[Kept]:
+    kept = Kept()
+    yield kept
+    discard(kept)
+
+
+@pytest.fixture(autouse=True)
+def clean_state() -> Iterator[None]:
+    """In place of conftest's: fresh rate-limit counters for each case, but the tables are the
+    `world` fixture's to empty (when a case changed them)."""
+    rate_limit.get_rate_limiter().reset()
+    yield
+    rate_limit.get_rate_limiter().reset()
+
+
+@pytest.fixture
+def world(kept: Kept) -> Iterator[World]:
+    if kept.world is None:
+        kept.world = build_world()
+        kept.state = state_of_the_world()
+    yield kept.world
+    if state_of_the_world() != kept.state:
+        discard(kept)
 
 
 # --- what a request sends -----------------------------------------------------------------------

@@ -1,11 +1,14 @@
 """DELETE /users/me: the account is anonymized, not erased (issue 8, item 1)."""
 
+import pytest
 from fastapi.testclient import TestClient
 
 from database import SessionLocal
 from models import User, board_access
 from tests.chat_support import live_socket
 from tests.conftest import PASSWORD, MakeUser, Person
+
+pytestmark = pytest.mark.db  # anonymized rows, a freed name and email unique again, cleared access rows
 
 API = "/api/v1"
 

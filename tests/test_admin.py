@@ -14,6 +14,9 @@ from database import SessionLocal
 from main import app
 from tests.conftest import MakeUser, Person
 
+# user search (LIKE and its escaping), paging and counts, names unique ignoring case
+pytestmark = pytest.mark.db
+
 API = settings.API_PREFIX
 ADMIN_PREFIX = f"{API}/admin"
 MakeBoard = Callable[..., models.Board]

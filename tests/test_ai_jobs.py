@@ -23,13 +23,16 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from config import settings
 from database import SessionLocal, utcnow
-from ml import registry
 from ml.base import AIModel
 from models import AI, AIlog
-from services import ai_events, broker
+from services import broker
+from services.ai import events as ai_events
+from services.ai import registry
 from tests.ai_models import EchoModel, FailingModel, GateModel
 from tests.chat_support import live_socket
 from tests.conftest import Person, StartApp, ended
+
+pytestmark = pytest.mark.db  # jobs stored, claimed and counted in the database; idempotency keys; pool slots
 
 API = "/api/v1"
 

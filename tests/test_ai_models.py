@@ -24,11 +24,12 @@ from typer.testing import CliRunner
 import cli
 from config import settings
 from database import SessionLocal
-from ml import registry
 from ml.encoder import DIMENSIONS, MODEL_NAME, from_bytes, get_encoder
 from models import Board, Post, PostEmbedding, User
 from schemas import JobPublic
-from services import ai as ai_service
+from services.ai import events as ai_events
+from services.ai import jobs as ai_service
+from services.ai import registry
 from tests.ai_models import GateModel
 from tests.conftest import Person
 from tests.conftest import ended as ended_job
@@ -98,6 +99,7 @@ ENGLISH_POSTS = [
 ]
 
 
+@pytest.mark.db
 @pytest.mark.parametrize(
     ("question", "expected"),
     [
@@ -115,6 +117,7 @@ def test_similar_posts_ranks_the_post_on_the_same_topic_first(
     assert len(titles) == 3
 
 
+@pytest.mark.db
 def test_similar_posts_ranks_the_korean_post_on_the_same_topic_first(
     client: TestClient, make_board: MakeBoard, make_post: MakePost, user: Person
 ) -> None:
@@ -131,6 +134,7 @@ def test_similar_posts_ranks_the_korean_post_on_the_same_topic_first(
     assert similar_titles(client, user, "파이썬을 설치하는데 오류가 나요")[0] == "파이썬 설치 오류"
 
 
+@pytest.mark.db
 def test_similar_posts_scores_are_cosines_best_first(
     client: TestClient, make_board: MakeBoard, make_post: MakePost, user: Person
 ) -> None:
@@ -142,6 +146,7 @@ def test_similar_posts_scores_are_cosines_best_first(
     assert {"id", "board_id", "title", "score"} == set(posts[0])
 
 
+@pytest.mark.db
 def test_a_restricted_boards_posts_never_appear_for_an_outsider(
     client: TestClient, make_board: MakeBoard, make_post: MakePost, user: Person, other_user: Person
 ) -> None:
@@ -154,6 +159,7 @@ def test_a_restricted_boards_posts_never_appear_for_an_outsider(
     assert similar_titles(client, other_user, "salary raises for bakers") == ["Welcome"]
 
 
+@pytest.mark.db
 def test_jobs_of_one_batch_each_see_only_what_their_owner_may_read(
     gate: GateModel,  # first: registered before the app starts (and adds its AI row)
     client: TestClient,
@@ -187,6 +193,7 @@ def test_jobs_of_one_batch_each_see_only_what_their_owner_may_read(
     }
 
 
+@pytest.mark.db
 def test_hidden_posts_never_appear(
     client: TestClient, make_board: MakeBoard, make_post: MakePost, user: Person
 ) -> None:
@@ -238,6 +245,7 @@ def english_boards(make_board: MakeBoard, make_post: MakePost, user: Person) -> 
     return boards
 
 
+@pytest.mark.db
 @pytest.mark.parametrize(
     ("draft", "expected"),
     [
@@ -257,6 +265,7 @@ def test_board_suggest_ranks_the_fitting_board_first(
     assert sorted(ranked) == sorted(ENGLISH_BOARDS)
 
 
+@pytest.mark.db
 def test_board_suggest_ranks_the_fitting_korean_board_first(
     client: TestClient, make_board: MakeBoard, make_post: MakePost, user: Person
 ) -> None:
@@ -280,6 +289,7 @@ def test_board_suggest_ranks_the_fitting_korean_board_first(
     assert suggested_boards(client, user, "강릉 여행 일정 추천해 주세요")[0] == "여행"
 
 
+@pytest.mark.db
 def test_board_suggest_offers_only_the_boards_i_may_use(
     client: TestClient, make_board: MakeBoard, user: Person, other_user: Person
 ) -> None:
@@ -290,6 +300,7 @@ def test_board_suggest_offers_only_the_boards_i_may_use(
     assert suggested_boards(client, other_user, "python code") == ["Programming"]
 
 
+@pytest.mark.db
 def test_board_suggest_jobs_of_one_batch_each_get_their_owners_boards(
     gate: GateModel, client: TestClient, make_board: MakeBoard, user: Person, other_user: Person
 ) -> None:
@@ -348,6 +359,7 @@ def staff_and_lobby(make_board: MakeBoard, make_post: MakePost, user: Person) ->
     return staff, lobby
 
 
+@pytest.mark.db
 def test_a_similar_posts_result_no_longer_lists_a_post_of_a_board_i_lost(
     client: TestClient, staff_and_lobby: tuple[Board, Board], user: Person, admin: Person
 ) -> None:
@@ -367,6 +379,7 @@ def test_a_similar_posts_result_no_longer_lists_a_post_of_a_board_i_lost(
     ]
 
 
+@pytest.mark.db
 def test_a_similar_posts_result_no_longer_lists_a_post_hidden_since(
     client: TestClient, make_board: MakeBoard, make_post: MakePost, user: Person, admin: Person
 ) -> None:
@@ -383,6 +396,7 @@ def test_a_similar_posts_result_no_longer_lists_a_post_hidden_since(
     assert sorted(titles_in(job_result(client, admin, job_id))) == ["Bread", "Sourdough tips"]
 
 
+@pytest.mark.db
 def test_a_similar_posts_result_no_longer_lists_the_posts_of_a_board_hidden_since(
     client: TestClient, staff_and_lobby: tuple[Board, Board], user: Person, admin: Person
 ) -> None:
@@ -394,6 +408,7 @@ def test_a_similar_posts_result_no_longer_lists_the_posts_of_a_board_hidden_sinc
     assert titles_in(job_result(client, user, job_id)) == ["Salary survey"]
 
 
+@pytest.mark.db
 def test_a_long_poll_that_reads_the_job_again_lists_only_what_its_reader_may_still_read(
     client: TestClient,
     staff_and_lobby: tuple[Board, Board],
@@ -405,7 +420,7 @@ def test_a_long_poll_that_reads_the_job_again_lists_only_what_its_reader_may_sti
     done = ended(client, user, job_id)
     set_board_access(client, admin, user, [])
     # A wait that began while the job ran and heard nothing of its ending reads it again.
-    monkeypatch.setattr(ai_service.ai_events, "current", lambda: None)
+    monkeypatch.setattr(ai_events, "current", lambda: None)
     running = JobPublic.model_validate({**done, "status": "running", "result": None, "is_finished": False})
     with SessionLocal() as session:
         reader = session.get(User, user.id)
@@ -416,6 +431,7 @@ def test_a_long_poll_that_reads_the_job_again_lists_only_what_its_reader_may_sti
     assert titles_in(job.result) == ["Salary survey"]
 
 
+@pytest.mark.db
 def test_a_board_suggest_result_no_longer_offers_a_board_i_lost(
     client: TestClient, make_board: MakeBoard, user: Person, admin: Person
 ) -> None:
@@ -458,6 +474,7 @@ def indexing(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
+@pytest.mark.db
 @pytest.mark.usefixtures("indexing")
 def test_writing_and_editing_a_post_embeds_it(
     client: TestClient, make_board: MakeBoard, user: Person
@@ -478,6 +495,7 @@ def test_writing_and_editing_a_post_embeds_it(
         assert session.get(PostEmbedding, post_id).model_name == MODEL_NAME  # type: ignore[union-attr]
 
 
+@pytest.mark.db
 def test_reindex_embeds_the_posts_that_have_no_embedding(
     make_board: MakeBoard, make_post: MakePost, user: Person
 ) -> None:

@@ -23,12 +23,14 @@ from fastapi.testclient import TestClient
 from config import settings
 from database import SessionLocal
 from main import app
-from ml import registry
 from models import AIlog
-from services import ai as ai_service
+from services.ai import backends as ai_backends
+from services.ai import registry
 from tests.ai_models import GateModel
 from tests.chat_support import running_api
 from tests.conftest import Person, ended
+
+pytestmark = pytest.mark.db  # jobs handed back to the queue in the database across a restart
 
 API = "/api/v1"
 
@@ -70,7 +72,7 @@ def stop_in_background(client: TestClient) -> threading.Thread:
     stopper = threading.Thread(target=client.__exit__, args=(None, None, None))
     stopper.start()
     deadline = time.monotonic() + 10
-    while ai_service.current_backend() is not None:
+    while ai_backends.current() is not None:
         assert time.monotonic() < deadline, "the app did not begin to stop"
         time.sleep(0.01)
     return stopper

@@ -345,6 +345,7 @@ def test_a_new_version_replaces_the_old_for_inference(
     assert result["prediction"] == pytest.approx(9.0, rel=0.01)
 
 
+@pytest.mark.db
 def test_the_old_version_stays_listed_and_on_disk(client: TestClient, admin: Person) -> None:
     first = trained(client, admin)
     second = ended(
@@ -376,6 +377,7 @@ def test_a_built_in_model_cannot_be_trained(client: TestClient, admin: Person) -
     assert response.json()["code"] == "not_trainable"
 
 
+@pytest.mark.db
 def test_a_taken_name_is_refused_with_nothing_written(client: TestClient, admin: Person) -> None:
     before = stored_things()
     response = train(client, admin, small_csv(), name="similar-posts")
@@ -589,6 +591,7 @@ def test_a_training_past_its_time_limit_fails(
     assert (job["status"], job["error"]) == ("failed", "timed out after 0.5 s")
 
 
+@pytest.mark.db
 def test_training_jobs_beyond_the_training_queue_limit_are_refused_with_nothing_written(
     client: TestClient, admin: Person, sample_csv: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -601,10 +604,12 @@ def test_training_jobs_beyond_the_training_queue_limit_are_refused_with_nothing_
     assert stored_things() == before
 
 
+@pytest.mark.db
 def test_a_training_canceled_while_queued_leaves_a_canceled_version_and_no_data(
     client: TestClient, admin: Person, sample_csv: bytes
 ) -> None:
-    first = train(client, admin, sample_csv, **SLOW_FIT).json()["id"]  # holds the one training thread
+    # Holds the one training thread: its process takes seconds to start before its 5 epochs.
+    first = train(client, admin, sample_csv, **SAMPLE_FIT).json()["id"]
     second = train(client, admin, small_csv(), name="other", **SMALL_FIT).json()["id"]
     assert client.post(f"{API}/ai/jobs/{second}/cancel", headers=admin.headers).json()["status"] == "canceled"
     ended(client, admin, first)
@@ -625,6 +630,7 @@ def stop_during_training(admin: Person, csv: bytes) -> int:
     return job_id
 
 
+@pytest.mark.db
 def test_a_training_stopped_by_a_restart_runs_again_at_the_next_start(
     start_app: StartApp, admin: Person, sample_csv: bytes
 ) -> None:

@@ -2,7 +2,7 @@
 worker of the training queue, and users' jobs on the trained model run on a worker of the
 inference queue, each writing to the shared database and MODEL_DIR.
 
-The workers run `celery -A ml.celery_app worker -Q <queue>` on this test database; this module
+The workers run `celery -A services.ai.celery_app worker -Q <queue>` on this test database; this module
 has its own Redis database, broker key prefix and queue names (tests/test_ai_celery.py's pattern).
 """
 
@@ -24,6 +24,8 @@ from main import app
 from ml import tabular
 from tests.celery_support import CeleryWorker, forget_keys
 from tests.conftest import Person, redis_or_skip
+
+pytestmark = pytest.mark.db  # worker processes sharing the database
 
 API = "/api/v1"
 BROKER_URL = os.environ.get("TEST_TRAINING_CELERY_BROKER_URL", "redis://127.0.0.1:6379/13")

@@ -23,6 +23,8 @@ from services.attachments import MIB, Upload
 from services.storage import LocalStorage
 from tests.conftest import Person
 
+pytestmark = pytest.mark.db  # file rows and their marks on posts and comments; names beyond ASCII stored
+
 API = settings.API_PREFIX
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 8
 PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj << /Type /Catalog >> endobj\ntrailer << >>\n%%EOF\n"

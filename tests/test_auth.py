@@ -17,6 +17,8 @@ from models import RefreshToken, User
 from services import security
 from tests.conftest import PASSWORD, MakeUser, Person
 
+pytestmark = pytest.mark.db  # names and emails unique ignoring case, refresh-token families, dates of expiry
+
 API = settings.API_PREFIX
 NEW_PASSWORD = "a brand new secret"
 

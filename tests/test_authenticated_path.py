@@ -15,6 +15,8 @@ from database import SessionLocal, engine
 from models import User
 from tests.conftest import IS_MARIADB, Person
 
+pytestmark = pytest.mark.db  # statements counted; the unique index that ignores case
+
 API = settings.API_PREFIX
 # Transaction bookkeeping, should a driver ever send it as a statement; it is not a query.
 BOOKKEEPING = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")

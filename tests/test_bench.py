@@ -15,6 +15,8 @@ from database import engine
 from services import security
 from tests.conftest import TEST_DATABASE_URL
 
+pytestmark = pytest.mark.db  # the benchmark's seeding writes raw SQL
+
 # Enough posts that the page captured (board 3, offset 60) is not empty.
 SMALL = seed.Sizes(boards=3, users=30, posts=600, comments=2_000, likes=300)
 

@@ -10,6 +10,8 @@ import models
 from config import settings
 from tests.conftest import Person
 
+pytestmark = pytest.mark.db  # the access rule's conditions on boards
+
 API = settings.API_PREFIX
 BOARD_LISTS = [f"{API}/boards", f"{API}/users/me/boards"]
 MakeBoard = Callable[..., models.Board]

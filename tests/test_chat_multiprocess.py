@@ -24,6 +24,8 @@ from services import security
 from tests.chat_support import ApiProcess, next_event, running_api
 from tests.conftest import TEST_REDIS_URL, alembic_config, redis_or_skip, skip_unless_ci
 
+pytestmark = pytest.mark.db  # two API processes sharing the database
+
 REDIS_URL = TEST_REDIS_URL
 
 

@@ -9,6 +9,8 @@ from database import SessionLocal, engine
 from models import Chat, ChatSession
 from tests.chat_support import API, open_conversation, post_message
 
+pytestmark = pytest.mark.db  # history cursors, unread counts, client ids unique, statements counted
+
 
 @pytest.fixture
 def conversation(client, user) -> dict[str, Any]:

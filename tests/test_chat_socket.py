@@ -18,8 +18,8 @@ from websockets.exceptions import ConnectionClosed
 from config import settings
 from database import SessionLocal, utcnow
 from models import Chat, User
+from routers.chat_socket import MAX_FRAME_CHARS, Connection
 from services import chat
-from services.chat_socket import MAX_FRAME_CHARS, Connection
 from services.security import JWT_ALGORITHM
 from tests.chat_support import (
     API,
@@ -221,6 +221,7 @@ def test_auth_with_a_banned_users_token_closes_the_socket_with_4403(client, user
 # --- sending -------------------------------------------------------------------------------
 
 
+@pytest.mark.db
 def test_the_sender_gets_an_ack_echoing_the_client_id(client, user, conversation):
     with live_socket(client, user) as socket:
         socket.send(send(conversation, "안녕하세요", client_id="abc-1"))
@@ -268,6 +269,7 @@ def test_other_users_hear_nothing(client, user, other_user, conversation):
         outsider.assert_quiet()
 
 
+@pytest.mark.db
 def test_a_delivered_message_is_already_stored(client, user, admin, conversation):
     with live_socket(client, user) as sender, live_socket(client, admin) as listener:
         sender.send(send(conversation, "stored first"))
@@ -276,6 +278,7 @@ def test_a_delivered_message_is_already_stored(client, user, admin, conversation
     assert [m["id"] for m in response.json()] == [event["message"]["id"]]
 
 
+@pytest.mark.db
 def test_a_resend_gets_the_same_ack_and_stores_nothing_twice(client, user, admin, conversation):
     with live_socket(client, user) as sender, live_socket(client, admin) as listener:
         sender.send(send(conversation, "once", client_id="same"))
@@ -354,6 +357,7 @@ def test_an_administrators_deletion_reaches_the_opener_as_a_tombstone(client, us
     assert (deleted["id"], deleted["content"], deleted["is_deleted"]) == (message["id"], None, True)
 
 
+@pytest.mark.db
 def test_the_live_tombstone_is_what_the_history_shows(client, user, admin, conversation):
     message = post_message(client, admin, conversation["id"], "wrong answer")
     with live_socket(client, user) as socket:
@@ -401,6 +405,7 @@ def test_other_users_hear_nothing_of_edits_and_deletions(client, user, other_use
 # --- read markers and typing ---------------------------------------------------------------
 
 
+@pytest.mark.db
 def test_chat_read_moves_the_read_marker(client, user, admin, conversation):
     message = post_message(client, admin, conversation["id"], "answer")
     with live_socket(client, user) as socket:

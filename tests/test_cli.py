@@ -15,6 +15,9 @@ from config import BASE_DIR, settings
 from database import SessionLocal
 from tests.conftest import TEST_DATABASE_URL, MakeUser
 
+# accounts written and names unique ignoring case, through a process of its own too
+pytestmark = pytest.mark.db
+
 API = settings.API_PREFIX
 PASSWORD = "a long admin secret"
 

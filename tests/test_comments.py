@@ -12,6 +12,8 @@ from config import settings
 from database import SessionLocal
 from tests.conftest import Person
 
+pytestmark = pytest.mark.db  # counters kept in SQL, paging
+
 API = settings.API_PREFIX
 MakeComment = Callable[..., models.Comment]
 

@@ -119,6 +119,7 @@ def test_a_training_target_column_with_a_control_character_is_refused(
         assert session.scalar(select(models.AI).where(models.AI.name == "prices")) is None
 
 
+@pytest.mark.db
 @pytest.mark.parametrize(
     "title",
     [
@@ -147,6 +148,7 @@ def test_post_content_with_a_nul_or_another_control_character_is_refused(
     assert stored(models.Post) == 0
 
 
+@pytest.mark.db
 def test_post_content_keeps_its_tabs_and_line_breaks(
     client: TestClient, user: Person, board: models.Board
 ) -> None:
@@ -176,6 +178,7 @@ def test_a_chat_message_with_a_nul_is_refused(client: TestClient, user: Person) 
     assert stored(models.Chat) == 0
 
 
+@pytest.mark.db
 def test_a_chat_message_keeps_its_line_breaks(client: TestClient, user: Person) -> None:
     conversation = client.post(f"{API}/chat/sessions", json={"name": "help"}, headers=user.headers).json()
     response = client.post(

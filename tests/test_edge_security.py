@@ -25,11 +25,13 @@ from tests.conftest import Person
 LOGIN_LIMIT_PER_IP = 30  # the default
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ApiProcess]:
-    """A fresh process (its in-memory rate limits empty) on the suite's database, logging JSON."""
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiProcess]:
+    """A process on the suite's database, logging JSON, started once for the module (2 s). Only
+    the forged-header test signs in: the in-memory login limits it counts on are empty (the
+    socket tests come with a token)."""
     environment = {**os.environ, "REDIS_URL": "", "LOG_FORMAT": "json", "RATE_LIMIT_ENABLED": "true"}
-    with running_api(environment, tmp_path / "api.log") as api:
+    with running_api(environment, tmp_path_factory.mktemp("server") / "api.log") as api:
         yield api
 
 
@@ -71,6 +73,7 @@ def test_a_websocket_frame_past_the_cap_closes_the_socket_with_1009(server: ApiP
     assert closed.value.rcvd.code == 1009  # message too big
 
 
+@pytest.mark.db
 def test_the_largest_legal_chat_frame_still_works(server: ApiProcess, user: Person) -> None:
     conversation = httpx2.post(
         f"{server.http}{API}/chat/sessions", json={"name": "크기 확인"}, headers=user.headers

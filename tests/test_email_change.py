@@ -13,6 +13,8 @@ from config import settings
 from services import mail
 from tests.conftest import PASSWORD, Mailbox, Person
 
+pytestmark = pytest.mark.db  # emails unique ignoring case
+
 API = settings.API_PREFIX
 NEW_ADDRESS = "new.minji@example.org"
 

@@ -160,25 +160,30 @@ def signup(client: TestClient, name: str, email: str, password: str = "a long se
     return response.status_code
 
 
+@pytest.mark.db
 def test_korean_user_name_signs_up_and_logs_in(client: TestClient) -> None:
     assert signup(client, "김민지", "minji@example.com") == 201
     response = client.post(f"{API}/auth/login", data={"username": "김민지", "password": "a long secret"})
     assert response.status_code == 200
 
 
+@pytest.mark.db
 def test_users_with_different_korean_names_coexist(client: TestClient) -> None:
     assert signup(client, "하늘", "sky@example.com") == 201
     assert signup(client, "바다", "sea@example.com") == 201
 
 
+@pytest.mark.db
 def test_korean_email_address_is_accepted(client: TestClient) -> None:
     assert signup(client, "minji", "민지@example.com") == 201
 
 
+@pytest.mark.db
 def test_emoji_in_a_user_name_is_refused(client: TestClient) -> None:
     assert signup(client, "minji😀", "minji@example.com") == 422
 
 
+@pytest.mark.db
 def test_admin_finds_a_user_by_a_korean_name(client: TestClient, admin: Person, make_user: MakeUser) -> None:
     make_user("김민지", email="minji@example.com")
     make_user("이지수", email="jisoo@example.com")
@@ -193,6 +198,7 @@ def create_board(client: TestClient, admin: Person, name: str, information: str 
     return response.status_code
 
 
+@pytest.mark.db
 def test_board_name_in_korean_with_emoji_round_trips(client: TestClient, admin: Person) -> None:
     client.post(
         f"{API}/admin/boards",
@@ -203,21 +209,25 @@ def test_board_name_in_korean_with_emoji_round_trips(client: TestClient, admin: 
     assert [(board["name"], board["information"]) for board in listed] == [("🍕 맛집 게시판", "먹방 🎉")]
 
 
+@pytest.mark.db
 def test_boards_named_with_different_emoji_are_different_boards(client: TestClient, admin: Person) -> None:
     assert create_board(client, admin, "🍕 맛집") == 201
     assert create_board(client, admin, "🍔 맛집") == 201
 
 
+@pytest.mark.db
 def test_boards_with_different_korean_names_are_different_boards(client: TestClient, admin: Person) -> None:
     assert create_board(client, admin, "질문") == 201
     assert create_board(client, admin, "질문과 답") == 201
     assert create_board(client, admin, "잡담") == 201
 
 
+@pytest.mark.db
 def test_board_name_of_128_emoji_fits(client: TestClient, admin: Person) -> None:
     assert create_board(client, admin, "😀" * 128) == 201
 
 
+@pytest.mark.db
 @pytest.mark.parametrize(
     "name",
     [
@@ -301,6 +311,7 @@ def test_password_with_a_nul_byte_still_works(client: TestClient) -> None:
     assert response.status_code == 200
 
 
+@pytest.mark.db
 @pytest.mark.parametrize("username", ["min\x00ji", "😀", "김" * 10_000, "' OR 1=1 --", "%", "a@b@c"])
 def test_odd_login_names_are_a_plain_401(client: TestClient, username: str) -> None:
     response = client.post(f"{API}/auth/login", data={"username": username, "password": "whatever1"})
@@ -308,6 +319,7 @@ def test_odd_login_names_are_a_plain_401(client: TestClient, username: str) -> N
     assert response.json()["code"] == "invalid_credentials"
 
 
+@pytest.mark.db
 @pytest.mark.parametrize("q", ["\x00", "%", "_", "\\", "'; DROP TABLE user; --", "😀", "q" * 257])
 def test_odd_user_searches_never_fail(client: TestClient, admin: Person, q: str) -> None:
     response = client.get(f"{API}/admin/users", params={"q": q}, headers=admin.headers)

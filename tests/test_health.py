@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 
 from config import settings
 from main import app
-from ml import registry
 from ml.base import AIModel
+from services.ai import registry
 from tests.conftest import TEST_REDIS_URL, Person, free_port, redis_or_skip
 
 API = "/api/v1"
@@ -50,6 +50,7 @@ def test_health_answers_while_the_process_is_up(client: TestClient) -> None:
     assert client.get("/health").json() == {"status": "ok"}
 
 
+@pytest.mark.db
 def test_ready_when_the_database_answers_and_the_models_can_load(client: TestClient) -> None:
     response = client.get("/ready")
     assert response.status_code == 200

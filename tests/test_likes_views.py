@@ -13,6 +13,8 @@ from config import settings
 from database import SessionLocal, utcnow
 from tests.conftest import Person
 
+pytestmark = pytest.mark.db  # counters kept in SQL, insert-or-ignore, view windows in stored dates
+
 API = settings.API_PREFIX
 
 

@@ -29,6 +29,8 @@ from tests.conftest import (
 from tests.test_cli import create_with_stdin, user_count
 from tests.test_migrations import drop_mariadb_database
 
+pytestmark = pytest.mark.db  # the skeleton column, its collation and its migration
+
 API = settings.API_PREFIX
 CYRILLIC_A = "\u0430"
 

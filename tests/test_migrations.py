@@ -15,6 +15,8 @@ from config import settings
 from database import make_engine
 from tests.conftest import IS_MARIADB, TEST_DATABASE_URL, alembic_config, recreate_mariadb_database
 
+pytestmark = pytest.mark.db  # migrations and the schema they build
+
 APP_TABLES = set(models.Base.metadata.tables)
 BACKENDS = ["sqlite", "mariadb"] if IS_MARIADB else ["sqlite"]
 

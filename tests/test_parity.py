@@ -20,6 +20,8 @@ import models
 from database import SessionLocal
 from tests.conftest import IS_MARIADB, PASSWORD, MakeUser, Person
 
+pytestmark = pytest.mark.db  # counts and rows of deleted accounts; row locks
+
 API = "/api/v1"
 
 MakeBoard = Callable[..., models.Board]

@@ -18,6 +18,8 @@ from models import PasswordResetToken
 from services import mail
 from tests.conftest import PASSWORD, Mailbox, MakeUser, Person
 
+pytestmark = pytest.mark.db  # reset codes stored hashed and compared by stored dates
+
 API = settings.API_PREFIX
 NEW_PASSWORD = "a brand new secret"
 TOKEN_LINE = re.compile(r"^([A-Za-z0-9_-]{43})\r?$", re.MULTILINE)  # mail lines end in CRLF

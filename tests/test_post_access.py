@@ -15,6 +15,8 @@ from config import settings
 from database import SessionLocal
 from tests.conftest import Person
 
+pytestmark = pytest.mark.db  # the access rule's conditions on posts, comments and search
+
 API = settings.API_PREFIX
 
 

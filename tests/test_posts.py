@@ -12,6 +12,8 @@ from config import settings
 from database import SessionLocal
 from tests.conftest import Person
 
+pytestmark = pytest.mark.db  # paging, sorting, LIKE search and its escaping, lengths, stored dates
+
 API = settings.API_PREFIX
 MakePost = Callable[..., models.Post]
 

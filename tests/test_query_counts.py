@@ -16,9 +16,11 @@ from sqlalchemy import event, insert, select
 import models
 from config import settings
 from database import SessionLocal, engine
-from ml import registry
+from services.ai import registry
 from tests.ai_models import EchoModel
 from tests.conftest import Person
+
+pytestmark = pytest.mark.db  # statements counted
 
 API = settings.API_PREFIX
 MakeBoard = Callable[..., models.Board]

@@ -14,6 +14,7 @@ from config import settings
 from main import app
 from services import rate_limit, security
 from services.rate_limit import MemoryRateLimiter, RedisRateLimiter
+from services.redis_client import connect as connect_to_redis
 from tests.conftest import PASSWORD, TEST_REDIS_URL, MakeUser, Person, redis_or_skip
 
 API = settings.API_PREFIX
@@ -266,7 +267,7 @@ def redis_limiter(redis_client: redis.Redis) -> Iterator[RedisLimiterFactory]:
     prefix = f"madang-test:{uuid.uuid4().hex}:rl:"
 
     def make() -> RedisRateLimiter:
-        return RedisRateLimiter(rate_limit.redis_client(REDIS_URL), prefix=prefix)
+        return RedisRateLimiter(connect_to_redis(REDIS_URL), prefix=prefix)
 
     yield make
     RedisRateLimiter(redis_client, prefix=prefix).reset()
@@ -317,7 +318,7 @@ def test_two_redis_limiters_share_their_counts(redis_limiter: RedisLimiterFactor
 
 
 def test_redis_limiter_lets_requests_through_quickly_when_redis_is_down() -> None:
-    unreachable = RedisRateLimiter(rate_limit.redis_client("redis://127.0.0.1:1/0"))
+    unreachable = RedisRateLimiter(connect_to_redis("redis://127.0.0.1:1/0"))
     started = time.monotonic()
     assert unreachable.hit("k", 0, 60) is None
     assert time.monotonic() - started < 2

@@ -1,6 +1,6 @@
 """Tokens the app did not issue, or no longer honours, open nothing: neither a REST endpoint
 (401 with {"detail", "code"} and `WWW-Authenticate: Bearer`) nor the live socket (closed with
-4401), as DESIGN.md §3 says. The bad tokens are built here with PyJWT, next to a control: the
+4401), as docs/security.md says. The bad tokens are built here with PyJWT, next to a control: the
 same construction, unmodified, is accepted, so each refusal is the bad part's doing.
 
 A ban is the one refusal with its own answer: 403 "banned" on REST, 4403 on the socket.

@@ -20,7 +20,10 @@ from main import app
 from services import rate_limit
 from services.attachments import MIB
 from services.rate_limit import RedisRateLimiter
+from services.redis_client import connect as connect_to_redis
 from tests.conftest import TEST_REDIS_URL, Person, redis_or_skip
+
+pytestmark = pytest.mark.db  # the quota summed in SQL under a row lock, parallel uploads
 
 API = settings.API_PREFIX
 KIB = 1024
@@ -272,7 +275,7 @@ def test_the_hourly_rate_on_redis_is_shared_by_two_processes(
     connection = redis_or_skip()
     prefix = f"madang-test:{uuid.uuid4().hex}:rl:"
     process_a, process_b = (
-        RedisRateLimiter(rate_limit.redis_client(TEST_REDIS_URL), prefix=prefix) for _ in range(2)
+        RedisRateLimiter(connect_to_redis(TEST_REDIS_URL), prefix=prefix) for _ in range(2)
     )
     limiters = iter([process_a, process_b, process_a])
     monkeypatch.setattr(rate_limit, "get_rate_limiter", lambda: next(limiters))

@@ -1,12 +1,18 @@
 """The named models of this process. The AI table gets a row for each listed model at
-startup; a job names its model by that name."""
+startup; a job names its model by that name. Here too the shared sentence encoder gets this
+deployment's settings (ml/ reads none): before any model of the registry loads it."""
 
 import importlib
 import logging
 import threading
 
-from config import settings
+from config import settings, usable_cores
 from ml.base import AIModel
+from ml.encoder import SentenceEncoder, get_encoder
+from ml.post_index import PostIndex
+from services.ai import trained
+from services.ai.board_suggest import BoardSuggest
+from services.ai.similar_posts import SimilarPosts
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +33,9 @@ def unregister(name: str) -> None:
 
 def get(name: str) -> AIModel | None:
     """A model of the code by its name, else a model an administrator trained (its current
-    version, ml/trained.py), else None."""
+    version, services/ai/trained.py), else None."""
     model = builtin(name)
     if model is None:
-        from ml import trained
-
         model = trained.find(name)
     return model
 
@@ -51,10 +55,28 @@ def listed() -> list[AIModel]:
 def check_loadable() -> None:
     """Notes on each listed model what would stop it from loading (ml.base.AIModel.load_error),
     without loading it: what this process learns when it starts running models."""
+    encoder()  # with the settings as they are now
     for model in listed():
         model.load_error = model.missing()
         if model.load_error:
             log.error("model %s cannot load: %s", model.name, model.load_error)
+
+
+def encoder() -> SentenceEncoder:
+    """The process's sentence encoder, set up with AI_EMBEDDING_MODEL_PATH and AI_TORCH_THREADS
+    as they are now (a loaded model keeps what it was loaded with)."""
+    shared = get_encoder()
+    shared.configure(model_path=settings.AI_EMBEDDING_MODEL_PATH, torch_threads=settings.AI_TORCH_THREADS)
+    return shared
+
+
+def start_model_processes() -> None:
+    """The encoder's forward passes in AI_WORKERS child processes (AI_MODEL_PROCESS; each starts
+    on first use). Their torch threads: AI_TORCH_THREADS, or the cores shared out among them and
+    this process, at least one."""
+    processes = max(1, settings.ai_workers)
+    threads = settings.AI_TORCH_THREADS or max(1, usable_cores() // (processes + 1))
+    encoder().run_in_child_process(settings.AI_MODEL_PROCESS, processes=processes, torch_threads=threads)
 
 
 def _ensure_models() -> None:
@@ -66,9 +88,8 @@ def _ensure_models() -> None:
     with _loading:
         if _loaded_plugins:
             return
-        from ml import board_suggest, post_index, similar_posts
-
-        for model in (similar_posts.SimilarPosts(), board_suggest.BoardSuggest(), post_index.PostIndex()):
+        encoder()
+        for model in (SimilarPosts(), BoardSuggest(), PostIndex()):
             _models.setdefault(model.name, model)
         for module in filter(None, (name.strip() for name in settings.AI_MODEL_MODULES.split(","))):
             importlib.import_module(module)

@@ -1,6 +1,5 @@
 """similar-posts: a text in, the most similar posts its requester may read out."""
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -9,21 +8,22 @@ from sqlalchemy.orm import Session
 from crud import embeddings as embeddings_crud
 from crud.embeddings import Candidates
 from ml.embedding import EmbeddingModel
-from ml.encoder import MODEL_NAME
+from ml.encoder import DIMENSIONS, MODEL_NAME
 from models import User
 from services import access
+from services.ai.apps import BatchJobs, ModelApp
 
 RESULT_LIMIT = 5
 
 
-class SimilarPosts(EmbeddingModel):
+class SimilarPosts(EmbeddingModel, ModelApp):
     name = "similar-posts"
     information = (
         "Finds the posts most similar in meaning to a text (any language all-MiniLM-L6-v2 reads), "
         "among the posts you may read. Input: the text. Result: posts with a cosine score."
     )
 
-    def results_for(self, session: Session, *, jobs: Sequence[tuple[User, str, Any]]) -> list[Any]:
+    def results_for(self, session: Session, *, jobs: BatchJobs) -> list[Any]:
         """A batch's jobs by their owners' reading scope (one query for all owners): per scope,
         one read of the candidates' vectors and one matrix product for all its jobs."""
         owners = {user.id: user for user, _, _ in jobs}
@@ -37,7 +37,10 @@ class SimilarPosts(EmbeddingModel):
             # (any of them stands for all: they may read the same posts).
             reader = jobs[indexes[0]][0]
             candidates = embeddings_crud.vectors_where(
-                session, condition=access.post_readable_by(reader), model_name=MODEL_NAME
+                session,
+                condition=access.post_readable_by(reader),
+                model_name=MODEL_NAME,
+                dimensions=DIMENSIONS,
             )
             queries = np.stack([np.asarray(jobs[i][2], dtype=np.float32) for i in indexes])
             scores = candidates.vectors @ queries.T  # (posts, jobs): cosines, the rows being unit

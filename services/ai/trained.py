@@ -1,5 +1,5 @@
 """Models administrators trained (tabular-regression), served through the same job API as the
-registry's: `registry.get(name)` falls back to `find(name)`, which answers with the model's
+registry's: `services.ai.registry.get(name)` falls back to `find(name)`, which answers with the model's
 highest succeeded version. Each version loads once per process (weights read with safetensors,
 metadata with json) and is kept while it is among the last few used.
 
@@ -13,14 +13,12 @@ from collections import OrderedDict
 from typing import Any
 
 import numpy as np
-from sqlalchemy.orm import Session
 
 from config import settings
 from crud import ai_training as training_crud
 from database import SessionLocal
 from ml import tabular
 from ml.base import AIModel
-from models import User
 
 CACHED_VERSIONS = 16
 # AIlog.content is a TEXT column: 65,535 bytes on MariaDB.
@@ -118,13 +116,6 @@ class TrainedModel(AIModel):
                 answer["predictions"] = values
             outputs[index] = answer
         return outputs
-
-    def result_for(
-        self, session: Session, *, user: User, text: str, output: Any, memo: dict[Any, Any]
-    ) -> Any:
-        if isinstance(output, Exception):
-            raise output
-        return output
 
 
 _cache: OrderedDict[str, TrainedModel] = OrderedDict()

@@ -2,32 +2,28 @@
 (`GET /ai/jobs/{id}?wait=`) and its owner's sockets (`{"type": "ai.job", "job": {...}}`).
 
 In the API process, updates land on the event loop (one call per batch), where they wake the
-waiters and go out through the live-event broker (services/broker.py). A Celery worker has no
-loop and no sockets: it publishes its updates on the Redis channel AI_EVENTS_CHANNEL, which
-every API process listens to for its waiters; the socket events it sends straight to the
-broker's channel when the API processes share one (REDIS_URL), so each event arrives once.
+waiters and go out to the owner's sockets through the broker's LIVE channel (services/broker.py).
+A Celery worker has no loop and no sockets: it publishes its updates on the broker's AI_JOBS
+channel (over Redis), which every API process hears; each wakes its waiters and tells the
+sockets it holds, so each event reaches a socket once.
 """
 
 import asyncio
 import contextlib
 import json
 import logging
-import threading
 from collections import OrderedDict, defaultdict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any
 
-import redis
-import redis.asyncio as aioredis
-
-from config import settings
+from models import AIlog
+from schemas import JobPublic
 from services import broker
+from services.ai.job_view import job_public
 
 log = logging.getLogger(__name__)
-
-RECONNECT_MAX_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -70,20 +66,24 @@ class JobEvents:
         """The job as it ended, if it ended lately (in this process's hearing)."""
         return self._finished.get(job_id)
 
-    def deliver(self, updates: list[JobUpdate], *, to_sockets: bool) -> None:
-        """On the loop: wakes the waiters of finished jobs and tells the owners' sockets."""
+    def deliver(self, updates: list[JobUpdate], *, from_workers: bool = False) -> None:
+        """On the loop: wakes the waiters of finished jobs and tells the owners' sockets, those
+        of every process (through the broker); or, for updates every API process hears from the
+        workers, those this process holds."""
         for update in updates:
             if update.job.get("is_finished"):
                 self._remember(update.job)
                 for event in self._waiters.get(update.job["id"], ()):
                     event.set()
-            if to_sockets and broker.may_reach(update.user_id):
+            if from_workers:
+                broker.deliver_here(broker.Audience(user_ids=(update.user_id,)), job_event(update.job))
+            elif broker.may_reach(update.user_id):
                 # On the loop, the broker publishes without blocking (it schedules a task).
                 broker.publish(broker.Audience(user_ids=(update.user_id,)), job_event(update.job))
 
-    def deliver_threadsafe(self, updates: list[JobUpdate], *, to_sockets: bool = True) -> None:
+    def deliver_threadsafe(self, updates: list[JobUpdate]) -> None:
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: the app is gone
-            self.loop.call_soon_threadsafe(partial(self.deliver, updates, to_sockets=to_sockets))
+            self.loop.call_soon_threadsafe(partial(self.deliver, updates))
 
     def _remember(self, job: dict[str, Any]) -> None:
         self._finished[job["id"]] = job
@@ -93,6 +93,7 @@ class JobEvents:
 
 
 _events: JobEvents | None = None
+_in_worker = False  # a Celery worker process (serve_from_worker)
 
 
 def current() -> JobEvents | None:
@@ -112,12 +113,32 @@ def publish(updates: list[JobUpdate]) -> None:
     if not _in_worker:
         return  # a script (reindex) or an app shutting down: nobody is listening
     try:
-        _publish_to_api_processes(updates)
-    except Exception:
+        broker.publish_without_loop(broker.AI_JOBS, json.dumps([asdict(u) for u in updates]))
+    except Exception:  # no Redis: waiters notice by re-reading the job
         log.warning("job updates not published", exc_info=True)
 
 
-_in_worker = False
+def publish_jobs(jobs: Sequence[AIlog]) -> None:
+    """Tells waiters and the owners' sockets how these jobs stand now (those with anyone to
+    tell: worth_telling)."""
+    publish_public(
+        [
+            (job.user_id, job_public(job))
+            for job in jobs
+            if worth_telling(job.user_id, finished=job.is_finished)
+        ]
+    )
+
+
+def publish_public(jobs: Sequence[tuple[int, JobPublic]]) -> None:
+    """The same, for jobs already in their public form, each with its owner's id."""
+    publish(
+        [
+            JobUpdate(user_id, job.model_dump(mode="json"))
+            for user_id, job in jobs
+            if worth_telling(user_id, finished=job.is_finished)
+        ]
+    )
 
 
 def worth_telling(user_id: int, *, finished: bool) -> bool:
@@ -136,90 +157,30 @@ def serve_from_worker() -> None:
     _in_worker = True
 
 
-def events_redis_url() -> str:
-    """Where workers and API processes meet for job updates: REDIS_URL, else a Redis broker."""
-    if settings.REDIS_URL:
-        return settings.REDIS_URL
-    return settings.CELERY_BROKER_URL if settings.CELERY_BROKER_URL.startswith("redis") else ""
-
-
-_client_lock = threading.Lock()
-_client: redis.Redis | None = None
-
-
-def _redis() -> redis.Redis | None:
-    global _client  # noqa: PLW0603 - one connection pool per process
-    url = events_redis_url()
-    if not url:
-        return None
-    with _client_lock:
-        if _client is None:
-            _client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
-        return _client
-
-
-def _publish_to_api_processes(updates: list[JobUpdate]) -> None:
-    client = _redis()
-    if client is None:
-        return  # no Redis: waiters notice by re-reading the job
-    pipe = client.pipeline(transaction=False)
-    pipe.publish(settings.AI_EVENTS_CHANNEL, json.dumps([asdict(u) for u in updates]))
-    if settings.REDIS_URL:
-        for update in updates:
-            envelope = broker.deliver_envelope(
-                broker.Audience(user_ids=(update.user_id,)), job_event(update.job)
-            )
-            pipe.publish(settings.BROKER_CHANNEL, envelope)
-    pipe.execute()
-
-
-async def _listen(events: JobEvents, url: str) -> None:
-    """Job updates from workers, for this process's waiters (and its sockets when the broker is
-    in-process, i.e. the workers could not reach them through REDIS_URL)."""
-    delay = 0.05
-    to_sockets = not settings.REDIS_URL
-    client = aioredis.Redis.from_url(url, socket_connect_timeout=2)
-    try:
-        while True:
-            try:
-                async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(settings.AI_EVENTS_CHANNEL)
-                    delay = 0.05
-                    async for message in pubsub.listen():
-                        if message.get("type") != "message":
-                            continue
-                        try:
-                            updates = [JobUpdate(**u) for u in json.loads(message["data"])]
-                        except (ValueError, TypeError):
-                            log.warning("ignoring a malformed job update")
-                            continue
-                        events.deliver(updates, to_sockets=to_sockets)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("job updates channel lost (%s); reconnecting in %.2f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RECONNECT_MAX_SECONDS)
-    finally:
-        await client.aclose()
-
-
 @contextlib.asynccontextmanager
 async def running(*, listen_to_workers: bool) -> AsyncIterator[JobEvents]:
-    """The API process's job events for the app's lifetime (services/ai.running)."""
+    """The API process's job events for the app's lifetime (services/ai/runtime.running), on the
+    broker's AI_JOBS channel when listening to workers (the broker runs already)."""
     global _events  # noqa: PLW0603 - one per process, like the broker
     events = JobEvents(asyncio.get_running_loop())
-    listener: asyncio.Task[None] | None = None
-    url = events_redis_url()
-    if listen_to_workers and url:
-        listener = asyncio.create_task(_listen(events, url), name="ai-job-updates")
+    live = broker.get_broker()
+    listening = listen_to_workers and live is not None and live.shares(broker.AI_JOBS)
+    if live is not None and listening:
+        live.handle(broker.AI_JOBS, partial(_heard_from_workers, events))
     _events = events
     try:
         yield events
     finally:
         if _events is events:
             _events = None
-        if listener is not None:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+        if live is not None and listening:
+            live.handle(broker.AI_JOBS, None)
+
+
+def _heard_from_workers(events: JobEvents, message: str | bytes) -> None:
+    try:
+        updates = [JobUpdate(**update) for update in json.loads(message)]
+    except (ValueError, TypeError):
+        log.warning("ignoring a malformed job update")
+        return
+    events.deliver(updates, from_workers=True)

@@ -1,7 +1,7 @@
 """The Celery side of AI_BACKEND=celery: workers that run AI jobs, on this machine or others,
-and write the results to the shared database (DESIGN.md §5).
+and write the results to the shared database (docs/operations.md, "From one machine to many").
 
-    celery -A ml.celery_app worker --loglevel INFO --concurrency 1
+    celery -A services.ai.celery_app worker --loglevel INFO --concurrency 1
 
 Each worker process loads the models once when it starts. Delivery is at-least-once: a task
 is acknowledged only when it ends (acks_late), a task whose process died goes back to the
@@ -21,11 +21,10 @@ from celery.signals import worker_process_init
 
 from config import settings
 from database import engine
-from ml import registry
 from ml.embedding import one_blas_thread
 from ml.post_index import PostIndex
 from ml.training import worker_processes
-from services import ai_events, ai_worker
+from services.ai import events, registry, training_run, worker
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +68,7 @@ def load_models(**_: Any) -> None:
     """Once per worker process: connections inherited from the parent are not reused, and every
     model's weights load before the first task."""
     engine.dispose(close=False)
-    ai_events.serve_from_worker()
+    events.serve_from_worker()
     one_blas_thread()  # torch's threads compute here too
     if not settings.AI_WORKER_PRELOAD:
         return
@@ -82,14 +81,14 @@ def load_models(**_: Any) -> None:
 @app.task(name="madang.ai.run_job")
 def run_job(model_name: str, job_id: int) -> None:
     try:
-        ai_worker.run_jobs(model_name, [job_id], redelivered=True, interrupts=(SoftTimeLimitExceeded,))
+        worker.run_jobs(model_name, [job_id], redelivered=True, interrupts=(SoftTimeLimitExceeded,))
     except SoftTimeLimitExceeded:
-        ai_worker.fail_jobs([job_id], error=ai_worker.timed_out_error(settings.AI_JOB_TIMEOUT_SECONDS))
+        worker.fail_jobs([job_id], error=worker.timed_out_error(settings.AI_JOB_TIMEOUT_SECONDS))
 
 
 @app.task(name="madang.ai.index_posts")
 def index_posts(post_ids: list[int]) -> None:
-    ai_worker.index_posts(post_ids)
+    worker.index_posts(post_ids)
 
 
 # Training tasks come on CELERY_TRAIN_QUEUE: run a worker for it apart from the inference workers
@@ -101,9 +100,7 @@ def index_posts(post_ids: list[int]) -> None:
     time_limit=settings.celery_train_hard_time_limit,
 )
 def train_model(job_id: int) -> None:
-    from services import ai_training
-
     try:
-        ai_training.run_training(job_id, worker_processes(), redelivered=True)
+        training_run.run_training(job_id, worker_processes(), redelivered=True)
     except SoftTimeLimitExceeded:
-        ai_training.fail_training(job_id, error=ai_worker.timed_out_error(settings.train_timeout_seconds))
+        training_run.fail_training(job_id, error=worker.timed_out_error(settings.train_timeout_seconds))

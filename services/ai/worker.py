@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -21,86 +20,17 @@ from config import settings
 from crud import ai as ai_crud
 from crud import embeddings as embeddings_crud
 from database import SessionLocal, utcnow, write_turns
-from ml import registry
 from ml.encoder import MODEL_NAME, to_bytes
 from ml.post_index import PostIndex, post_text
-from models import AI, AIlog
+from models import AIlog
 from schemas import JobPublic
-from services import ai_events
+from services.ai import apps, registry
+from services.ai.events import publish_jobs, publish_public
+from services.ai.job_view import job_public
 
 log = logging.getLogger(__name__)
 
 ERROR_MAX_CHARS = 2000
-
-
-def job_public(job: AIlog, *, model_name: str | None = None, structured_input: bool = False) -> JobPublic:
-    """The API's view of a job row (its model loaded, or its name given). A trained model's jobs
-    (rows of numbers, training parameters) store their input as JSON: given back as JSON."""
-    if model_name is None:
-        model_name, structured_input = job.ai.name, job.ai.kind is not None
-    return _public(job, model_name=model_name, structured_input=structured_input)
-
-
-def job_public_of_row(row: Row[Any]) -> JobPublic:
-    """The same from a row of AIlog's columns with its model's name and kind (model_name,
-    model_kind), as crud/ai.reader_and_job reads it."""
-    return _public(row, model_name=row.model_name, structured_input=row.model_kind is not None)
-
-
-def queued_job(job_id: int, *, model: AI, content: str, created: datetime) -> JobPublic:
-    """The view of a job just stored (crud/ai.add_job): queued, not yet tried."""
-    return JobPublic(
-        id=job_id,
-        model=model.name,
-        status=ai_crud.QUEUED,  # type: ignore[arg-type]
-        input=json.loads(content) if model.kind is not None else content,
-        result=None,
-        error=None,
-        attempts=0,
-        create_date=created,
-        started_date=None,
-        finish_date=None,
-        is_finished=False,
-    )
-
-
-def _public(job: AIlog | Row[Any], *, model_name: str, structured_input: bool) -> JobPublic:
-    return JobPublic(
-        id=job.id,
-        model=model_name,
-        status=job.status,  # type: ignore[arg-type]
-        input=json.loads(job.content) if structured_input else job.content,
-        result=json.loads(job.result) if job.result is not None else None,
-        error=job.error,
-        attempts=job.attempts,
-        create_date=job.create_date,
-        started_date=job.started_date,
-        finish_date=job.finish_date,
-        is_finished=job.is_finished,
-    )
-
-
-def publish_jobs(jobs: Sequence[AIlog]) -> None:
-    """Tells waiters and the owners' sockets how these jobs stand now (those with anyone to
-    tell: ai_events.worth_telling)."""
-    publish_public(
-        [
-            (job.user_id, job_public(job))
-            for job in jobs
-            if ai_events.worth_telling(job.user_id, finished=job.is_finished)
-        ]
-    )
-
-
-def publish_public(jobs: Sequence[tuple[int, JobPublic]]) -> None:
-    """The same, for jobs already in their public form, each with its owner's id."""
-    ai_events.publish(
-        [
-            ai_events.JobUpdate(user_id, job.model_dump(mode="json"))
-            for user_id, job in jobs
-            if ai_events.worth_telling(user_id, finished=job.is_finished)
-        ]
-    )
 
 
 def describe_error(exc: BaseException) -> str:
@@ -162,7 +92,7 @@ def run_jobs(
             (owners[job.user_id], job.content, output) for job, output in zip(running, outputs, strict=True)
         ]
         try:
-            results = model.results_for(session, jobs=jobs)
+            results = apps.results(model, session, jobs=jobs)
         except Exception as exc:  # what the jobs share could not be read: each fails with it
             log.warning("%s failed the results of a batch of %d", model_name, len(running), exc_info=True)
             results = [exc] * len(running)

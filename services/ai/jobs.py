@@ -1,19 +1,17 @@
-"""AI jobs (DESIGN.md §3 AI, §4): models to list, jobs to submit, wait for, list, cancel and
-hide, the hook that keeps post embeddings current, and recovery after a crash.
+"""AI jobs as the API offers them: models to list, jobs to submit, wait for, list, cancel and
+hide, and the hook that keeps post embeddings current.
 
 A job is an AIlog row. Submitting stores it `queued` and hands its id to the backend (the
-embedded runner or Celery, ml/backends.py); whoever runs it moves it to running and then to
-succeeded or failed (services/ai_worker.py). Every change is published to waiting requests
-and to the owner's sockets, when there is anyone to hear it (services/ai_events.py).
+embedded runner or Celery, services/ai/backends.py); whoever runs it moves it to running and then
+to succeeded or failed (services/ai/worker.py). Every change is published to waiting requests
+and to the owner's sockets, when there is anyone to hear it (services/ai/events.py).
 """
 
 import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
 from functools import partial
 from typing import Any, TypeVar
 
@@ -30,16 +28,19 @@ from crud import embeddings as embeddings_crud
 from crud import pages
 from database import SessionLocal, utcnow, write_turns
 from errors import Conflict, NotFound, TooManyRequests, Unprocessable
-from ml import registry, tabular
-from ml.backends import Backend, QueueFull, create_backend
-from ml.board_suggest import BoardSuggest
+from ml import tabular
 from ml.encoder import MODEL_NAME
-from ml.similar_posts import SimilarPosts
+from ml.runner import QueueFull
 from models import AI, AIlog, User
 from schemas import AIModelPublic, AIModelUpdate, JobPublic, JobStatus, Page
-from services import access, ai_events, ai_worker
+from services import access
 from services.access import VetReader
-from services.ai_worker import job_public, job_public_of_row, publish_jobs, publish_public
+from services.ai import backends, events, registry, worker
+from services.ai.backends import Backend
+from services.ai.board_suggest import BoardSuggest
+from services.ai.events import publish_jobs, publish_public
+from services.ai.job_view import job_public, job_public_of_row, queued_job
+from services.ai.similar_posts import SimilarPosts
 
 log = logging.getLogger(__name__)
 
@@ -47,90 +48,6 @@ log = logging.getLogger(__name__)
 # must not turn into a 30 s wait).
 WAIT_RECHECK_SECONDS = 2.0
 REINDEX_BATCH = 64
-
-_backend: Backend | None = None
-
-
-# --- life cycle -----------------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def running() -> AsyncIterator[None]:
-    """The AI side of the app's lifetime (main.py's lifespan): the AI table's rows for the
-    registry's models, the job events, the backend, and the recovery of jobs a crash left."""
-    global _backend  # noqa: PLW0603 - one backend per process, like the broker
-    await to_thread.run_sync(sync_models)
-    async with ai_events.running(listen_to_workers=settings.AI_BACKEND == "celery"):
-        backend = create_backend()
-        backend.start()
-        _backend = backend
-        try:
-            await to_thread.run_sync(recover, backend)
-            yield
-        finally:
-            if _backend is backend:
-                _backend = None
-            await to_thread.run_sync(backend.stop)
-
-
-def sync_models() -> None:
-    """A row in the AI table for each model of the registry that has none."""
-    entries = [(model.name, model.information) for model in registry.listed()]
-    with SessionLocal() as session:
-        try:
-            added = ai_crud.insert_missing_models(session, entries)
-            session.commit()
-        except IntegrityError:  # another API process starting at the same time added them
-            session.rollback()
-            added = 0
-    if added:
-        log.info("%d AI model(s) added to the AI table", added)
-
-
-def recover(backend: Backend) -> tuple[int, int]:
-    """Jobs left queued or running when the last process stopped: queued again (the attempt they
-    had stays counted) or, past AI_MAX_ATTEMPTS, failed with the reason. Returns (requeued,
-    failed).
-
-    With Celery the broker still holds their messages and a live worker may be running them, so
-    only jobs `running` for longer than any worker may run one (the broker would have handed a
-    dead worker's message out again by then) count as lost, and are failed.
-    """
-    started_before = None
-    if not backend.recovers_at_startup:
-        lost_after = settings.CELERY_VISIBILITY_TIMEOUT_SECONDS + settings.celery_hard_time_limit
-        started_before = utcnow() - timedelta(seconds=lost_after)
-    from services import ai_training  # training jobs go back to their own queue, by their own limits
-
-    training_job_ids = ai_training.recover(backend)
-    requeue: list[AIlog] = []
-    with SessionLocal() as session:
-        failed: list[int] = []
-        for job in ai_crud.left_behind(session, started_before=started_before):
-            if job.id in training_job_ids:
-                continue
-            if not backend.recovers_at_startup:
-                if job.status == ai_crud.RUNNING and ai_crud.finish(
-                    session, job.id, status=ai_crud.FAILED, now=utcnow(), error="lost: no worker finished it"
-                ):
-                    failed.append(job.id)
-            elif job.status == ai_crud.RUNNING and job.attempts >= settings.AI_MAX_ATTEMPTS:
-                if ai_crud.finish(
-                    session, job.id, status=ai_crud.FAILED, now=utcnow(), error=ai_worker.attempts_exhausted()
-                ):
-                    failed.append(job.id)
-            elif job.status == ai_crud.QUEUED or ai_crud.requeue(session, job.id):
-                requeue.append(job)
-        session.commit()
-        publish_jobs(ai_crud.jobs(session, failed))
-    for job in requeue:
-        backend.resubmit_job(job.ai.name, job.id)
-    if requeue or failed:
-        log.warning(
-            "recovered AI jobs after a restart: %d queued again, %d failed", len(requeue), len(failed)
-        )
-    return len(requeue), len(failed)
-
 
 # --- models ---------------------------------------------------------------------------------
 
@@ -250,7 +167,7 @@ def _store_in(
         if earlier is not None:
             return _replayed(earlier, model=model, text=text)
     _enforce_jobs_per_user(in_flight)
-    backend = _backend
+    backend = backends.current()
     if backend is not None:
         try:
             backend.reserve(session)
@@ -281,7 +198,7 @@ def _store_in(
         raise
     # Taken before handing over: the answer shows the job as submitted (queued), however fast
     # a worker then takes it.
-    submitted = ai_worker.queued_job(job_id, model=model, content=text, created=now)
+    submitted = queued_job(job_id, model=model, content=text, created=now)
     publish_public([(user.id, submitted)])
     if _hand_over(session, backend, model_name=model.name, job_id=job_id):
         return submitted
@@ -303,11 +220,6 @@ def _stored_input(model_name: str, value: str | dict[str, Any] | list[Any]) -> s
         raise Unprocessable(f"input: {exc}") from exc
 
 
-def current_backend() -> Backend | None:
-    """The backend while the app runs; None in scripts, workers and stopped apps."""
-    return _backend
-
-
 def _hand_over(session: Session, backend: Backend | None, *, model_name: str, job_id: int) -> bool:
     """False when the backend could not take the job (it is then failed with the reason).
     Without a backend (a script, no app running) the job stays queued for the next start."""
@@ -323,7 +235,7 @@ def _hand_over(session: Session, backend: Backend | None, *, model_name: str, jo
             job_id,
             status=ai_crud.FAILED,
             now=utcnow(),
-            error=f"could not reach the job queue: {ai_worker.describe_error(exc)}",
+            error=f"could not reach the job queue: {worker.describe_error(exc)}",
             from_statuses=(ai_crud.QUEUED,),
         )
         session.commit()
@@ -348,9 +260,10 @@ def _enforce_jobs_per_user(in_flight: int | None) -> None:
     if in_flight is None or not settings.RATE_LIMIT_ENABLED:
         return
     if in_flight >= settings.AI_MAX_JOBS_PER_USER:
+        backend = backends.current()
         error = TooManyRequests(
             f"you already have {settings.AI_MAX_JOBS_PER_USER} jobs queued or running; wait for one to end",
-            retry_after=_backend.retry_after() if _backend is not None else 1,
+            retry_after=backend.retry_after() if backend is not None else 1,
         )
         error.code = "too_many_jobs"
         raise error
@@ -405,14 +318,14 @@ async def wait_for_job(watch: JobWatch, *, wait: float) -> JobPublic:
     again only if no event came (the wait ran out, or every WAIT_RECHECK_SECONDS in case a
     message was lost)."""
     public = watch.job
-    events = ai_events.current()
+    job_events = events.current()
     if public.is_finished or wait <= 0:
         return public
     deadline = time.monotonic() + wait
-    with events.watch(public.id) if events is not None else contextlib.nullcontext() as finished:
+    with job_events.watch(public.id) if job_events is not None else contextlib.nullcontext() as finished:
         while True:
             # Looked at after the watch began, so an ending in between is not missed.
-            ended = events.finished(public.id) if events is not None else None
+            ended = job_events.finished(public.id) if job_events is not None else None
             # An ending the wait hears of was computed under the access rule just now (this job
             # was not finished when the wait began): only a stored result is checked again.
             if ended is not None:
@@ -544,7 +457,7 @@ def post_changed(post_id: int) -> None:
     """Called by services/posts after a post's title or content was stored (after commit):
     its embedding is recomputed through the AI backend, in a batch with other work. Best
     effort; `python cli.py reindex` repairs anything missed."""
-    backend = _backend
+    backend = backends.current()
     if backend is None or not settings.AI_INDEX_POSTS:
         return
     try:
@@ -564,5 +477,5 @@ def reindex(*, everything: bool = False) -> int:
             )
         if not post_ids:
             return stored
-        stored += ai_worker.index_posts(post_ids)
+        stored += worker.index_posts(post_ids)
         after_id = post_ids[-1]

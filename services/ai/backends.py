@@ -1,5 +1,6 @@
 """Where AI work runs: in this process (the embedded runner, AI_BACKEND=thread) or on Celery
-workers (AI_BACKEND=celery). The job service talks to either through the same few calls."""
+workers (AI_BACKEND=celery). The job service talks to either through the same few calls, to the
+backend of the running app (`current()`; services/ai/runtime.py sets it)."""
 
 import logging
 from collections.abc import Sequence
@@ -10,13 +11,12 @@ from sqlalchemy.orm import Session
 
 from config import settings
 from crud import ai as ai_crud
-from ml import registry
 from ml.embedding import one_blas_thread
-from ml.encoder import get_encoder
 from ml.post_index import PostIndex
 from ml.runner import BatchRunner, Lane, QueueFull
-from ml.training import TrainingExecutor, TrainingProcesses
-from services import ai_worker
+from ml.training import TrainingExecutor
+from services.ai import registry, worker
+from services.ai.training_run import run_training
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +69,12 @@ class ThreadBackend:
             queue_max=settings.AI_QUEUE_MAX,
             timeout_seconds=settings.AI_JOB_TIMEOUT_SECONDS,
         )
-        self.trainer = TrainingExecutor(workers=settings.AI_TRAIN_WORKERS, run=_run_training)
+        self.trainer = TrainingExecutor(workers=settings.AI_TRAIN_WORKERS, run=run_training)
 
     def start(self) -> None:
         registry.check_loadable()  # for /ready; the models themselves load on first use
         one_blas_thread()
-        get_encoder().run_in_child_process(settings.AI_MODEL_PROCESS, processes=settings.ai_workers)
+        registry.start_model_processes()
         self.runner.start()
         self.trainer.start()
 
@@ -113,24 +113,16 @@ class ThreadBackend:
 def _job_lane(model_name: str) -> Lane:
     return Lane(
         name=model_name,
-        run=lambda job_ids, computed: ai_worker.run_jobs(model_name, job_ids, computed=computed),
-        timed_out=lambda job_ids, seconds: ai_worker.fail_jobs(
-            job_ids, error=ai_worker.timed_out_error(seconds)
-        ),
-        interrupted=ai_worker.give_back,
+        run=lambda job_ids, computed: worker.run_jobs(model_name, job_ids, computed=computed),
+        timed_out=lambda job_ids, seconds: worker.fail_jobs(job_ids, error=worker.timed_out_error(seconds)),
+        interrupted=worker.give_back,
     )
-
-
-def _run_training(job_id: int, processes: TrainingProcesses) -> None:
-    from services import ai_training  # it imports services.ai, which imports this module
-
-    ai_training.run_training(job_id, processes)
 
 
 def _index_lane() -> Lane:
     return Lane(
         name=PostIndex.name,
-        run=lambda post_ids, computed: ai_worker.index_posts(post_ids, computed=computed),
+        run=lambda post_ids, computed: worker.index_posts(post_ids, computed=computed),
         timed_out=lambda post_ids, seconds: log.warning(
             "embedding %d posts took over %g s", len(post_ids), seconds
         ),
@@ -139,13 +131,14 @@ def _index_lane() -> Lane:
 
 
 class CeleryBackend:
-    """Sends each job to the Celery queue by task name; any worker (`celery -A ml.celery_app
-    worker`) runs it and writes the result to the shared database."""
+    """Sends each job to the Celery queue by task name; any worker (`celery -A
+    services.ai.celery_app worker`) runs it and writes the result to the shared database."""
 
     recovers_at_startup = False
 
     def __init__(self) -> None:
-        from ml.celery_app import make_celery
+        # Celery loads only in the processes that use it (importing it takes ~0.15 s).
+        from services.ai.celery_app import make_celery  # noqa: PLC0415
 
         self.celery: Any = make_celery()
 
@@ -186,3 +179,17 @@ class CeleryBackend:
 
 def create_backend() -> Backend:
     return CeleryBackend() if settings.AI_BACKEND == "celery" else ThreadBackend()
+
+
+_current: Backend | None = None
+
+
+def current() -> Backend | None:
+    """The backend while the app runs; None in scripts, workers and stopped apps."""
+    return _current
+
+
+def set_current(backend: Backend | None) -> None:
+    """Called by services/ai/runtime.running as the app starts and stops."""
+    global _current  # noqa: PLW0603 - one backend per process, like the broker
+    _current = backend

@@ -22,6 +22,7 @@ from ml.embedding import EmbeddingModel, cosine_scores
 from ml.encoder import MODEL_NAME, get_encoder
 from models import Board, User
 from services import access
+from services.ai.apps import ModelApp
 
 RESULT_LIMIT = 10
 DESCRIPTION_WEIGHT = 0.3
@@ -30,7 +31,7 @@ CACHE_SIZE = 4096
 SCOPES = "reading scopes"  # memo key: each owner's access.reading_scope
 
 
-class BoardSuggest(EmbeddingModel):
+class BoardSuggest(EmbeddingModel, ModelApp):
     name = "board-suggest"
     information = (
         "Ranks the boards you may use by how well a draft post fits each one (its description "

@@ -47,7 +47,6 @@ from sqlalchemy.orm import Session
 
 from config import settings
 from database import SessionLocal
-from deps import authenticate
 from errors import DomainError, Forbidden, Unauthorized
 from models import User
 from schemas import (
@@ -98,7 +97,7 @@ async def in_thread(function: Callable[..., T], /, **kwargs: Any) -> T:
 
 
 def _authenticate(session: Session, *, token: str | None) -> User:
-    return authenticate(session, token)
+    return security.authenticate(session, token)
 
 
 def expiry_of(token: str | None) -> float:
