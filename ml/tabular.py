@@ -159,6 +159,37 @@ class Trained:
     metrics: dict[str, Any]
 
 
+class MomentumSGD:
+    """torch.optim.SGD(lr, momentum) as this network uses it (no weight decay, dampening or
+    Nesterov): the same tensor operations in the same order, so the same weights. Written out
+    because torch's optimizers import torch._dynamo on their first step, about a second of every
+    training run (tests/test_tabular_optimizer.py holds both)."""
+
+    def __init__(self, parameters: Any, *, lr: float, momentum: float) -> None:
+        self.parameters = list(parameters)
+        self.lr = lr
+        self.momentum = momentum
+        self.buffers: list[Any] = [None] * len(self.parameters)
+
+    def zero_grad(self) -> None:
+        for parameter in self.parameters:
+            parameter.grad = None
+
+    def step(self) -> None:
+        import torch  # noqa: PLC0415 - torch loads only where a network trains or predicts
+
+        with torch.no_grad():
+            for index, parameter in enumerate(self.parameters):
+                if parameter.grad is None:
+                    continue
+                buffer = self.buffers[index]
+                if buffer is None:
+                    buffer = self.buffers[index] = torch.clone(parameter.grad).detach()
+                else:
+                    buffer.mul_(self.momentum).add_(parameter.grad)
+                parameter.add_(buffer, alpha=-self.lr)
+
+
 def split(rows: int) -> tuple[np.ndarray, np.ndarray]:
     """Row indices of the training and test parts (70/30, the same for the same row count)."""
     order = np.random.default_rng(SPLIT_SEED).permutation(rows)
@@ -185,7 +216,7 @@ def train(
     inputs = torch.from_numpy(((x[train_rows] - scaler.x_mean) / scaler.x_std).astype(np.float32))
     targets = torch.from_numpy(((y[train_rows] - scaler.y_mean) / scaler.y_std).astype(np.float32))[:, None]
     network = build_network(x.shape[1], spec.hidden_size)
-    optimizer = torch.optim.SGD(network.parameters(), lr=spec.learning_rate, momentum=MOMENTUM)
+    optimizer = MomentumSGD(network.parameters(), lr=spec.learning_rate, momentum=MOMENTUM)
     shuffle = torch.Generator().manual_seed(SPLIT_SEED)
     loss_value = math.nan
     for epoch in range(1, spec.epochs + 1):
