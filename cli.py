@@ -8,7 +8,7 @@ import typer
 import uvicorn
 from pydantic import TypeAdapter, ValidationError
 
-from database import SessionLocal
+from database import session_scope
 from errors import Conflict
 from ml import tabular
 from schemas import Email, Password, UserName
@@ -46,7 +46,7 @@ def create_superuser(
 ) -> None:
     """Create an administrator, or promote an existing user with --promote."""
     name = _valid(UserName, name, "--name")
-    with SessionLocal() as session:
+    with session_scope() as session:
         if promote:
             try:
                 user = admin_service.promote_to_superuser(session, name=name)

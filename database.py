@@ -1,13 +1,23 @@
-"""Engine, sessions and the column types every backend agrees on."""
+"""Engine, sessions and the column types every backend agrees on.
+
+Two ways to a session, and only these two:
+- a request's: `RequestSlots.session()` (deps.SessionDep), admitted by a pool slot; its statements
+  run through `on_database`, which alone decides between the event loop (SQLite) and a worker
+  thread (a database server);
+- everything else (the AI worker, training runs, recovery, chat sockets, the CLI, scripts):
+  `session_scope()`.
+"""
 
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import anyio
+from anyio import to_thread
 from sqlalchemy import DateTime, Dialect, create_engine, event
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Engine
@@ -16,6 +26,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from config import settings
+
+T = TypeVar("T")
+W = TypeVar("W")
 
 
 def utcnow() -> datetime:
@@ -133,46 +146,52 @@ def pool_options() -> dict[str, int]:
 
 
 class RequestSlots:
-    """Admits at most DATABASE_POOL_SIZE request sessions at once, waiting on the event loop.
+    """A request's way to the database: sessions admitted by the app's pool slots, at most
+    DATABASE_POOL_SIZE at once, waiting on the event loop (None: no limit, e.g. no app running).
 
     A request keeps its connection between the thread-pool hops of its dependencies and its
     endpoint. Were more requests admitted than the pool holds, every worker thread could end up
     blocked on the pool while the requests holding connections wait for a thread: a deadlock
-    that lasts until the pool times out. Waiting here, before any thread is taken, cannot.
+    that lasts until the pool times out. Waiting here, before any thread is taken, cannot; and
+    since a slot is only ever taken together with its session (session(), run()), no caller can
+    forget it. deps.SessionDep is a session() for the whole request; a route that must hold no
+    session for a while (a long poll) or that saves FastAPI's generator dependency on a hot path
+    takes the RequestSlots itself (deps.DatabaseDep) and opens its sessions when it needs them.
     """
 
-    SESSION_KEY = "request_slot"
+    def __init__(self, size: int | None) -> None:
+        self._semaphore = anyio.Semaphore(size) if size is not None else None
 
-    def __init__(self, size: int) -> None:
-        self._semaphore = anyio.Semaphore(size)
-
-    async def open_session(self) -> Session:
-        await self._semaphore.acquire()
-        session = SessionLocal()
-        session.info[self.SESSION_KEY] = self._semaphore
-        return session
-
-    @classmethod
-    def release(cls, session: Session) -> None:
-        """Gives the session's slot back (on the event loop) once it holds no connection;
-        idempotent, and a no-op for sessions not opened here."""
-        semaphore = session.info.pop(cls.SESSION_KEY, None)
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[Session]:
+        """A request session within a slot. Opening a Session does no I/O and closing one hands
+        its connection back to the pool, so neither is worth a trip to the thread pool (each
+        trip costs more than the work): the request's last trip ends its transaction (commit or
+        rollback) there."""
+        semaphore = self._semaphore
         if semaphore is not None:
-            semaphore.release()
+            await semaphore.acquire()
+        try:
+            with SessionLocal() as session:
+                yield session
+        finally:
+            if semaphore is not None:
+                semaphore.release()
+
+    async def run(self, work: Callable[[Session], T], *, inline: bool = True) -> T:
+        """work's answer, from a session of its own that it closes in the same trip (a server's
+        ROLLBACK is a round trip, kept off the event loop), within a slot; on_database decides
+        where it runs."""
+        async with self.session() as session:
+            return await on_database(partial(_closing, session, work), inline=inline)
 
 
-@asynccontextmanager
-async def request_session(slots: RequestSlots | None) -> AsyncIterator[Session]:
-    """A request's session, admitted by its pool slot (without slots, as in scripts, none is
-    waited for). Opening a Session does no I/O and closing one hands its connection back to
-    the pool, so neither is worth a trip to the thread pool (each trip costs more than the
-    work): the request's last trip ends its transaction (commit or rollback) there."""
-    session = await slots.open_session() if slots is not None else SessionLocal()
-    try:
-        yield session
-    finally:
-        session.close()
-        RequestSlots.release(session)
+def _closing(session: Session, work: Callable[[Session], T]) -> T:
+    with session:
+        return work(session)
+
+
+UNLIMITED = RequestSlots(None)  # scripts and tests without a running app: nothing to wait for
 
 
 engine = make_engine(settings.DATABASE_URL)
@@ -181,6 +200,49 @@ SessionLocal = sessionmaker(bind=engine, expire_on_commit=False, autoflush=False
 # trip to a worker thread. A database server makes the caller wait for each round trip, which
 # on the event loop would stall every other request meanwhile; such waits belong in threads.
 IN_PROCESS_DATABASE = engine.dialect.name == "sqlite"
+
+
+@contextmanager
+def session_scope() -> Iterator[Session]:
+    """A session for work outside a request (the AI worker, training runs and recovery, chat
+    sockets, the CLI), closed on the way out; commits are the caller's. It takes no request slot: background
+    work uses the pool's overflow (pool_options)."""
+    with SessionLocal() as session:
+        yield session
+
+
+async def on_database(work: Callable[[], T], *, inline: bool = True) -> T:
+    """work (a request session's statements) where its database wants it: on the event loop when
+    the database is in-process and the work is short (`inline`: a few index reads; SQLite's
+    thread hop costs more than they do), else in a worker thread, so that a server's round trips
+    never stall the other requests. The one place that makes this choice."""
+    if IN_PROCESS_DATABASE and inline:
+        return work()
+    return await to_thread.run_sync(work)
+
+
+async def read_then_write(
+    session: Session, read: Callable[[], tuple[T, Callable[[], W] | None]]
+) -> tuple[T, W | None]:
+    """read() gives an answer and maybe a write still to do (a callable, or None); the answer and
+    what the write returned. A write may wait (SQLite's write lock, a server's row lock), so it
+    always runs in a worker thread; in-process, the read runs on the event loop before it. With a
+    server both go in one trip to a thread, and a read without a write ends its transaction there
+    (closing the session on the loop would otherwise cost a ROLLBACK round trip)."""
+    if IN_PROCESS_DATABASE:
+        answer, write = read()
+        return answer, None if write is None else await to_thread.run_sync(write)
+    return await to_thread.run_sync(_read_then_write, session, read)
+
+
+def _read_then_write(
+    session: Session, read: Callable[[], tuple[T, Callable[[], W] | None]]
+) -> tuple[T, W | None]:
+    answer, write = read()
+    if write is None:
+        session.commit()  # ends a transaction that wrote nothing, as a ROLLBACK would
+        return answer, None
+    return answer, write()
 
 
 class WriteTurns:

@@ -7,8 +7,6 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Annotated, TypeVar
 
-import anyio
-from anyio import to_thread
 from fastapi import Depends, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
@@ -16,41 +14,62 @@ from sqlalchemy.orm import Session
 
 import edge
 from config import settings
-from database import IN_PROCESS_DATABASE, RequestSlots, request_session
+from database import UNLIMITED, RequestSlots, on_database
 from errors import Forbidden
 from models import AI, Attachment, Board, ChatSession, Comment, Post, User
 from schemas import MAX_DB_ID, JobPublic
 from services import access, admin, attachments, chat
 from services.ai import jobs as ai
+from services.runtime import Runtime
 from services.security import authenticate
 
 
-def request_slots(request: Request) -> RequestSlots | None:
-    """The app's pool slots (RequestSlots, made at start-up); None before it has started."""
-    return getattr(request.app.state, "db_slots", None)
+def request_slots(request: Request) -> RequestSlots:
+    """The request's way to the database: the app's pool slots (database.RequestSlots, made at
+    start-up; none to wait for before it has started)."""
+    return getattr(request.app.state, "db_slots", None) or UNLIMITED
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:
-    async with request_session(request_slots(request)) as session:
+    async with request_slots(request).session() as session:
         yield session
 
 
+# Every route reaches the database through its RequestSlots: SessionDep, one session for the
+# whole request, is the rule. DatabaseDep (the slots themselves, a plain dependency) is for the
+# few routes that open their sessions when they need them: the AI job routes, whose waits must
+# hold no session, and the two hottest reads (a board's list page, a post), where FastAPI's
+# generator dependency costs ~5% of the request (services/posts.py).
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+async def request_database(request: Request) -> RequestSlots:
+    """request_slots as a dependency (async: FastAPI runs a sync one in a worker thread)."""
+    return request_slots(request)
+
+
+DatabaseDep = Annotated[RequestSlots, Depends(request_database)]
+
+
+def get_runtime(request: Request) -> Runtime:
+    """The running app's broker, AI backend and job events (services/runtime.py; built by
+    main.py's lifespan): one attribute read per request."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 T = TypeVar("T")
 
 # The loaders below (the current user, "load it or 404/403") are async and send their queries
-# through on_database: on the event loop when the database is in-process (SQLite: a primary-key
-# read or two costs less than the thread hop a sync dependency pays), in a worker thread when it
-# is a server, whose round trips would otherwise stall every other request on the loop. The
-# request already holds a pool slot (RequestSlots), so a connection is there without waiting.
-# Endpoints that do more stay sync and run in the thread pool.
-
-
-async def on_database(work: Callable[[], T]) -> T:
-    if IN_PROCESS_DATABASE:
-        return work()
-    return await to_thread.run_sync(work)
+# through database.on_database: on the event loop when the database is in-process (SQLite: a
+# primary-key read or two costs less than the thread hop a sync dependency pays), in a worker
+# thread when it is a server, whose round trips would otherwise stall every other request on the
+# loop. The request already holds a pool slot (RequestSlots), so a connection is there without
+# waiting. Endpoints that do more stay sync and run in the thread pool; the hot reading routes (a
+# board's list page, a post) are async and hand SessionDep and the bearer token to their service,
+# which checks the token and the access rule and reads in one trip (services/posts.py).
 
 
 # auto_error=False: a missing token gets our own 401 body ({"detail", "code"}).
@@ -283,36 +302,23 @@ def _reader_and_job(session: Session, *, token: str | None, job_id: int) -> tupl
 async def watched_job(job_id: JobId, request: Request, token: BearerToken) -> ai.JobWatch:
     """The job the request's user may read (as readable_job), for a long poll: read in a session
     that is closed at once (a wait must hold no connection)."""
-    (reader, job), slot = await _in_own_session(request, partial(_reader_and_job, token=token, job_id=job_id))
-    return ai.JobWatch(job, slot, reader)
+    database = request_slots(request)
+    reader, job = await database.run(partial(_reader_and_job, token=token, job_id=job_id))
+    return ai.JobWatch(job, database, reader, get_runtime(request).ai.events)
 
 
 async def job_submitter(name: ModelName, request: Request, token: BearerToken) -> ai.Submitter:
     """The request's user with what a submission needs, in one query (services/ai/jobs.load_submitter;
     the user is built from its columns, as in _readable_job), in a session closed at once: the
     job is stored by another (services/ai/jobs.submit)."""
-    submitter, slot = await _in_own_session(request, partial(_job_submitter, token=token, model_name=name))
-    return replace(submitter, slot=slot)
+    database = request_slots(request)
+    submitter = await database.run(partial(_job_submitter, token=token, model_name=name))
+    return replace(submitter, database=database, ai=get_runtime(request).ai)
 
 
 def _job_submitter(session: Session, *, token: str | None, model_name: str) -> ai.Submitter:
     user_id, vet_reader = access.token_reader(token)
     return ai.load_submitter(session, user_id=user_id, model_name=model_name, vet_reader=vet_reader)
-
-
-async def _in_own_session(request: Request, work: Callable[[Session], T]) -> tuple[T, anyio.Semaphore | None]:
-    """work's answer, from a session of its own that it closes in the same trip (a server's
-    ROLLBACK is a round trip, kept off the event loop), within a request slot; and that slot, to
-    take again for what follows. The AI job routes load with this rather than SessionDep: a
-    generator dependency costs FastAPI more than the query."""
-    async with request_session(request_slots(request)) as session:
-        slot = session.info.get(RequestSlots.SESSION_KEY)
-        return await on_database(partial(_closing, session, work)), slot
-
-
-def _closing(session: Session, work: Callable[[Session], T]) -> T:
-    with session:
-        return work(session)
 
 
 async def any_model(model_id: ModelId, session: SessionDep, _: AdminUser) -> AI:
@@ -352,17 +358,3 @@ ReadableJob = Annotated[JobPublic, Depends(readable_job)]
 WatchedJob = Annotated[ai.JobWatch, Depends(watched_job)]
 JobSubmitter = Annotated[ai.Submitter, Depends(job_submitter)]
 AnyModel = Annotated[AI, Depends(any_model)]
-
-
-# The hot reading routes (a board's list page, a post) take a Reader (services/access.ReadRequest)
-# instead of SessionDep and CurrentUser: the service checks the token and the access rule and
-# reads, all in one trip to the database (one worker-thread hop, one session). FastAPI's
-# generator dependency for the session and a second hop for the user cost more CPU than the
-# queries.
-
-
-async def read_request(request: Request, token: BearerToken) -> access.ReadRequest:
-    return access.ReadRequest(token, request_slots(request))
-
-
-Reader = Annotated[access.ReadRequest, Depends(read_request)]

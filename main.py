@@ -24,8 +24,7 @@ from errors import DomainError, PayloadTooLarge, Unprocessable
 from logs import RequestLogMiddleware, configure_logging
 from routers import admin, ai, ai_training, attachments, auth, boards, chat, comments, health, posts, users
 from routers.docs import serve_docs
-from services import broker, security
-from services.ai import runtime as ai_runtime
+from services import runtime, security
 
 log = logging.getLogger("madang")
 
@@ -37,11 +36,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Sync endpoints run in this pool; a few threads keep the GIL busy, forty only fight over it.
     anyio.to_thread.current_default_thread_limiter().total_tokens = settings.WORKER_THREADS
     app.state.db_slots = RequestSlots(settings.DATABASE_POOL_SIZE)
-    # Live events (in-process, or Redis pub/sub when REDIS_URL is set), then AI jobs (the embedded
-    # runner or Celery, with the recovery of jobs a crash left behind), which publish through them.
-    async with broker.running(), ai_runtime.running():
+    # The broker, the AI backend and the job events, in one object (services/runtime.py) that
+    # requests reach through deps.RuntimeDep.
+    async with runtime.running() as running:
+        outer = getattr(app.state, "runtime", None)  # an app started inside another (bench/)
+        app.state.runtime = running
         freeze_startup_objects()
-        yield
+        try:
+            yield
+        finally:
+            app.state.runtime = outer  # the runtime stops from here on: requests no longer reach it
 
 
 def freeze_startup_objects() -> None:

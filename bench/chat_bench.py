@@ -93,11 +93,11 @@ class World:
 
 def build_world(conversations: int) -> World:
     """Users, administrators and conversations, written straight to the database."""
-    from database import SessionLocal
+    from database import session_scope
     from models import ChatSession, ChatSessionMember, User
     from services import security
 
-    with SessionLocal() as session:
+    with session_scope() as session:
         openers = [
             User(name=f"bench_user_{n}", email=f"u{n}@bench.local", password_hash="!")
             for n in range(conversations)

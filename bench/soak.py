@@ -170,7 +170,7 @@ def prepare(args: argparse.Namespace, workdir: Path, run_id: str) -> World:
     from sqlalchemy import text
 
     from bench import seed
-    from database import SessionLocal, make_engine
+    from database import make_engine, session_scope
     from services import admin, security
 
     started = time.perf_counter()
@@ -179,7 +179,7 @@ def prepare(args: argparse.Namespace, workdir: Path, run_id: str) -> World:
         boards=5, users=max(args.users, 50), posts=args.posts, comments=args.posts * 6, likes=args.posts * 2
     )
     seeded = seed.seed(args.database_url, password_hash=security.hash_password(SOAK_PASSWORD), sizes=sizes)
-    with SessionLocal() as session:
+    with session_scope() as session:
         admin.create_superuser(
             session, name=ADMIN_NAME, email="admin@soak.example.com", password=SOAK_PASSWORD
         )

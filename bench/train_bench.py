@@ -78,11 +78,11 @@ def measure_raw(epochs: int) -> dict[str, float]:
 
 
 def admin_token() -> str:
-    from database import SessionLocal
+    from database import session_scope
     from services import admin as admin_service
     from services import security
 
-    with SessionLocal() as session:
+    with session_scope() as session:
         admin = admin_service.create_superuser(
             session, name="bench_admin", email="bench_admin@example.com", password="train bench admin"
         )

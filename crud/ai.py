@@ -5,8 +5,9 @@ a worker and the recovery at startup can race over one row and exactly one of th
 """
 
 from collections.abc import Iterable, Sequence
+from dataclasses import make_dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import ColumnElement, Row, Select, Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session, joinedload
@@ -31,8 +32,9 @@ _JOB = _jobs().where(AIlog.id == bindparam("job_id"))
 # A request about one job, or a submission, needs its user too: one statement loads both (a
 # statement less than authenticating first). These run on every job request, so they are Core
 # statements over the tables: the ORM's loading of entities costs more than the query itself
-# (3x on SQLite). The user (and the model) come back as objects built from the row's columns,
-# not attached to the session: for reading (vetting, access, the job's view), never for writing.
+# (3x on SQLite). The user (and the model) come back as plain dataclasses of the row's columns
+# (UserColumns, ModelColumns below): for reading (vetting, access, the job's view), never for
+# writing.
 # The user is the statement's first table, so a missing job or model still brings the user back.
 _USERS, _AI_LOG, _MODELS = User.__table__, AIlog.__table__, AI.__table__
 _READER_COLUMNS = [column.label(f"reader_{column.key}") for column in _USERS.c]
@@ -72,17 +74,25 @@ _INSERT_JOB = insert(_AI_LOG).values(
     is_visible=True,
 )
 
-EntityT = TypeVar("EntityT", User, AI)
+
+def _columns_of(name: str, table: Table) -> type:
+    """A frozen dataclass with one field per column of `table`: what a statement over the tables
+    gives back of a user or a model, for reading (vetting, the access rule, a job's view), never
+    for writing. Cheaper to make than an ORM instance (its constructor fires an event and the
+    mapped validators per attribute), and plainly not one: nothing can add it to a session."""
+    return make_dataclass(name, [column.key for column in table.c], frozen=True, slots=True)
 
 
-def _built(entity: type[EntityT], table: Table, row: Row[Any], prefix: str) -> EntityT:
-    """An `entity` from the row's columns named `prefix` + its columns' names, made as the ORM
-    makes the instances it loads (a new instance's dict filled with the values): the values read
-    as loaded, and it costs a tenth of the constructor, which fires an event per attribute."""
+# UserColumns has User's column attributes (id, is_superuser, token_version ...), ModelColumns
+# AI's (id, name, kind, is_visible ...): the services read them as they read a User or an AI.
+UserColumns = _columns_of("UserColumns", _USERS)
+ModelColumns = _columns_of("ModelColumns", _MODELS)
+
+
+def _columns(view: type, table: Table, row: Row[Any], prefix: str) -> Any:
+    """A `view` of the row's columns named `prefix` + the table's columns' names."""
     fields = row._mapping
-    instance: EntityT = entity.__mapper__.class_manager.new_instance()
-    instance.__dict__.update({column.key: fields[prefix + column.key] for column in table.c})
-    return instance
+    return view(**{column.key: fields[prefix + column.key] for column in table.c})
 
 
 def model_by_name(session: Session, name: str) -> AI | None:
@@ -115,12 +125,13 @@ def job(session: Session, job_id: int) -> AIlog | None:
 
 
 def reader_and_job(session: Session, *, reader_id: int, job_id: int) -> tuple[User, Row[Any] | None] | None:
-    """The user and the job: a row of AIlog's columns with its model's name and kind
-    (model_name, model_kind), None when there is no such job; None when there is no user."""
+    """The user (a UserColumns, read as a User) and the job: a row of AIlog's columns with its
+    model's name and kind (model_name, model_kind), None when there is no such job; None when
+    there is no user."""
     row = session.execute(_READER_AND_JOB, {"reader_id": reader_id, "job_id": job_id}).first()
     if row is None:
         return None
-    return _built(User, _USERS, row, "reader_"), (row if row.id is not None else None)
+    return _columns(UserColumns, _USERS, row, "reader_"), (row if row.id is not None else None)
 
 
 def submitter(
@@ -132,8 +143,8 @@ def submitter(
     row = session.execute(statement, {"reader_id": reader_id, "name": model_name}).first()
     if row is None:
         return None
-    model = _built(AI, _MODELS, row, "model_") if row.model_id is not None else None
-    return _built(User, _USERS, row, "reader_"), model, row.in_flight if count_in_flight else None
+    model = _columns(ModelColumns, _MODELS, row, "model_") if row.model_id is not None else None
+    return _columns(UserColumns, _USERS, row, "reader_"), model, row.in_flight if count_in_flight else None
 
 
 def add_job(

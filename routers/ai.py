@@ -13,6 +13,7 @@ from deps import (
     Pagination,
     PreferredWait,
     ReadableJob,
+    RuntimeDep,
     SessionDep,
     WatchedJob,
 )
@@ -101,8 +102,8 @@ async def read_job(
     summary="Cancel a job that has not started",
     responses=errors(404, 409, 422, notes={**JOB, 409: "Already running or ended."}),
 )
-def cancel_job(job: ReadableJob, session: SessionDep) -> JobPublic:
-    return ai_service.cancel(session, job=job)
+def cancel_job(job: ReadableJob, session: SessionDep, runtime: RuntimeDep) -> JobPublic:
+    return ai_service.cancel(session, job=job, events=runtime.ai.publisher)
 
 
 @router.delete(

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Response, status
 
 from config import settings
-from deps import AdminUser, AnyModel, Pagination, SessionDep
+from deps import AdminUser, AnyModel, Pagination, RuntimeDep, SessionDep
 from routers.responses import ADMINISTRATORS, JOB_ACCEPTED, JSON_BODY, errors
 from schemas import AIModelVersionPublic, JobPublic, ModelCreateForm, Page, TrainingForm
 from services.ai import training as ai_training
@@ -38,9 +38,10 @@ def create_model(
     admin: AdminUser,
     form: Annotated[ModelCreateForm, MultipartForm],
     session: SessionDep,
+    runtime: RuntimeDep,
     response: Response,
 ) -> JobPublic:
-    job = ai_training.create_model(session, admin=admin, form=form)
+    job = ai_training.create_model(session, admin=admin, form=form, ai=runtime.ai)
     response.headers["Location"] = f"{settings.API_PREFIX}/ai/jobs/{job.id}"
     return job
 
@@ -59,9 +60,10 @@ def train_version(
     model: AnyModel,
     form: Annotated[TrainingForm, MultipartForm],
     session: SessionDep,
+    runtime: RuntimeDep,
     response: Response,
 ) -> JobPublic:
-    job = ai_training.train_version(session, admin=admin, model=model, form=form)
+    job = ai_training.train_version(session, admin=admin, model=model, form=form, ai=runtime.ai)
     response.headers["Location"] = f"{settings.API_PREFIX}/ai/jobs/{job.id}"
     return job
 

@@ -46,7 +46,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.orm import Session
 
 from config import settings
-from database import SessionLocal
+from database import session_scope
 from errors import DomainError, Forbidden, Unauthorized
 from models import User
 from schemas import (
@@ -90,7 +90,7 @@ async def in_thread(function: Callable[..., T], /, **kwargs: Any) -> T:
     event loop never waits on the database."""
 
     def work() -> T:
-        with SessionLocal() as session:
+        with session_scope() as session:
             return function(session, **kwargs)
 
     return await anyio.to_thread.run_sync(work)

@@ -3,13 +3,15 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from deps import (
+    BearerToken,
     BoardId,
     CurrentUser,
+    DatabaseDep,
     Pagination,
     PostId,
     ReadableBoard,
     ReadablePost,
-    Reader,
+    RuntimeDep,
     SessionDep,
     WritablePost,
 )
@@ -28,13 +30,15 @@ router = APIRouter(tags=["posts"], responses=AUTHENTICATED)
 )
 async def list_posts(
     board_id: BoardId,
-    reader: Reader,
+    database: DatabaseDep,
+    token: BearerToken,
     page: Pagination,
     sort: Annotated[PostSort, Query(description="Newest, or most viewed, liked, commented")] = "latest",
     q: Annotated[str | None, Query(max_length=100, description="Words in the title or content")] = None,
 ) -> Page[PostSummary]:
     return await posts_service.list_posts(
-        reader,
+        database,
+        token=token,
         board_id=board_id,
         sort=sort,
         q=q,
@@ -50,8 +54,10 @@ async def list_posts(
     summary="Write a post",
     responses=errors(403, 404, *JSON_BODY, notes=READABLE_BOARD),
 )
-def create_post(board: ReadableBoard, data: PostCreate, user: CurrentUser, session: SessionDep) -> PostDetail:
-    return posts_service.create(session, board=board, user=user, data=data)
+def create_post(
+    board: ReadableBoard, data: PostCreate, user: CurrentUser, session: SessionDep, runtime: RuntimeDep
+) -> PostDetail:
+    return posts_service.create(session, board=board, user=user, data=data, ai_backend=runtime.ai.backend)
 
 
 @router.get(
@@ -60,8 +66,8 @@ def create_post(board: ReadableBoard, data: PostCreate, user: CurrentUser, sessi
     summary="Read a post (counts a view)",
     responses=errors(403, 404, 422, notes=READABLE_POST),
 )
-async def read_post(post_id: PostId, reader: Reader) -> PostDetail:
-    return await posts_service.read(reader, post_id=post_id)
+async def read_post(post_id: PostId, database: DatabaseDep, token: BearerToken) -> PostDetail:
+    return await posts_service.read(database, token=token, post_id=post_id)
 
 
 @router.patch(
@@ -76,9 +82,9 @@ async def read_post(post_id: PostId, reader: Reader) -> PostDetail:
     ),
 )
 def update_post(
-    post: WritablePost, changes: PostUpdate, user: CurrentUser, session: SessionDep
+    post: WritablePost, changes: PostUpdate, user: CurrentUser, session: SessionDep, runtime: RuntimeDep
 ) -> PostDetail:
-    return posts_service.update(session, post=post, user=user, changes=changes)
+    return posts_service.update(session, post=post, user=user, changes=changes, ai_backend=runtime.ai.backend)
 
 
 @router.delete(

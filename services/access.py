@@ -2,8 +2,6 @@
 pages, posts, comments, attachments, search, AI) goes through these functions."""
 
 from collections.abc import Callable, Collection
-from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from functools import cache, partial
 from typing import Any
 
@@ -25,7 +23,6 @@ from crud import attachments as attachments_crud
 from crud import boards as boards_crud
 from crud import comments as comments_crud
 from crud import posts as posts_crud
-from database import RequestSlots, request_session
 from errors import Forbidden, NotFound
 from models import Attachment, Board, Comment, Post, User
 from services import security
@@ -91,20 +88,6 @@ def _readable_board(found: tuple[Board, bool] | None) -> Board:
     board, usable = found
     _check_board(visible=board.is_visible, usable=usable)
     return board
-
-
-@dataclass(frozen=True, slots=True)
-class ReadRequest:
-    """A request that reads a board's page or a post: its bearer token, not checked yet, and its
-    admission to the database (the pool slot every request session takes, see RequestSlots).
-    The service checks the token and the access rule in the same trip to the database as the
-    read itself (token_reader_and_board, token_reader_and_post)."""
-
-    token: str | None
-    slots: RequestSlots | None
-
-    def session(self) -> AbstractAsyncContextManager[Session]:
-        return request_session(self.slots)
 
 
 # A request that reads one board or post needs its user and that thing. The functions below load

@@ -71,10 +71,10 @@ class Audience:
 
 
 def deliver_envelope(audience: Audience, event: dict[str, Any]) -> str:
-    return json.dumps(_deliver(audience, event))
+    return json.dumps(deliver_message(audience, event))
 
 
-def _deliver(audience: Audience, event: dict[str, Any]) -> dict[str, Any]:
+def deliver_message(audience: Audience, event: dict[str, Any]) -> dict[str, Any]:
     return {
         "op": "deliver",
         "user_ids": list(audience.user_ids),
@@ -369,16 +369,6 @@ def publish(audience: Audience, event: dict[str, Any]) -> None:
     broker = _current
     if broker is not None:
         broker.publish_threadsafe(deliver_envelope(audience, event))
-
-
-def deliver_here(audience: Audience, event: dict[str, Any]) -> None:
-    """Delivers an event to the audience's sockets in this process alone, on the loop: for what
-    every process hears anyway (e.g. AI_JOBS)."""
-    broker = _current
-    if broker is None:
-        return
-    if audience.admins or any(broker.hub.holds(user_id) for user_id in audience.user_ids):
-        broker.hub.dispatch(_deliver(audience, event))
 
 
 def may_reach(user_id: int) -> bool:

@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from anyio import to_thread
 from sqlalchemy.orm import Session
 
 from config import settings
@@ -22,7 +21,7 @@ from crud import pages
 from crud import posts as posts_crud
 from crud.authors import with_author
 from crud.pages import Listing
-from database import IN_PROCESS_DATABASE, utcnow, write_turns
+from database import RequestSlots, read_then_write, utcnow, write_turns
 from errors import Forbidden
 from models import Board, Post, User
 from schemas import (
@@ -36,22 +35,29 @@ from schemas import (
     PostUpdate,
 )
 from services import access
-from services.access import ReadRequest
 from services.ai import jobs as ai
+from services.ai.backends import Backend
 
-# A list page runs on the event loop when the indexes serve it and the database is in-process:
-# a page of a board without search, near the top, on SQLite. It is then a few index reads,
-# cheaper than the trip to a worker thread. Search reads the text of every post of the board and
-# OFFSET walks that many index entries: time that grows with the data. (Administrators' lists,
-# hidden posts included, sort a board's posts without an index: on SQLite about a millisecond
-# for a board of 2,000 posts, and administrators are few.) A database server makes the caller
-# wait on the network, so with one everything runs in a worker thread: the token's user, the
-# access rule and the page in one trip.
+# A list page may run on the event loop (database.on_database's `inline`) when the indexes
+# serve it and the database is in-process: a page of a board without search, near the top, on
+# SQLite. It is then a few index reads, cheaper than the trip to a worker thread. Search reads
+# the text of every post of the board and OFFSET walks that many index entries: time that grows
+# with the data. (Administrators' lists, hidden posts included, sort a board's posts without an
+# index: on SQLite about a millisecond for a board of 2,000 posts, and administrators are few.)
+# A database server makes the caller wait on the network, so with one everything runs in a
+# worker thread: the token's user, the access rule and the page in one trip.
 INLINE_MAX_OFFSET = 1000
 
 
 async def list_posts(
-    reader: ReadRequest, *, board_id: int, sort: PostSort, q: str | None, offset: int, limit: int
+    db: RequestSlots,
+    *,
+    token: str | None,
+    board_id: int,
+    sort: PostSort,
+    q: str | None,
+    offset: int,
+    limit: int,
 ) -> Page[PostSummary]:
     """One page of the board's posts for the reader the token names: one COUNT and one SELECT
     (authors joined), whatever the page size, after the access rule has passed. Hidden posts
@@ -59,15 +65,12 @@ async def list_posts(
     q = (q or "").strip() or None
 
     def page(session: Session) -> Page[PostSummary]:
-        user, board = access.token_reader_and_board(session, token=reader.token, board_id=board_id)
+        user, board = access.token_reader_and_board(session, token=token, board_id=board_id)
         include_hidden = access.sees_hidden(user)
         listing = posts_crud.listing(board_id=board.id, include_hidden=include_hidden, sort=sort, q=q)
         return _list_page(session, listing=listing, offset=offset, limit=limit)
 
-    async with reader.session() as session:
-        if IN_PROCESS_DATABASE and q is None and offset < INLINE_MAX_OFFSET:
-            return page(session)
-        return await to_thread.run_sync(page, session)
+    return await db.run(page, inline=q is None and offset < INLINE_MAX_OFFSET)
 
 
 def _list_page(session: Session, *, listing: Listing, offset: int, limit: int) -> Page[PostSummary]:
@@ -94,30 +97,20 @@ def _end_reading(session: Session) -> None:
     session.commit()
 
 
-async def read(reader: ReadRequest, *, post_id: int) -> PostDetail:
+async def read(db: RequestSlots, *, token: str | None, post_id: int) -> PostDetail:
     """The post for the reader the token names, counting the view once per reader per
     VIEW_DEDUPE_MINUTES.
 
     The reader and the post are loaded with one statement, then the post's detail with when
     this reader was last counted: a reader counted recently costs nothing more and takes no
     lock. Counting a view writes, and a write may wait (for the post's row lock on MariaDB, the
-    database's write lock on SQLite), so it runs in the thread pool, last; on SQLite the reads
-    run on the event loop, with a database server everything runs in one trip to a worker
-    thread. The answer shows the count with this view."""
-    async with reader.session() as session:
-        if not IN_PROCESS_DATABASE:
-            return await to_thread.run_sync(partial(_read, session, token=reader.token, post_id=post_id))
-        fields, view = _look(session, token=reader.token, post_id=post_id)
-        if view is not None and await to_thread.run_sync(view):
-            fields["number_of_view"] += 1
-        return PostDetail.model_validate(fields)
-
-
-def _read(session: Session, *, token: str | None, post_id: int) -> PostDetail:
-    fields, view = _look(session, token=token, post_id=post_id)
-    if view is None:
-        _end_reading(session)
-    elif view():  # its transaction ends with it
+    database's write lock on SQLite), so it runs in the thread pool, last (database.read_then_write:
+    on SQLite the reads run on the event loop, with a database server everything runs in one trip
+    to a worker thread). The answer shows the count with this view."""
+    async with db.session() as session:
+        look = partial(_look, session, token=token, post_id=post_id)
+        fields, counted = await read_then_write(session, look)
+    if counted:
         fields["number_of_view"] += 1
     return PostDetail.model_validate(fields)
 
@@ -156,15 +149,19 @@ def _detail(session: Session, *, post_id: int, viewer_id: int) -> dict[str, Any]
     return {**with_author([row])[0], "attachments": [AttachmentPublic.model_validate(a) for a in found]}
 
 
-def create(session: Session, *, board: Board, user: User, data: PostCreate) -> PostDetail:
+def create(
+    session: Session, *, board: Board, user: User, data: PostCreate, ai_backend: Backend | None
+) -> PostDetail:
     post = Post(board_id=board.id, user_id=user.id, name=data.name, content=data.content)
     session.add(post)
     session.commit()
-    ai.post_changed(post.id)  # similar-posts: its embedding is computed in the background
+    ai.post_changed(ai_backend, post.id)  # similar-posts: its embedding is computed in the background
     return describe(session, post_id=post.id, viewer_id=user.id)
 
 
-def update(session: Session, *, post: Post, user: User, changes: PostUpdate) -> PostDetail:
+def update(
+    session: Session, *, post: Post, user: User, changes: PostUpdate, ai_backend: Backend | None
+) -> PostDetail:
     values = changes.model_dump(exclude_unset=True)
     if "is_visible" in values and not access.can_restore(user):
         raise Forbidden("only administrators may hide or restore a post", code="admin_only")
@@ -175,7 +172,7 @@ def update(session: Session, *, post: Post, user: User, changes: PostUpdate) -> 
         setattr(post, field, value)
     session.commit()
     if text_changed:
-        ai.post_changed(post.id)  # similar-posts: its embedding is computed again
+        ai.post_changed(ai_backend, post.id)  # similar-posts: its embedding is computed again
     return describe(session, post_id=post.id, viewer_id=user.id)
 
 

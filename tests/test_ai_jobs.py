@@ -7,6 +7,7 @@ that holds its batch until the test opens a gate (test-gate), so that "queued", 
 tests/test_ai_models.py.
 """
 
+import json
 import os
 import threading
 import time
@@ -570,15 +571,19 @@ def test_without_a_socket_only_the_ending_is_published_and_to_the_waiters_alone(
     published: list[str] = []
     ending_published = threading.Event()
     to_sockets: list[dict[str, Any]] = []
-    publish = ai_events.publish
+    publish = ai_events.JobEvents.publish
 
-    def recorded(updates: list[ai_events.JobUpdate]) -> None:
+    def recorded(events: ai_events.JobEvents, updates: list[ai_events.JobUpdate]) -> None:
         published.extend(u.job["status"] for u in updates)
-        publish(updates)
+        publish(events, updates)
         ending_published.set()
 
-    monkeypatch.setattr(ai_events, "publish", recorded)
-    monkeypatch.setattr(broker, "publish", lambda _audience, event: to_sockets.append(event))
+    def envelope(_audience: broker.Audience, event: dict[str, Any]) -> str:
+        to_sockets.append(event)
+        return json.dumps(event)
+
+    monkeypatch.setattr(ai_events.JobEvents, "publish", recorded)
+    monkeypatch.setattr(broker, "deliver_envelope", envelope)
     job = ended(client, user, submitted(client, user, "test-echo")["id"])
     assert job["status"] == "succeeded"
     # The ending is stored before it is published, so a poll can read it first.

@@ -23,11 +23,10 @@ from typer.testing import CliRunner
 
 import cli
 from config import settings
-from database import SessionLocal
+from database import UNLIMITED, SessionLocal
 from ml.encoder import DIMENSIONS, MODEL_NAME, from_bytes, get_encoder
 from models import Board, Post, PostEmbedding, User
 from schemas import JobPublic
-from services.ai import events as ai_events
 from services.ai import jobs as ai_service
 from services.ai import registry
 from tests.ai_models import GateModel
@@ -419,14 +418,14 @@ def test_a_long_poll_that_reads_the_job_again_lists_only_what_its_reader_may_sti
     job_id = submit(client, user, "similar-posts", "salary raises")
     done = ended(client, user, job_id)
     set_board_access(client, admin, user, [])
-    # A wait that began while the job ran and heard nothing of its ending reads it again.
-    monkeypatch.setattr(ai_events, "current", lambda: None)
+    # A wait that began while the job ran and heard nothing of its ending reads it again (the
+    # watch has no job events: it hears nothing).
     running = JobPublic.model_validate({**done, "status": "running", "result": None, "is_finished": False})
     with SessionLocal() as session:
         reader = session.get(User, user.id)
         assert reader is not None
         session.expunge(reader)
-    job = asyncio.run(ai_service.wait_for_job(ai_service.JobWatch(running, None, reader), wait=0.01))
+    job = asyncio.run(ai_service.wait_for_job(ai_service.JobWatch(running, UNLIMITED, reader), wait=0.01))
     assert job.is_finished
     assert titles_in(job.result) == ["Salary survey"]
 

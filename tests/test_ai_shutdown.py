@@ -24,7 +24,6 @@ from config import settings
 from database import SessionLocal
 from main import app
 from models import AIlog
-from services.ai import backends as ai_backends
 from services.ai import registry
 from tests.ai_models import GateModel
 from tests.chat_support import running_api
@@ -72,7 +71,7 @@ def stop_in_background(client: TestClient) -> threading.Thread:
     stopper = threading.Thread(target=client.__exit__, args=(None, None, None))
     stopper.start()
     deadline = time.monotonic() + 10
-    while ai_backends.current() is not None:
+    while getattr(client.app.state, "runtime", None) is not None:
         assert time.monotonic() < deadline, "the app did not begin to stop"
         time.sleep(0.01)
     return stopper

@@ -1,6 +1,6 @@
 """Where AI work runs: in this process (the embedded runner, AI_BACKEND=thread) or on Celery
 workers (AI_BACKEND=celery). The job service talks to either through the same few calls, to the
-backend of the running app (`current()`; services/ai/runtime.py sets it)."""
+backend of the running app, which services/ai/runtime.py builds into the app's Runtime."""
 
 import logging
 from collections.abc import Sequence
@@ -16,6 +16,7 @@ from ml.post_index import PostIndex
 from ml.runner import BatchRunner, Lane, QueueFull
 from ml.training import TrainingExecutor
 from services.ai import registry, worker
+from services.ai.events import Publisher
 from services.ai.training_run import run_training
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,8 @@ class Backend(Protocol):
 class ThreadBackend:
     recovers_at_startup = True
 
-    def __init__(self) -> None:
+    def __init__(self, events: Publisher) -> None:
+        self.events = events  # where the runner's threads tell of the jobs they run
         self.runner = BatchRunner(
             workers=settings.ai_workers,
             max_batch=settings.AI_MAX_BATCH,
@@ -69,7 +71,9 @@ class ThreadBackend:
             queue_max=settings.AI_QUEUE_MAX,
             timeout_seconds=settings.AI_JOB_TIMEOUT_SECONDS,
         )
-        self.trainer = TrainingExecutor(workers=settings.AI_TRAIN_WORKERS, run=run_training)
+        self.trainer = TrainingExecutor(
+            workers=settings.AI_TRAIN_WORKERS, run=partial(run_training, events=events)
+        )
 
     def start(self) -> None:
         registry.check_loadable()  # for /ready; the models themselves load on first use
@@ -107,14 +111,16 @@ class ThreadBackend:
         return self.runner.retry_after()
 
     def _job_lane(self, model_name: str) -> Lane:
-        return self.runner.lane(model_name, partial(_job_lane, model_name))
+        return self.runner.lane(model_name, partial(_job_lane, model_name, self.events))
 
 
-def _job_lane(model_name: str) -> Lane:
+def _job_lane(model_name: str, events: Publisher) -> Lane:
     return Lane(
         name=model_name,
-        run=lambda job_ids, computed: worker.run_jobs(model_name, job_ids, computed=computed),
-        timed_out=lambda job_ids, seconds: worker.fail_jobs(job_ids, error=worker.timed_out_error(seconds)),
+        run=lambda job_ids, computed: worker.run_jobs(model_name, job_ids, events=events, computed=computed),
+        timed_out=lambda job_ids, seconds: worker.fail_jobs(
+            job_ids, error=worker.timed_out_error(seconds), events=events
+        ),
         interrupted=worker.give_back,
     )
 
@@ -177,19 +183,5 @@ class CeleryBackend:
         return CELERY_RETRY_AFTER_SECONDS
 
 
-def create_backend() -> Backend:
-    return CeleryBackend() if settings.AI_BACKEND == "celery" else ThreadBackend()
-
-
-_current: Backend | None = None
-
-
-def current() -> Backend | None:
-    """The backend while the app runs; None in scripts, workers and stopped apps."""
-    return _current
-
-
-def set_current(backend: Backend | None) -> None:
-    """Called by services/ai/runtime.running as the app starts and stops."""
-    global _current  # noqa: PLW0603 - one backend per process, like the broker
-    _current = backend
+def create_backend(events: Publisher) -> Backend:
+    return CeleryBackend() if settings.AI_BACKEND == "celery" else ThreadBackend(events)

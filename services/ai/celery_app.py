@@ -24,9 +24,14 @@ from database import engine
 from ml.embedding import one_blas_thread
 from ml.post_index import PostIndex
 from ml.training import worker_processes
-from services.ai import events, registry, training_run, worker
+from services.ai import registry, training_run, worker
+from services.ai.events import TO_API_PROCESSES
 
 log = logging.getLogger(__name__)
+
+# A worker process has no app and no sockets: its tasks tell of their jobs to the API processes,
+# over the broker's AI_JOBS channel (what the API's lifespan builds is the API's Runtime).
+TO_API = TO_API_PROCESSES
 
 # Loading torch and the weights takes several seconds; the default (4 s) would kill the process.
 PROCESS_START_TIMEOUT_SECONDS = 120
@@ -68,7 +73,6 @@ def load_models(**_: Any) -> None:
     """Once per worker process: connections inherited from the parent are not reused, and every
     model's weights load before the first task."""
     engine.dispose(close=False)
-    events.serve_from_worker()
     one_blas_thread()  # torch's threads compute here too
     if not settings.AI_WORKER_PRELOAD:
         return
@@ -81,9 +85,13 @@ def load_models(**_: Any) -> None:
 @app.task(name="madang.ai.run_job")
 def run_job(model_name: str, job_id: int) -> None:
     try:
-        worker.run_jobs(model_name, [job_id], redelivered=True, interrupts=(SoftTimeLimitExceeded,))
+        worker.run_jobs(
+            model_name, [job_id], events=TO_API, redelivered=True, interrupts=(SoftTimeLimitExceeded,)
+        )
     except SoftTimeLimitExceeded:
-        worker.fail_jobs([job_id], error=worker.timed_out_error(settings.AI_JOB_TIMEOUT_SECONDS))
+        worker.fail_jobs(
+            [job_id], error=worker.timed_out_error(settings.AI_JOB_TIMEOUT_SECONDS), events=TO_API
+        )
 
 
 @app.task(name="madang.ai.index_posts")
@@ -101,6 +109,8 @@ def index_posts(post_ids: list[int]) -> None:
 )
 def train_model(job_id: int) -> None:
     try:
-        training_run.run_training(job_id, worker_processes(), redelivered=True)
+        training_run.run_training(job_id, worker_processes(), events=TO_API, redelivered=True)
     except SoftTimeLimitExceeded:
-        training_run.fail_training(job_id, error=worker.timed_out_error(settings.train_timeout_seconds))
+        training_run.fail_training(
+            job_id, error=worker.timed_out_error(settings.train_timeout_seconds), events=TO_API
+        )

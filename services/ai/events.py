@@ -16,7 +16,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from models import AIlog
 from schemas import JobPublic
@@ -36,14 +36,29 @@ def job_event(job: dict[str, Any]) -> dict[str, Any]:
     return {"type": "ai.job", "job": job}
 
 
+class Publisher(Protocol):
+    """Where the code running jobs tells of them: handed to it when it is built (the embedded
+    backend's threads get the app's JobEvents, a Celery worker TO_API_PROCESSES, a script
+    NOBODY), never found in a module global."""
+
+    def publish(self, updates: list[JobUpdate]) -> None:
+        """Tells waiters and sockets about changed jobs; callable from any thread, never raises
+        (the job is already stored; clients catch up by reading it)."""
+
+    def worth_telling(self, user_id: int, *, finished: bool) -> bool:
+        """Whether an update of this user's job has anyone to tell, so that it is worth making."""
+
+
 class JobEvents:
     """The API process's side: waiters by job id, on the event loop, and the last state of the
     jobs that finished lately, so a waiter is answered from the event, not from the database."""
 
     RECENT_JOBS = 10_000
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, live: broker.Broker) -> None:
         self.loop = loop
+        self.live = live
+        self.closed = False  # the app stopped: nobody is listening any more
         self._waiters: dict[int, set[asyncio.Event]] = defaultdict(set)
         self._finished: OrderedDict[int, dict[str, Any]] = OrderedDict()
 
@@ -75,15 +90,24 @@ class JobEvents:
                 self._remember(update.job)
                 for event in self._waiters.get(update.job["id"], ()):
                     event.set()
+            audience = broker.Audience(user_ids=(update.user_id,))
             if from_workers:
-                broker.deliver_here(broker.Audience(user_ids=(update.user_id,)), job_event(update.job))
-            elif broker.may_reach(update.user_id):
+                if self.live.hub.holds(update.user_id):
+                    self.live.hub.dispatch(broker.deliver_message(audience, job_event(update.job)))
+            elif self.live.may_reach(update.user_id):
                 # On the loop, the broker publishes without blocking (it schedules a task).
-                broker.publish(broker.Audience(user_ids=(update.user_id,)), job_event(update.job))
+                self.live.publish_threadsafe(broker.deliver_envelope(audience, job_event(update.job)))
 
-    def deliver_threadsafe(self, updates: list[JobUpdate]) -> None:
+    def publish(self, updates: list[JobUpdate]) -> None:
+        if not updates or self.closed:
+            return  # an app shutting down: nobody is listening
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: the app is gone
             self.loop.call_soon_threadsafe(partial(self.deliver, updates))
+
+    def worth_telling(self, user_id: int, *, finished: bool) -> bool:
+        """A job's ending has its waiters (and the endings they look up); any update the owner's
+        sockets, unless this API process knows there are none (services/broker.may_reach)."""
+        return not self.closed and (finished or self.live.may_reach(user_id))
 
     def _remember(self, job: dict[str, Any]) -> None:
         self._finished[job["id"]] = job
@@ -92,88 +116,73 @@ class JobEvents:
             self._finished.popitem(last=False)
 
 
-_events: JobEvents | None = None
-_in_worker = False  # a Celery worker process (serve_from_worker)
+class ToAPIProcesses:
+    """A Celery worker's publisher: its updates go to the API processes via Redis (the broker's
+    AI_JOBS channel). A worker cannot know who listens: the API processes hear all its updates."""
+
+    def publish(self, updates: list[JobUpdate]) -> None:
+        if not updates:
+            return
+        try:
+            broker.publish_without_loop(broker.AI_JOBS, json.dumps([asdict(u) for u in updates]))
+        except Exception:  # no Redis: waiters notice by re-reading the job
+            log.warning("job updates not published", exc_info=True)
+
+    def worth_telling(self, user_id: int, *, finished: bool) -> bool:
+        return True
 
 
-def current() -> JobEvents | None:
-    """The API process's waiters, or None in a worker, the CLI or a test without a client."""
-    return _events
+class Nobody:
+    """A script's publisher (reindex, a test's own calls): nobody is listening."""
 
-
-def publish(updates: list[JobUpdate]) -> None:
-    """Tells waiters and sockets about changed jobs; callable from any thread of any process,
-    never raises (the job is already stored; clients catch up by reading it)."""
-    if not updates:
+    def publish(self, updates: list[JobUpdate]) -> None:
         return
-    events = _events
-    if events is not None:
-        events.deliver_threadsafe(updates)
-        return
-    if not _in_worker:
-        return  # a script (reindex) or an app shutting down: nobody is listening
-    try:
-        broker.publish_without_loop(broker.AI_JOBS, json.dumps([asdict(u) for u in updates]))
-    except Exception:  # no Redis: waiters notice by re-reading the job
-        log.warning("job updates not published", exc_info=True)
+
+    def worth_telling(self, user_id: int, *, finished: bool) -> bool:
+        return False
 
 
-def publish_jobs(jobs: Sequence[AIlog]) -> None:
+TO_API_PROCESSES = ToAPIProcesses()
+NOBODY = Nobody()
+
+
+def publish_jobs(publisher: Publisher, jobs: Sequence[AIlog]) -> None:
     """Tells waiters and the owners' sockets how these jobs stand now (those with anyone to
     tell: worth_telling)."""
     publish_public(
+        publisher,
         [
             (job.user_id, job_public(job))
             for job in jobs
-            if worth_telling(job.user_id, finished=job.is_finished)
-        ]
+            if publisher.worth_telling(job.user_id, finished=job.is_finished)
+        ],
     )
 
 
-def publish_public(jobs: Sequence[tuple[int, JobPublic]]) -> None:
+def publish_public(publisher: Publisher, jobs: Sequence[tuple[int, JobPublic]]) -> None:
     """The same, for jobs already in their public form, each with its owner's id."""
-    publish(
+    publisher.publish(
         [
             JobUpdate(user_id, job.model_dump(mode="json"))
             for user_id, job in jobs
-            if worth_telling(user_id, finished=job.is_finished)
+            if publisher.worth_telling(user_id, finished=job.is_finished)
         ]
     )
 
 
-def worth_telling(user_id: int, *, finished: bool) -> bool:
-    """Whether an update of this user's job has anyone to tell, so that it is worth making: a
-    job's ending has its waiters (and the endings they look up); any update the owner's
-    sockets, unless this API process knows there are none (services/broker.may_reach). A
-    worker cannot know: the API processes hear all its updates."""
-    if finished or _in_worker:
-        return True
-    return _events is not None and broker.may_reach(user_id)
-
-
-def serve_from_worker() -> None:
-    """Called once by a Celery worker process: its updates go to the API processes via Redis."""
-    global _in_worker  # noqa: PLW0603 - a property of the whole process
-    _in_worker = True
-
-
 @contextlib.asynccontextmanager
-async def running(*, listen_to_workers: bool) -> AsyncIterator[JobEvents]:
+async def running(live: broker.Broker, *, listen_to_workers: bool) -> AsyncIterator[JobEvents]:
     """The API process's job events for the app's lifetime (services/ai/runtime.running), on the
     broker's AI_JOBS channel when listening to workers (the broker runs already)."""
-    global _events  # noqa: PLW0603 - one per process, like the broker
-    events = JobEvents(asyncio.get_running_loop())
-    live = broker.get_broker()
-    listening = listen_to_workers and live is not None and live.shares(broker.AI_JOBS)
-    if live is not None and listening:
+    events = JobEvents(asyncio.get_running_loop(), live)
+    listening = listen_to_workers and live.shares(broker.AI_JOBS)
+    if listening:
         live.handle(broker.AI_JOBS, partial(_heard_from_workers, events))
-    _events = events
     try:
         yield events
     finally:
-        if _events is events:
-            _events = None
-        if live is not None and listening:
+        events.closed = True
+        if listening:
             live.handle(broker.AI_JOBS, None)
 
 

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
-import anyio
-from anyio import to_thread
 from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -26,7 +24,7 @@ from crud import ai as ai_crud
 from crud import ai_training as training_crud
 from crud import embeddings as embeddings_crud
 from crud import pages
-from database import SessionLocal, utcnow, write_turns
+from database import UNLIMITED, RequestSlots, session_scope, utcnow, write_turns
 from errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from ml import tabular
 from ml.encoder import MODEL_NAME
@@ -35,11 +33,12 @@ from models import AI, AIlog, User
 from schemas import AIModelPublic, AIModelUpdate, JobPublic, JobStatus, Page
 from services import access
 from services.access import VetReader
-from services.ai import backends, events, registry, worker
+from services.ai import registry, worker
 from services.ai.backends import Backend
 from services.ai.board_suggest import BoardSuggest
-from services.ai.events import publish_jobs, publish_public
+from services.ai.events import JobEvents, Publisher, publish_jobs, publish_public
 from services.ai.job_view import job_public, job_public_of_row, queued_job
+from services.ai.runtime import NO_APP, AIRuntime
 from services.ai.similar_posts import SimilarPosts
 
 log = logging.getLogger(__name__)
@@ -84,14 +83,15 @@ def update_model(session: Session, *, model: AI, changes: AIModelUpdate) -> AIMo
 class Submitter:
     """Who submits a job, loaded with what the submission needs by one statement (load_submitter):
     the model the request names (None when there is no such row) and, while the per-user limit
-    applies, the user's jobs in flight; and the request slot (RequestSlots) to store the job
-    within (the session that read all this is closed)."""
+    applies, the user's jobs in flight; and the request's way to the database (RequestSlots) to
+    store the job through (the session that read all this is closed)."""
 
     user: User
     model_name: str
     model: AI | None
     in_flight: int | None
-    slot: anyio.Semaphore | None = None
+    database: RequestSlots = UNLIMITED
+    ai: AIRuntime = NO_APP  # the app's (deps.job_submitter)
 
 
 def load_submitter(session: Session, *, user_id: int, model_name: str, vet_reader: VetReader) -> Submitter:
@@ -120,21 +120,22 @@ async def submit(
 
     The checks need no database (load_submitter read what they look at); storing the job
     writes, and a write may wait (the database's write lock on SQLite, a round trip to a
-    server), so it runs in the thread pool, in a session of its own within the request's
-    slot: one trip per submission, which also reads the input (a trained model's rows take
+    server), so it runs in the thread pool, in a session of its own within a request slot
+    (RequestSlots.run): one trip per submission, which also reads the input (a trained model's rows take
     a while)."""
     model = _usable_model(submitter.model, user=submitter.user, name=submitter.model_name)
     store = partial(
         _store,
-        submitter.user,
+        user=submitter.user,
         model=model,
         text=text,
         idempotency_key=idempotency_key,
         in_flight=submitter.in_flight,
+        ai=submitter.ai,
     )
-    async with submitter.slot if submitter.slot is not None else contextlib.nullcontext():
-        job = await to_thread.run_sync(store)
-    return await wait_for_job(JobWatch(job, submitter.slot, submitter.user), wait=wait)
+    job = await submitter.database.run(store, inline=False)
+    watch = JobWatch(job, submitter.database, submitter.user, submitter.ai.events)
+    return await wait_for_job(watch, wait=wait)
 
 
 def _usable_model(row: AI | None, *, user: User, name: str) -> AI:
@@ -145,29 +146,43 @@ def _usable_model(row: AI | None, *, user: User, name: str) -> AI:
 
 
 def _store(
-    user: User,
+    session: Session,
     *,
+    user: User,
     model: AI,
     text: str | dict[str, Any] | list[Any],
     idempotency_key: str | None,
     in_flight: int | None,
+    ai: AIRuntime,
 ) -> JobPublic:
     stored = _stored_input(model.name, text)
-    with SessionLocal() as session:
-        return _store_in(
-            session, user, model=model, text=stored, idempotency_key=idempotency_key, in_flight=in_flight
-        )
+    return _store_in(
+        session,
+        user,
+        model=model,
+        text=stored,
+        idempotency_key=idempotency_key,
+        in_flight=in_flight,
+        ai=ai,
+    )
 
 
 def _store_in(
-    session: Session, user: User, *, model: AI, text: str, idempotency_key: str | None, in_flight: int | None
+    session: Session,
+    user: User,
+    *,
+    model: AI,
+    text: str,
+    idempotency_key: str | None,
+    in_flight: int | None,
+    ai: AIRuntime,
 ) -> JobPublic:
     if idempotency_key is not None:
         earlier = ai_crud.job_by_key(session, user_id=user.id, key=idempotency_key)
         if earlier is not None:
             return _replayed(earlier, model=model, text=text)
-    _enforce_jobs_per_user(in_flight)
-    backend = backends.current()
+    backend = ai.backend
+    _enforce_jobs_per_user(in_flight, backend)
     if backend is not None:
         try:
             backend.reserve(session)
@@ -199,12 +214,12 @@ def _store_in(
     # Taken before handing over: the answer shows the job as submitted (queued), however fast
     # a worker then takes it.
     submitted = queued_job(job_id, model=model, content=text, created=now)
-    publish_public([(user.id, submitted)])
+    publish_public(ai.publisher, [(user.id, submitted)])
     if _hand_over(session, backend, model_name=model.name, job_id=job_id):
         return submitted
     failed = ai_crud.job(session, job_id)
     assert failed is not None
-    publish_jobs([failed])
+    publish_jobs(ai.publisher, [failed])
     return job_public(failed)
 
 
@@ -255,12 +270,11 @@ def _replayed(earlier: AIlog, *, model: AI, text: str) -> JobPublic:
     return job_public(earlier)
 
 
-def _enforce_jobs_per_user(in_flight: int | None) -> None:
+def _enforce_jobs_per_user(in_flight: int | None, backend: Backend | None) -> None:
     """in_flight: the user's jobs queued or running (None while RATE_LIMIT_ENABLED is off)."""
     if in_flight is None or not settings.RATE_LIMIT_ENABLED:
         return
     if in_flight >= settings.AI_MAX_JOBS_PER_USER:
-        backend = backends.current()
         error = TooManyRequests(
             f"you already have {settings.AI_MAX_JOBS_PER_USER} jobs queued or running; wait for one to end",
             retry_after=backend.retry_after() if backend is not None else 1,
@@ -303,12 +317,14 @@ def _readable(job: JobFound | None, *, user: User) -> JobFound:
 @dataclass(frozen=True, slots=True)
 class JobWatch:
     """A job as its reader may see it, read in a session already closed (a long poll holds no
-    connection and no request slot while it waits), the request slot (RequestSlots) to read it
-    again within, and that reader (what its result lists is checked for them again)."""
+    connection and no request slot while it waits), the request's way to the database
+    (RequestSlots) to read it again through, and that reader (what its result lists is checked
+    for them again)."""
 
     job: JobPublic
-    slot: anyio.Semaphore | None
+    database: RequestSlots
     reader: User
+    events: JobEvents | None = None  # the app's, whose waiters hear the job end (None: no app)
 
 
 async def wait_for_job(watch: JobWatch, *, wait: float) -> JobPublic:
@@ -318,7 +334,7 @@ async def wait_for_job(watch: JobWatch, *, wait: float) -> JobPublic:
     again only if no event came (the wait ran out, or every WAIT_RECHECK_SECONDS in case a
     message was lost)."""
     public = watch.job
-    job_events = events.current()
+    job_events = watch.events
     if public.is_finished or wait <= 0:
         return public
     deadline = time.monotonic() + wait
@@ -339,8 +355,9 @@ async def wait_for_job(watch: JobWatch, *, wait: float) -> JobPublic:
 
 async def _read_again(watch: JobWatch) -> JobPublic | None:
     """The job from the database, within a request slot again (as every request session)."""
-    async with watch.slot if watch.slot is not None else contextlib.nullcontext():
-        return await to_thread.run_sync(_read_job, watch.job.id, watch.reader)
+    return await watch.database.run(
+        partial(_read_job, job_id=watch.job.id, reader=watch.reader), inline=False
+    )
 
 
 async def _until(event: asyncio.Event | None, timeout: float) -> bool:
@@ -356,10 +373,9 @@ async def _until(event: asyncio.Event | None, timeout: float) -> bool:
     return True
 
 
-def _read_job(job_id: int, reader: User) -> JobPublic | None:
-    with SessionLocal() as session:
-        job = ai_crud.job(session, job_id)
-        return _seen_by(session, reader, job_public(job)) if job is not None else None
+def _read_job(session: Session, *, job_id: int, reader: User) -> JobPublic | None:
+    job = ai_crud.job(session, job_id)
+    return _seen_by(session, reader, job_public(job)) if job is not None else None
 
 
 def list_jobs(
@@ -425,7 +441,7 @@ def _cut(job: JobPublic, found: _Listed, allowed: set[int]) -> JobPublic:
     return job.model_copy(update={"result": {**job.result, key: kept}})
 
 
-def cancel(session: Session, *, job: JobPublic) -> JobPublic:
+def cancel(session: Session, *, job: JobPublic, events: Publisher) -> JobPublic:
     """Cancels a job that has not started; 409 once it runs or has finished."""
     if ai_crud.finish(
         session, job.id, status=ai_crud.CANCELED, now=utcnow(), from_statuses=(ai_crud.QUEUED,)
@@ -433,7 +449,7 @@ def cancel(session: Session, *, job: JobPublic) -> JobPublic:
         session.commit()
         canceled = ai_crud.job(session, job.id)
         assert canceled is not None
-        publish_jobs([canceled])
+        publish_jobs(events, [canceled])
         return job_public(canceled)
     session.rollback()
     current = ai_crud.job(session, job.id)
@@ -453,11 +469,10 @@ def hide(session: Session, *, job: JobPublic) -> None:
 # --- post embeddings ------------------------------------------------------------------------
 
 
-def post_changed(post_id: int) -> None:
+def post_changed(backend: Backend | None, post_id: int) -> None:
     """Called by services/posts after a post's title or content was stored (after commit):
-    its embedding is recomputed through the AI backend, in a batch with other work. Best
-    effort; `python cli.py reindex` repairs anything missed."""
-    backend = backends.current()
+    its embedding is recomputed through the app's AI backend (None: no app, a script), in a
+    batch with other work. Best effort; `python cli.py reindex` repairs anything missed."""
     if backend is None or not settings.AI_INDEX_POSTS:
         return
     try:
@@ -471,7 +486,7 @@ def reindex(*, everything: bool = False) -> int:
     everything=True). Returns how many were stored."""
     stored, after_id = 0, 0
     while True:
-        with SessionLocal() as session:
+        with session_scope() as session:
             post_ids = embeddings_crud.ids_to_index(
                 session, model_name=MODEL_NAME, everything=everything, after_id=after_id, limit=REINDEX_BATCH
             )

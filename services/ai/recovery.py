@@ -7,10 +7,10 @@ from datetime import timedelta
 from config import settings
 from crud import ai as ai_crud
 from crud import ai_training as training_crud
-from database import SessionLocal, utcnow
+from database import session_scope, utcnow
 from models import AIlog
 from services.ai.backends import Backend
-from services.ai.events import publish_jobs
+from services.ai.events import Publisher, publish_jobs
 from services.ai.training_run import settle
 from services.ai.worker import attempts_exhausted
 
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 LOST_ERROR = "lost: no worker finished it"
 
 
-def recover(backend: Backend) -> tuple[int, int]:
+def recover(backend: Backend, events: Publisher) -> tuple[int, int]:
     """Jobs left queued or running when the last process stopped: queued again (the attempt they
     had stays counted) or, past AI_MAX_ATTEMPTS, failed with the reason. A training job goes back
     to the training queue and its version to queued. Returns (requeued, failed).
@@ -38,7 +38,7 @@ def recover(backend: Backend) -> tuple[int, int]:
     started_before = None if backend.recovers_at_startup else now - min(lost_after.values())
     requeue: list[tuple[AIlog, bool]] = []
     failed: list[int] = []
-    with SessionLocal() as session:
+    with session_scope() as session:
         training = {job.id for job in training_crud.training_jobs_in_flight(session)}
         for job in ai_crud.left_behind(session, started_before=started_before):
             is_training = job.id in training
@@ -57,7 +57,7 @@ def recover(backend: Backend) -> tuple[int, int]:
                     training_crud.version_back_to_queued(session, job.id)
                 requeue.append((job, is_training))
         session.commit()
-        publish_jobs(ai_crud.jobs(session, failed))
+        publish_jobs(events, ai_crud.jobs(session, failed))
     settle()  # versions whose training job ended without them
     for job, is_training in requeue:
         if is_training:

@@ -16,7 +16,7 @@ import numpy as np
 
 from config import settings
 from crud import ai_training as training_crud
-from database import SessionLocal
+from database import session_scope
 from ml import tabular
 from ml.base import AIModel
 
@@ -125,7 +125,7 @@ _cache_lock = threading.Lock()
 def find(name: str) -> TrainedModel | None:
     """The trained model of this name at its highest succeeded version; None if there is no such
     model or none of its versions has succeeded yet."""
-    with SessionLocal() as session:
+    with session_scope() as session:
         found = training_crud.current_version(session, name=name, kind=tabular.KIND)
     if found is None:
         return None

@@ -29,9 +29,10 @@ from errors import Conflict, TooManyRequests
 from ml import tabular
 from models import AI, AIlog, AIModelVersion, User
 from schemas import AIModelVersionPublic, JobPublic, ModelCreateForm, Page, TrainingForm
-from services.ai import backends, registry, training_data
+from services.ai import registry, training_data
 from services.ai.events import publish_public
 from services.ai.job_view import job_public
+from services.ai.runtime import AIRuntime
 from services.ai.training_data import TrainingData
 from services.ai.training_run import fail_training
 from services.ai.worker import describe_error
@@ -44,7 +45,7 @@ TRAINING_RETRY_AFTER_SECONDS = 30
 # --- administrators' requests -------------------------------------------------------------
 
 
-def create_model(session: Session, *, admin: User, form: ModelCreateForm) -> JobPublic:
+def create_model(session: Session, *, admin: User, form: ModelCreateForm, ai: AIRuntime) -> JobPublic:
     """A new trained model (not usable until its first version succeeds) and its first training
     job, queued."""
     if ai_crud.model_by_name(session, form.name) is not None or registry.builtin(form.name) is not None:
@@ -52,17 +53,19 @@ def create_model(session: Session, *, admin: User, form: ModelCreateForm) -> Job
     _admit(session)
     data = _read(form)
     model = AI(name=form.name, information=form.information, kind=form.kind, is_ready=False)
-    return _start(session, admin=admin, model=model, data=data, form=form)
+    return _start(session, admin=admin, model=model, data=data, form=form, ai=ai)
 
 
-def train_version(session: Session, *, admin: User, model: AI, form: TrainingForm) -> JobPublic:
+def train_version(
+    session: Session, *, admin: User, model: AI, form: TrainingForm, ai: AIRuntime
+) -> JobPublic:
     """A new version of a trained model from new data; the current version serves until the new
     one succeeds."""
     if model.kind != tabular.KIND:
         raise Conflict(f"'{model.name}' is a built-in model; it cannot be trained", code="not_trainable")
     _admit(session)
     data = _read(form)
-    return _start(session, admin=admin, model=model, data=data, form=form)
+    return _start(session, admin=admin, model=model, data=data, form=form, ai=ai)
 
 
 def list_versions(session: Session, *, model: AI, offset: int, limit: int) -> Page[AIModelVersionPublic]:
@@ -110,7 +113,9 @@ def _read(form: TrainingForm) -> TrainingData:
     return training_data.parse(text, target=form.target, features=form.feature_names())
 
 
-def _start(session: Session, *, admin: User, model: AI, data: TrainingData, form: TrainingForm) -> JobPublic:
+def _start(
+    session: Session, *, admin: User, model: AI, data: TrainingData, form: TrainingForm, ai: AIRuntime
+) -> JobPublic:
     """Keeps the checked data, stores the version and its job in one commit, and hands the job to
     the training queue. On any failure before the commit, nothing stays."""
     key = tabular.new_key()
@@ -154,8 +159,8 @@ def _start(session: Session, *, admin: User, model: AI, data: TrainingData, form
         dataset.unlink(missing_ok=True)
         raise
     submitted = job_public(job, model_name=model.name, structured_input=True)
-    publish_public([(admin.id, submitted)])
-    backend = backends.current()
+    publish_public(ai.publisher, [(admin.id, submitted)])
+    backend = ai.backend
     if backend is None:  # no app running (a script): the next start's recovery queues it
         return submitted
     try:
@@ -163,7 +168,10 @@ def _start(session: Session, *, admin: User, model: AI, data: TrainingData, form
     except Exception as exc:
         log.exception("could not hand training job %d to the %s backend", job.id, settings.AI_BACKEND)
         fail_training(
-            job.id, error=f"could not reach the training queue: {describe_error(exc)}", from_queued=True
+            job.id,
+            error=f"could not reach the training queue: {describe_error(exc)}",
+            events=ai.publisher,
+            from_queued=True,
         )
         failed = ai_crud.job(session, job.id)
         assert failed is not None

@@ -13,11 +13,11 @@ from sqlalchemy.orm import Session
 from config import settings
 from crud import ai as ai_crud
 from crud import ai_training as training_crud
-from database import SessionLocal, utcnow
+from database import session_scope, utcnow
 from ml import tabular
 from ml.training import TrainingProcesses
 from models import AIModelVersion
-from services.ai.events import publish_jobs
+from services.ai.events import Publisher, publish_jobs
 from services.ai.worker import attempts_exhausted
 
 log = logging.getLogger(__name__)
@@ -27,8 +27,9 @@ class ProgressReport:
     """Stores a run's progress in its job's result and pushes it to the owner, at most every
     AI_TRAIN_PROGRESS_SECONDS (and always after the first epoch)."""
 
-    def __init__(self, job_id: int) -> None:
+    def __init__(self, job_id: int, events: Publisher) -> None:
         self.job_id = job_id
+        self.events = events
         self.last: dict[str, Any] | None = None
         self._stored_at: float | None = None
 
@@ -38,21 +39,23 @@ class ProgressReport:
         if self._stored_at is not None and now - self._stored_at < settings.AI_TRAIN_PROGRESS_SECONDS:
             return
         self._stored_at = now
-        with SessionLocal() as session:
+        with session_scope() as session:
             stored = training_crud.set_progress(session, self.job_id, json.dumps({"progress": self.last}))
             session.commit()
             if stored:
-                publish_jobs(ai_crud.jobs(session, [self.job_id]))
+                publish_jobs(self.events, ai_crud.jobs(session, [self.job_id]))
 
 
-def run_training(job_id: int, processes: TrainingProcesses, *, redelivered: bool = False) -> None:
+def run_training(
+    job_id: int, processes: TrainingProcesses, *, events: Publisher, redelivered: bool = False
+) -> None:
     """Runs one training job: claim it (queued -> running, the attempt counted), train in a child
     process, then store the version and the job's ending in one commit.
 
     redelivered: the Celery path, where a message comes back when its worker died; a job that
     worker left `running` is taken again within AI_MAX_ATTEMPTS, and failed past them.
     """
-    with SessionLocal() as session:
+    with session_scope() as session:
         claimed = ai_crud.claim(
             session, [job_id], now=utcnow(), also_running=redelivered, max_attempts=settings.AI_MAX_ATTEMPTS
         )
@@ -63,12 +66,12 @@ def run_training(job_id: int, processes: TrainingProcesses, *, redelivered: bool
                 session, version.id, status=ai_crud.RUNNING, from_statuses=training_crud.PENDING
             )
         session.commit()
-        publish_jobs(ai_crud.jobs(session, claimed + gave_up))
+        publish_jobs(events, ai_crud.jobs(session, claimed + gave_up))
     if not claimed:
         settle()  # canceled before it ran, or out of attempts
         return
     if version is None:  # not a training job (never made so by this module)
-        fail_training(job_id, error="this job has no model version to train")
+        fail_training(job_id, error="this job has no model version to train", events=events)
         return
     parameters = json.loads(version.parameters)
     request = {
@@ -83,15 +86,15 @@ def run_training(job_id: int, processes: TrainingProcesses, *, redelivered: bool
         "torch_threads": settings.AI_TRAIN_TORCH_THREADS,
         "nice": settings.AI_TRAIN_NICE,
     }
-    progress = ProgressReport(job_id)
+    progress = ProgressReport(job_id, events)
     outcome = processes.run(request, progress=progress, timeout=settings.train_timeout_seconds)
     if outcome.interrupted:
         log.info("training job %d interrupted by a shutdown; the next start runs it again", job_id)
         return  # still running in the database: recovery queues it again
     if outcome.metrics is not None:
-        _end_succeeded(job_id, version, metrics=outcome.metrics, progress=progress.last)
+        _end_succeeded(job_id, version, metrics=outcome.metrics, progress=progress.last, events=events)
     else:
-        fail_training(job_id, error=outcome.error or "training failed", progress=progress.last)
+        fail_training(job_id, error=outcome.error or "training failed", progress=progress.last, events=events)
 
 
 def _give_up(session: Session, job_id: int) -> bool:
@@ -107,13 +110,18 @@ def _give_up(session: Session, job_id: int) -> bool:
 
 
 def _end_succeeded(
-    job_id: int, version: AIModelVersion, *, metrics: dict[str, Any], progress: dict[str, Any] | None
+    job_id: int,
+    version: AIModelVersion,
+    *,
+    metrics: dict[str, Any],
+    progress: dict[str, Any] | None,
+    events: Publisher,
 ) -> None:
     """The job and its version succeed in one commit; from then on the model serves this version.
     The uploaded data goes before anyone hears of the ending."""
     now = utcnow()
     result = {"version": version.version, "metrics": metrics, "progress": progress}
-    with SessionLocal() as session:
+    with session_scope() as session:
         if ai_crud.finish(session, job_id, status=ai_crud.SUCCEEDED, now=now, result=json.dumps(result)):
             training_crud.set_version_status(
                 session,
@@ -129,16 +137,21 @@ def _end_succeeded(
         else:  # ended otherwise meanwhile (failed by a recovery, or run again after a redelivery)
             session.rollback()
             _discard_unless_succeeded(session, job_id)
-        publish_jobs(ai_crud.jobs(session, [job_id]))
+        publish_jobs(events, ai_crud.jobs(session, [job_id]))
 
 
 def fail_training(
-    job_id: int, *, error: str, progress: dict[str, Any] | None = None, from_queued: bool = False
+    job_id: int,
+    *,
+    error: str,
+    events: Publisher,
+    progress: dict[str, Any] | None = None,
+    from_queued: bool = False,
 ) -> None:
     """Fails a training job (still running, or still queued with from_queued) and its version in
     one commit; the run's files go before anyone hears of the ending."""
     now = utcnow()
-    with SessionLocal() as session:
+    with session_scope() as session:
         ended = ai_crud.finish(
             session,
             job_id,
@@ -156,7 +169,7 @@ def fail_training(
         session.commit()
         if ended:
             _discard_unless_succeeded(session, job_id)
-        publish_jobs(ai_crud.jobs(session, [job_id]))
+        publish_jobs(events, ai_crud.jobs(session, [job_id]))
 
 
 def _discard_unless_succeeded(session: Session, job_id: int) -> None:
@@ -171,7 +184,7 @@ def _discard_unless_succeeded(session: Session, job_id: int) -> None:
 def settle() -> None:
     """Versions whose training job ended without them (failed, canceled, given up) take the
     job's status; their data set and any half-made files go."""
-    with SessionLocal() as session:
+    with session_scope() as session:
         unsettled = [
             (version, status)
             for version, status in training_crud.unsettled_versions(session)

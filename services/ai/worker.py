@@ -19,13 +19,13 @@ from sqlalchemy.orm import Session
 from config import settings
 from crud import ai as ai_crud
 from crud import embeddings as embeddings_crud
-from database import SessionLocal, utcnow, write_turns
+from database import session_scope, utcnow, write_turns
 from ml.encoder import MODEL_NAME, to_bytes
 from ml.post_index import PostIndex, post_text
 from models import AIlog
 from schemas import JobPublic
 from services.ai import apps, registry
-from services.ai.events import publish_jobs, publish_public
+from services.ai.events import Publisher, publish_jobs, publish_public
 from services.ai.job_view import job_public
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,12 @@ def run_jobs(
     model_name: str,
     job_ids: Sequence[int],
     *,
+    events: Publisher,
     redelivered: bool = False,
     interrupts: tuple[type[BaseException], ...] = (),
     computed: Callable[[], None] = lambda: None,
 ) -> None:
-    """Runs these jobs of one model as one batch.
+    """Runs these jobs of one model as one batch, telling `events` how they go.
 
     redelivered: the Celery path, where a message comes back when its worker died; a job that
     worker left `running` is taken again, unless it has used its AI_MAX_ATTEMPTS, and is then
@@ -55,7 +56,7 @@ def run_jobs(
     next batch compute while this one stores its results).
     """
     now = utcnow()
-    with SessionLocal() as session:
+    with session_scope() as session:
         with write_turns.turn():  # SQLite: writers queue here, not in its sleeping busy handler
             taken = ai_crud.claim_with_owners(
                 session, job_ids, now=now, also_running=redelivered, max_attempts=settings.AI_MAX_ATTEMPTS
@@ -70,12 +71,12 @@ def run_jobs(
             session.commit()
         running = [job for job, _ in taken]
         owners = {job.user_id: owner for job, owner in taken}  # loaded: they outlive the session
-        publish_jobs(running + ai_crud.jobs(session, gave_up))
+        publish_jobs(events, running + ai_crud.jobs(session, gave_up))
     if not running:
         return
     model = registry.get(model_name)
     if model is None:
-        fail_jobs(claimed, error=f"model {model_name} is not available on this worker")
+        fail_jobs(claimed, error=f"model {model_name} is not available on this worker", events=events)
         return
     try:
         outputs = model.run_batch([job.content for job in running])
@@ -84,10 +85,10 @@ def run_jobs(
     except Exception as exc:
         computed()
         log.warning("%s failed a batch of %d", model_name, len(running), exc_info=True)
-        fail_jobs(claimed, error=describe_error(exc))
+        fail_jobs(claimed, error=describe_error(exc), events=events)
         return
     computed()
-    with SessionLocal() as session:
+    with session_scope() as session:
         jobs = [
             (owners[job.user_id], job.content, output) for job, output in zip(running, outputs, strict=True)
         ]
@@ -103,9 +104,11 @@ def run_jobs(
             changed = ai_crud.finish_running(session, endings, now=done)
             session.commit()
         if changed == len(endings):
-            publish_public([_ended(job, ending, done) for job, ending in zip(running, endings, strict=True)])
+            publish_public(
+                events, [_ended(job, ending, done) for job, ending in zip(running, endings, strict=True)]
+            )
         else:  # some ended otherwise meanwhile (timed out, canceled): tell what is stored
-            publish_jobs(ai_crud.jobs(session, claimed))
+            publish_jobs(events, ai_crud.jobs(session, claimed))
 
 
 def _ending(model_name: str, job: AIlog, result: Any) -> tuple[int, str, str | None, str | None]:
@@ -135,18 +138,18 @@ def _ended(
     return job.user_id, public
 
 
-def fail_jobs(job_ids: Sequence[int], *, error: str) -> None:
+def fail_jobs(job_ids: Sequence[int], *, error: str, events: Publisher) -> None:
     """Fails those of these jobs that are still running (e.g. past their time limit)."""
-    with SessionLocal() as session:
+    with session_scope() as session:
         failed = _fail(session, job_ids, error=error, from_statuses=(ai_crud.RUNNING,))
         session.commit()
-        publish_jobs(ai_crud.jobs(session, failed))
+        publish_jobs(events, ai_crud.jobs(session, failed))
 
 
 def give_back(job_ids: Sequence[int]) -> None:
     """Jobs whose batch was cut short by the process stopping go back to the queue, the attempt
     not counted (the job did nothing wrong), for the next start's recovery."""
-    with SessionLocal() as session:
+    with session_scope() as session:
         returned = ai_crud.unclaim(session, job_ids)
         session.commit()
     if returned:
@@ -183,7 +186,7 @@ def attempts_exhausted() -> str:
 def index_posts(post_ids: Sequence[int], *, computed: Callable[[], None] = lambda: None) -> int:
     """Embeds these posts (title and content) and stores the vectors; posts deleted meanwhile
     are skipped. Returns how many were stored. computed: as for run_jobs."""
-    with SessionLocal() as session:
+    with session_scope() as session:
         rows = embeddings_crud.texts(session, post_ids)
     if not rows:
         return 0
@@ -194,7 +197,7 @@ def index_posts(post_ids: Sequence[int], *, computed: Callable[[], None] = lambd
     finally:
         computed()
     encoded = {row.id: to_bytes(vector) for row, vector in zip(rows, vectors, strict=True)}
-    with SessionLocal() as session:
+    with session_scope() as session:
         try:
             embeddings_crud.upsert(session, model_name=MODEL_NAME, vectors=encoded, now=utcnow())
             session.commit()
