@@ -40,3 +40,10 @@ def chromium() -> Iterator["Browser"]:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator["Browser"]:
+    """One browser for a module's page tests (tests/conftest.py loads this module as a plugin)."""
+    with chromium() as launched:
+        yield launched

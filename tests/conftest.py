@@ -51,6 +51,9 @@ from database import SessionLocal, engine  # noqa: E402
 from main import app  # noqa: E402
 from services import rate_limit, security  # noqa: E402
 
+# The page tests' `browser` fixture.
+pytest_plugins = ["tests.browser_support"]
+
 IS_MARIADB = TEST_DATABASE_URL.startswith("mysql")
 # The Redis of the tests that need one (live events across processes, rate limits, Celery).
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

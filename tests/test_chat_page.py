@@ -13,15 +13,8 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from config import settings
-from tests.browser_support import chromium
 from tests.chat_support import ApiProcess, running_api, sleep_until
 from tests.conftest import PASSWORD
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as browser:
-        yield browser
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ from fastapi.testclient import TestClient
 import main
 from config import settings
 from services import health as health_service
-from tests.browser_support import chromium
 from tests.chat_support import API, ApiProcess, running_api
 from tests.conftest import PASSWORD, Person
 
@@ -123,12 +122,6 @@ def test_the_documentation_loads_nothing_from_another_origin(client: TestClient)
 
 
 # --- in a browser, offline ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator["Browser"]:
-    with chromium() as browser:
-        yield browser
 
 
 @pytest.fixture(scope="module")
