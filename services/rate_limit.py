@@ -102,27 +102,32 @@ def enforce_per_ip(scope: str, *, client_ip: str, limit: int) -> None:
     _enforce(scope, (f"{scope}:ip:{client_ip}", limit))
 
 
-def _enforce(scope: str, *counters: tuple[str, int]) -> None:
-    if not settings.RATE_LIMIT_ENABLED:
-        return
-    limiter = get_rate_limiter()
-    window = settings.RATE_LIMIT_WINDOW_SECONDS
-    waits = [limiter.hit(key, limit, window) for key, limit in counters]
-    retry_after = max((w for w in waits if w is not None), default=None)
-    if retry_after is not None:
-        raise TooManyRequests(
-            f"too many {scope} attempts; try again in {retry_after} s", retry_after=retry_after
-        )
-
-
 def enforce_per_user(
     scope: str, *, user_id: int, limit: int, window_seconds: int, cost: int = 1, detail: str
 ) -> None:
     """Raises 429 when this user's attempts at `scope` in the window, each weighing `cost`, pass
     `limit`. A refused attempt counts too, as a failed login does, so Retry-After is when the
     window ends and everything is allowed again."""
+    _enforce(
+        scope, (f"{scope}:user:{user_id}", limit), window_seconds=window_seconds, cost=cost, detail=detail
+    )
+
+
+def _enforce(
+    scope: str,
+    *counters: tuple[str, int],
+    window_seconds: int | None = None,
+    cost: int = 1,
+    detail: str | None = None,
+) -> None:
+    """Counts the attempt on every (key, limit) counter; 429 with the longest wait if any is over."""
     if not settings.RATE_LIMIT_ENABLED:
         return
-    retry_after = get_rate_limiter().hit(f"{scope}:user:{user_id}", limit, window_seconds, cost=cost)
+    limiter = get_rate_limiter()
+    window = window_seconds or settings.RATE_LIMIT_WINDOW_SECONDS
+    waits = [limiter.hit(key, limit, window, cost=cost) for key, limit in counters]
+    retry_after = max((w for w in waits if w is not None), default=None)
     if retry_after is not None:
-        raise TooManyRequests(f"{detail}; try again in {retry_after} s", retry_after=retry_after)
+        raise TooManyRequests(
+            f"{detail or f'too many {scope} attempts'}; try again in {retry_after} s", retry_after=retry_after
+        )
