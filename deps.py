@@ -9,6 +9,7 @@ from typing import Annotated, TypeVar
 
 from fastapi import Depends, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.requests import HTTPConnection
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
@@ -51,11 +52,16 @@ async def request_database(request: Request) -> RequestSlots:
 DatabaseDep = Annotated[RequestSlots, Depends(request_database)]
 
 
-def get_runtime(request: Request) -> Runtime:
+def runtime_of(connection: HTTPConnection) -> Runtime:
     """The running app's broker, AI backend and job events (services/runtime.py; built by
-    main.py's lifespan): one attribute read per request."""
-    runtime: Runtime = request.app.state.runtime
+    main.py's lifespan): one attribute read per request or socket."""
+    runtime: Runtime = connection.app.state.runtime
     return runtime
+
+
+async def get_runtime(connection: HTTPConnection) -> Runtime:
+    """runtime_of as a dependency (async: FastAPI runs a sync one in a worker thread)."""
+    return runtime_of(connection)
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
@@ -83,7 +89,7 @@ REQUEST_USER = "request_user"
 
 
 async def get_current_user(session: SessionDep, token: BearerToken) -> User:
-    user = session.info.get(REQUEST_USER)
+    user: User | None = session.info.get(REQUEST_USER)
     if user is None:
         user = session.info[REQUEST_USER] = await on_database(partial(authenticate, session, token))
     return user
@@ -304,7 +310,7 @@ async def watched_job(job_id: JobId, request: Request, token: BearerToken) -> ai
     that is closed at once (a wait must hold no connection)."""
     database = request_slots(request)
     reader, job = await database.run(partial(_reader_and_job, token=token, job_id=job_id))
-    return ai.JobWatch(job, database, reader, get_runtime(request).ai.events)
+    return ai.JobWatch(job, database, reader, runtime_of(request).ai.events)
 
 
 async def job_submitter(name: ModelName, request: Request, token: BearerToken) -> ai.Submitter:
@@ -313,7 +319,7 @@ async def job_submitter(name: ModelName, request: Request, token: BearerToken) -
     job is stored by another (services/ai/jobs.submit)."""
     database = request_slots(request)
     submitter = await database.run(partial(_job_submitter, token=token, model_name=name))
-    return replace(submitter, database=database, ai=get_runtime(request).ai)
+    return replace(submitter, database=database, ai=runtime_of(request).ai)
 
 
 def _job_submitter(session: Session, *, token: str | None, model_name: str) -> ai.Submitter:

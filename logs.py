@@ -129,20 +129,22 @@ def write_access_line(scope: Scope, status: int, seconds: float) -> None:
 RecordFactory = Callable[..., logging.LogRecord]
 
 
-def with_request_context(make_record: RecordFactory) -> RecordFactory:
-    """Records that carry the current request's id (None outside a request) and, once known,
-    its user's id: for every handler alike (ours, a test's capture, anyone's)."""
+class RequestContextRecords:
+    """A record factory whose records carry the current request's id (None outside a request)
+    and, once known, its user's id: for every handler alike (ours, a test's capture, anyone's)."""
 
-    def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = make_record(*args, **kwargs)
+    carries_request_context = True  # configure_logging wraps the factory once
+
+    def __init__(self, make_record: RecordFactory) -> None:
+        self.make_record = make_record
+
+    def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = self.make_record(*args, **kwargs)
         context = _current.get()
         record.request_id = context.request_id if context is not None else None
         if context is not None and context.user_id is not None:
             record.user_id = context.user_id
         return record
-
-    make.carries_request_context = True  # type: ignore[attr-defined]
-    return make
 
 
 # What every LogRecord has; anything else on a record is an extra worth writing out.
@@ -194,10 +196,10 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class StderrHandler(logging.StreamHandler[TextIO]):
     """Writes to whatever sys.stderr is when a record comes (a test runner swaps it)."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> TextIO:
         return sys.stderr
 
@@ -213,7 +215,7 @@ def configure_logging() -> None:
     """The root logger writes to stderr in LOG_FORMAT at LOG_LEVEL; uvicorn's loggers go through
     it too, without uvicorn's access log. Called again, it replaces its own handler only."""
     if not getattr(logging.getLogRecordFactory(), "carries_request_context", False):
-        logging.setLogRecordFactory(with_request_context(logging.getLogRecordFactory()))
+        logging.setLogRecordFactory(RequestContextRecords(logging.getLogRecordFactory()))
     handler = StderrHandler()
     handler.set_name(HANDLER_NAME)
     handler.setFormatter(JSONFormatter() if settings.log_format == "json" else TextFormatter())

@@ -3,8 +3,9 @@
 
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from http import HTTPStatus
 
 import anyio.to_thread
@@ -22,6 +23,7 @@ from database import RequestSlots
 from edge import SecurityHeaders
 from errors import DomainError, PayloadTooLarge, Unprocessable
 from logs import RequestLogMiddleware, configure_logging
+from ml.base import AIModel
 from routers import admin, ai, ai_training, attachments, auth, boards, chat, comments, health, posts, users
 from routers.docs import serve_docs
 from services import runtime, security
@@ -30,7 +32,7 @@ log = logging.getLogger("madang")
 
 
 @asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+async def lifespan(app: FastAPI, *, extra_models: Sequence[AIModel] = ()) -> AsyncIterator[None]:
     settings.signing_key  # noqa: B018 - create the development key file before the first request
     security.prepare_dummy_hash()  # the first unknown-user login must not cost an extra hash
     # Sync endpoints run in this pool; a few threads keep the GIL busy, forty only fight over it.
@@ -38,7 +40,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.db_slots = RequestSlots(settings.DATABASE_POOL_SIZE)
     # The broker, the AI backend and the job events, in one object (services/runtime.py) that
     # requests reach through deps.RuntimeDep.
-    async with runtime.running() as running:
+    async with runtime.running(extra_models=extra_models) as running:
         outer = getattr(app.state, "runtime", None)  # an app started inside another (bench/)
         app.state.runtime = running
         freeze_startup_objects()
@@ -162,13 +164,15 @@ def operation_id(route: APIRoute) -> str:
     return route.name
 
 
-def create_app() -> FastAPI:
+def create_app(*, models: Sequence[AIModel] = ()) -> FastAPI:
+    """The app; models: AI models it runs besides the shipped ones and AI_MODEL_MODULES' (a
+    test's own, e.g. a model that fails on purpose)."""
     configure_logging()  # before uvicorn logs its start-up lines, so they share the format
     app = MadangAPI(
         title=settings.PROJECT_NAME,
         version="0.1.0",
         description="Boards, live support chat and asynchronous AI jobs for an online community.",
-        lifespan=lifespan,
+        lifespan=partial(lifespan, extra_models=tuple(models)),
         # JSON bodies are small; upload routes set their own, larger limit.
         max_body_size=settings.MAX_JSON_BODY_KB * 1024,
         openapi_tags=OPENAPI_TAGS,

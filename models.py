@@ -5,7 +5,7 @@ a query that needs related rows says so with an explicit load option or a join.
 """
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
     BigInteger,
@@ -26,6 +26,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship,
 
 import names
 from database import UTCDateTime, utcnow
+
+# Where an AI job (and a trained model's version) stands; a String(16) column, the values checked
+# by the type checker and the response schemas.
+JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -298,7 +302,7 @@ class AIModelVersion(Base):
     ai_id: Mapped[int] = mapped_column(ForeignKey("ai.id", ondelete="CASCADE"))
     version: Mapped[int]
     # queued, running, succeeded, failed, canceled: its training job's, settled in the same commit
-    status: Mapped[str] = mapped_column(String(16), default="queued", server_default="queued")
+    status: Mapped[JobStatus] = mapped_column(String(16), default="queued", server_default="queued")
     parameters: Mapped[str] = mapped_column(Text)  # JSON: target, features, epochs, learning rate, ...
     metrics: Mapped[str | None] = mapped_column(Text)  # JSON, once succeeded
     file_key: Mapped[str] = mapped_column(String(32), unique=True)
@@ -324,7 +328,7 @@ class AIlog(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey(USER_FK))
     ai_id: Mapped[int] = mapped_column(ForeignKey("ai.id"), index=True)
     content: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), default="queued", server_default="queued")
+    status: Mapped[JobStatus] = mapped_column(String(16), default="queued", server_default="queued")
     result: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -7,7 +7,7 @@ declare optional fields with a non-null type: a field may be left out, never set
 import re
 import unicodedata
 from datetime import datetime
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeAlias, TypeVar
 
 from fastapi import UploadFile
 from pydantic import (
@@ -22,12 +22,19 @@ from pydantic import (
     computed_field,
 )
 
+import models
 import names
 from config import settings
 from names import DELETED_USER_PREFIX
 
 # Ids are INT columns; anything larger can name no row and must not reach the database.
 MAX_DB_ID = 2**31 - 1
+
+# The default of a field a PATCH body may leave out but never send as null: pydantic does not
+# validate a default, so an omitted field is None while an explicit null fails the field's own
+# type. Typed Any because no annotation says "absent, but never null" (the services read such a
+# field as `value is not None`, or through model_fields_set).
+OMITTED: Any = None
 DbId = Annotated[int, Field(ge=1, le=MAX_DB_ID)]
 
 
@@ -182,12 +189,12 @@ class UserPublic(ORMModel):
 
 
 class UserUpdate(RequestBody):
-    name: UserName = None  # type: ignore[assignment]  # may be omitted, never null
-    email: Email = None  # type: ignore[assignment]
+    name: UserName = OMITTED
+    email: Email = OMITTED
     # Asked again so a stolen access token alone cannot move the account to another address.
     password: Annotated[
         str, Field(min_length=1, max_length=128, description="My current password; needed to change `email`.")
-    ] = None  # type: ignore[assignment]
+    ] = OMITTED
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -240,10 +247,10 @@ class BoardCreate(RequestBody):
 
 
 class BoardUpdate(RequestBody):
-    name: BoardName = None  # type: ignore[assignment]
-    information: BoardInformation = None  # type: ignore[assignment]
-    is_public: bool = None  # type: ignore[assignment]
-    is_visible: bool = None  # type: ignore[assignment]
+    name: BoardName = OMITTED
+    information: BoardInformation = OMITTED
+    is_public: bool = OMITTED
+    is_visible: bool = OMITTED
 
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"information": "Questions about the service", "is_public": False}]}
@@ -254,7 +261,7 @@ class BoardUpdate(RequestBody):
 
 
 class AdminUserUpdate(RequestBody):
-    is_banned: bool = None  # type: ignore[assignment]
+    is_banned: bool = OMITTED
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"is_banned": True}]})
 
@@ -282,7 +289,7 @@ class AdminUserPublic(UserPublic):
 
     deleted_date: datetime | None = Field(description="When the account was deleted; null: it is not.")
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field  # type: ignore[prop-decorator]  # pydantic's documented form; mypy refuses it
     @property
     def is_deleted(self) -> bool:
         return self.deleted_date is not None
@@ -340,7 +347,7 @@ class AttachmentPublic(ORMModel):
     content_type: str
     size: int
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field  # type: ignore[prop-decorator]  # pydantic's documented form; mypy refuses it
     @property
     def url(self) -> str:
         return f"{settings.API_PREFIX}/attachments/{self.id}"
@@ -378,10 +385,10 @@ class PostCreate(RequestBody):
 
 
 class PostUpdate(RequestBody):
-    name: PostTitle = None  # type: ignore[assignment]
-    content: PostContent = None  # type: ignore[assignment]
-    is_visible: bool = Field(  # type: ignore[assignment]
-        None, description="Administrators only: false hides (deletes) the post, true restores it."
+    name: PostTitle = OMITTED
+    content: PostContent = OMITTED
+    is_visible: bool = Field(
+        OMITTED, description="Administrators only: false hides (deletes) the post, true restores it."
     )
 
     model_config = ConfigDict(
@@ -417,9 +424,9 @@ class CommentCreate(RequestBody):
 
 
 class CommentUpdate(RequestBody):
-    content: CommentContent = None  # type: ignore[assignment]
-    is_visible: bool = Field(  # type: ignore[assignment]
-        None, description="Administrators only: false hides (deletes) the comment, true restores it."
+    content: CommentContent = OMITTED
+    is_visible: bool = Field(
+        OMITTED, description="Administrators only: false hides (deletes) the comment, true restores it."
     )
 
     model_config = ConfigDict(
@@ -466,7 +473,7 @@ class ChatMessagePublic(ORMModel):
     edit_date: datetime | None = Field(description="When the author last edited it; null: never edited.")
     is_visible: bool = Field(description="False once the message is deleted (the same as is_deleted).")
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field  # type: ignore[prop-decorator]  # pydantic's documented form; mypy refuses it
     @property
     def is_deleted(self) -> bool:
         return not self.is_visible
@@ -498,8 +505,8 @@ class ChatSessionCreate(RequestBody):
 
 
 class ChatSessionUpdate(RequestBody):
-    name: ConversationName = Field(None, description="The opener only.")  # type: ignore[assignment]
-    is_closed: bool = Field(None, description="Administrators only.")  # type: ignore[assignment]
+    name: ConversationName = Field(OMITTED, description="The opener only.")
+    is_closed: bool = Field(OMITTED, description="Administrators only.")
 
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"name": "Password reset mail never arrives"}, {"is_closed": True}]}
@@ -581,7 +588,8 @@ ClientEvent = Annotated[
 
 # --- AI -----------------------------------------------------------------------------------
 
-JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
+JobStatus: TypeAlias = models.JobStatus  # the statuses the job table holds
+
 JobInput = Annotated[
     str,
     Field(max_length=settings.POST_CONTENT_MAX_CHARS, description="The text the model reads."),
@@ -612,8 +620,8 @@ class AIModelPublic(ORMModel):
 class AIModelUpdate(RequestBody):
     information: Annotated[
         str, StringConstraints(strip_whitespace=True, max_length=256), AfterValidator(multi_line_text)
-    ] = None  # type: ignore[assignment]
-    is_visible: bool = None  # type: ignore[assignment]
+    ] = OMITTED
+    is_visible: bool = OMITTED
 
     model_config = ConfigDict(
         json_schema_extra={

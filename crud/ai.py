@@ -7,18 +7,23 @@ a worker and the recovery at startup can race over one row and exactly one of th
 from collections.abc import Iterable, Sequence
 from dataclasses import make_dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import ColumnElement, Row, Select, Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
+from crud import changed_rows, inserted_id, table_of
 from models import AI, AIlog, User
 
-QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED = "queued", "running", "succeeded", "failed", "canceled"
+QUEUED: Final = "queued"
+RUNNING: Final = "running"
+SUCCEEDED: Final = "succeeded"
+FAILED: Final = "failed"
+CANCELED: Final = "canceled"
 IN_FLIGHT = (QUEUED, RUNNING)
 
 
-def _jobs() -> Select[tuple[AIlog]]:
+def _jobs() -> Select[AIlog]:
     """Jobs with their model loaded (one join), always re-read from the database: status
     moves by UPDATE statements, so objects already in the session may be stale."""
     return select(AIlog).options(joinedload(AIlog.ai)).execution_options(populate_existing=True)
@@ -36,7 +41,7 @@ _JOB = _jobs().where(AIlog.id == bindparam("job_id"))
 # (UserColumns, ModelColumns below): for reading (vetting, access, the job's view), never for
 # writing.
 # The user is the statement's first table, so a missing job or model still brings the user back.
-_USERS, _AI_LOG, _MODELS = User.__table__, AIlog.__table__, AI.__table__
+_USERS, _AI_LOG, _MODELS = table_of(User), table_of(AIlog), table_of(AI)
 _READER_COLUMNS = [column.label(f"reader_{column.key}") for column in _USERS.c]
 _MODEL_COLUMNS = [column.label(f"model_{column.key}") for column in _MODELS.c]
 _JOB_MODEL_COLUMNS = [_MODELS.c.name.label("model_name"), _MODELS.c.kind.label("model_kind")]
@@ -89,7 +94,7 @@ UserColumns = _columns_of("UserColumns", _USERS)
 ModelColumns = _columns_of("ModelColumns", _MODELS)
 
 
-def _columns(view: type, table: Table, row: Row[Any], prefix: str) -> Any:
+def _columns(view: type, table: Table, row: Row[*tuple[Any, ...]], prefix: str) -> Any:
     """A `view` of the row's columns named `prefix` + the table's columns' names."""
     fields = row._mapping
     return view(**{column.key: fields[prefix + column.key] for column in table.c})
@@ -124,7 +129,9 @@ def job(session: Session, job_id: int) -> AIlog | None:
     return session.scalar(_JOB, {"job_id": job_id})
 
 
-def reader_and_job(session: Session, *, reader_id: int, job_id: int) -> tuple[User, Row[Any] | None] | None:
+def reader_and_job(
+    session: Session, *, reader_id: int, job_id: int
+) -> tuple[User, Row[*tuple[Any, ...]] | None] | None:
     """The user (a UserColumns, read as a User) and the job: a row of AIlog's columns with its
     model's name and kind (model_name, model_kind), None when there is no such job; None when
     there is no user."""
@@ -158,8 +165,7 @@ def add_job(
         "idempotency_key": idempotency_key,
         "create_date": now,
     }
-    job_id = session.execute(_INSERT_JOB, values).inserted_primary_key[0]
-    return int(job_id)
+    return inserted_id(session, _INSERT_JOB, values)
 
 
 def jobs(session: Session, job_ids: Sequence[int]) -> list[AIlog]:
@@ -183,13 +189,15 @@ def _listing_filters(*, user_id: int | None, status: str | None, include_hidden:
     return filters
 
 
-def job_listing(*, user_id: int | None, status: str | None, include_hidden: bool) -> Select[tuple[AIlog]]:
+def job_listing(*, user_id: int | None, status: str | None, include_hidden: bool) -> Select[AIlog]:
     """Newest first; user_id None means everyone's jobs."""
     filters = _listing_filters(user_id=user_id, status=status, include_hidden=include_hidden)
     return _jobs().where(*filters).order_by(AIlog.id.desc())
 
 
-def job_listing_count(*, user_id: int | None, status: str | None, include_hidden: bool) -> Select[Any]:
+def job_listing_count(
+    *, user_id: int | None, status: str | None, include_hidden: bool
+) -> Select[*tuple[Any, ...]]:
     filters = _listing_filters(user_id=user_id, status=status, include_hidden=include_hidden)
     return select(func.count()).select_from(AIlog).where(*filters)
 
@@ -258,13 +266,16 @@ def finish(
 ) -> bool:
     """Ends the job if it is still in one of from_statuses (a job failed by its timeout keeps
     that ending even if the model answers later)."""
-    outcome = session.execute(
-        update(AIlog)
-        .where(AIlog.id == job_id, AIlog.status.in_(list(from_statuses)))
-        .values(status=status, result=result, error=error, finish_date=now, is_finished=True)
-        .execution_options(synchronize_session=False)
+    return (
+        changed_rows(
+            session,
+            update(AIlog)
+            .where(AIlog.id == job_id, AIlog.status.in_(list(from_statuses)))
+            .values(status=status, result=result, error=error, finish_date=now, is_finished=True)
+            .execution_options(synchronize_session=False),
+        )
+        == 1
     )
-    return outcome.rowcount == 1
 
 
 def finish_running(
@@ -272,7 +283,7 @@ def finish_running(
 ) -> int:
     """Ends many running jobs at once, each (id, status, result, error): one executemany.
     Returns how many rows changed (fewer when some were canceled or timed out meanwhile)."""
-    table = AIlog.__table__
+    table = _AI_LOG
     statement = (
         update(table)
         .where(table.c.id == bindparam("job_id"), table.c.status == RUNNING)
@@ -293,13 +304,16 @@ def finish_running(
 
 def requeue(session: Session, job_id: int) -> bool:
     """A job left running by a crash goes back to the queue (its attempt stays counted)."""
-    outcome = session.execute(
-        update(AIlog)
-        .where(AIlog.id == job_id, AIlog.status == RUNNING)
-        .values(status=QUEUED, started_date=None)
-        .execution_options(synchronize_session=False)
+    return (
+        changed_rows(
+            session,
+            update(AIlog)
+            .where(AIlog.id == job_id, AIlog.status == RUNNING)
+            .values(status=QUEUED, started_date=None)
+            .execution_options(synchronize_session=False),
+        )
+        == 1
     )
-    return outcome.rowcount == 1
 
 
 def unclaim(session: Session, job_ids: Sequence[int]) -> int:
@@ -307,23 +321,26 @@ def unclaim(session: Session, job_ids: Sequence[int]) -> int:
     stopping gives back what it could not finish). Returns how many."""
     if not job_ids:
         return 0
-    outcome = session.execute(
+    return changed_rows(
+        session,
         update(AIlog)
         .where(AIlog.id.in_(job_ids), AIlog.status == RUNNING)
         .values(status=QUEUED, started_date=None, attempts=AIlog.attempts - 1)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False),
     )
-    return outcome.rowcount
 
 
 def hide_if_finished(session: Session, job_id: int) -> bool:
-    outcome = session.execute(
-        update(AIlog)
-        .where(AIlog.id == job_id, AIlog.is_finished.is_(True))
-        .values(is_visible=False)
-        .execution_options(synchronize_session=False)
+    return (
+        changed_rows(
+            session,
+            update(AIlog)
+            .where(AIlog.id == job_id, AIlog.is_finished.is_(True))
+            .values(is_visible=False)
+            .execution_options(synchronize_session=False),
+        )
+        == 1
     )
-    return outcome.rowcount == 1
 
 
 def left_behind(session: Session, *, started_before: datetime | None) -> list[AIlog]:

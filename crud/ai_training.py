@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session, joinedload
 
+from crud import changed_rows
 from crud.ai import IN_FLIGHT, QUEUED, RUNNING, SUCCEEDED
 from models import AI, AIlog, AIModelVersion
 
@@ -60,12 +61,12 @@ def version_by_job(session: Session, job_id: int) -> AIModelVersion | None:
     )
 
 
-def version_listing(ai_id: int) -> Select[tuple[AIModelVersion]]:
+def version_listing(ai_id: int) -> Select[AIModelVersion]:
     """Newest first."""
     return select(AIModelVersion).where(AIModelVersion.ai_id == ai_id).order_by(AIModelVersion.version.desc())
 
 
-def version_listing_count(ai_id: int) -> Select[Any]:
+def version_listing_count(ai_id: int) -> Select[*tuple[Any, ...]]:
     return select(func.count()).select_from(AIModelVersion).where(AIModelVersion.ai_id == ai_id)
 
 
@@ -107,13 +108,16 @@ def set_version_status(
         values["finish_date"] = now
     if metrics is not None:
         values["metrics"] = metrics
-    outcome = session.execute(
-        update(AIModelVersion)
-        .where(AIModelVersion.id == version_id, AIModelVersion.status.in_(list(from_statuses)))
-        .values(**values)
-        .execution_options(synchronize_session=False)
+    return (
+        changed_rows(
+            session,
+            update(AIModelVersion)
+            .where(AIModelVersion.id == version_id, AIModelVersion.status.in_(list(from_statuses)))
+            .values(**values)
+            .execution_options(synchronize_session=False),
+        )
+        == 1
     )
-    return outcome.rowcount == 1
 
 
 def mark_ready(session: Session, ai_id: int) -> None:
@@ -135,13 +139,16 @@ def unsettled_versions(session: Session) -> list[tuple[AIModelVersion, str]]:
 
 def set_progress(session: Session, job_id: int, result: str) -> bool:
     """Stores a running job's progress in its result (only while it runs)."""
-    outcome = session.execute(
-        update(AIlog)
-        .where(AIlog.id == job_id, AIlog.status == RUNNING)
-        .values(result=result)
-        .execution_options(synchronize_session=False)
+    return (
+        changed_rows(
+            session,
+            update(AIlog)
+            .where(AIlog.id == job_id, AIlog.status == RUNNING)
+            .values(result=result)
+            .execution_options(synchronize_session=False),
+        )
+        == 1
     )
-    return outcome.rowcount == 1
 
 
 def version_back_to_queued(session: Session, job_id: int) -> None:

@@ -11,7 +11,7 @@ from models import User
 AUTHOR_NAME = User.name.label("author_name")
 
 
-def with_author(rows: Sequence[Row[Any]]) -> list[dict[str, Any]]:
+def with_author(rows: Sequence[Row[*tuple[Any, ...]]]) -> list[dict[str, Any]]:
     """Each row's columns as a dict, user_id and author_name folded into author {id, name}.
     (The column names are read once per result: Row._fields is not free.)"""
     if not rows:

@@ -4,9 +4,9 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy import (
-    BindParameter,
     ColumnElement,
     Select,
+    SQLColumnExpression,
     bindparam,
     delete,
     exists,
@@ -38,19 +38,19 @@ def name_taken(session: Session, name: str, *, except_id: int | None = None) -> 
     return session.scalar(query.limit(1)) is not None
 
 
-def lists_user(user_id: int | BindParameter[int]) -> ColumnElement[bool]:
+def lists_user(user_id: int | SQLColumnExpression[int]) -> ColumnElement[bool]:
     """SQL condition: the board's access list names this user."""
     return exists().where(board_access.c.board_id == Board.id, board_access.c.user_id == user_id)
 
 
-def with_condition(condition: ColumnElement[bool]) -> Select[tuple[Board, bool]]:
+def with_condition(condition: ColumnElement[bool]) -> Select[Board, bool]:
     """A board (the `board_id` bind parameter) and whether it meets the condition: a statement
     to build once and run with get_with_condition."""
     return select(Board, condition).where(Board.id == bindparam("board_id"))
 
 
 def get_with_condition(
-    session: Session, query: Select[tuple[Board, bool]], *, board_id: int, params: dict[str, Any]
+    session: Session, query: Select[Board, bool], *, board_id: int, params: dict[str, Any]
 ) -> tuple[Board, bool] | None:
     """The board and whether it meets the condition, in one query; None when there is no board.
     `params` fill the condition's own bind parameters."""
@@ -58,7 +58,7 @@ def get_with_condition(
     return None if row is None else (row[0], bool(row[1]))
 
 
-def with_reader_and_condition(condition: ColumnElement[bool]) -> Select[tuple[User, Board | None, bool]]:
+def with_reader_and_condition(condition: ColumnElement[bool]) -> Select[User, Board | None, bool]:
     """A user (the `reader_id` bind parameter) and a board (`board_id`; None when there is no
     such board) with whether the board meets the condition, which may name the user's columns:
     a statement to build once and run with get_with_reader."""
@@ -71,7 +71,7 @@ def with_reader_and_condition(condition: ColumnElement[bool]) -> Select[tuple[Us
 
 
 def get_with_reader(
-    session: Session, query: Select[tuple[User, Board | None, bool]], *, reader_id: int, board_id: int
+    session: Session, query: Select[User, Board | None, bool], *, reader_id: int, board_id: int
 ) -> tuple[User, Board | None, bool] | None:
     """The user, the board (or None) and the condition's verdict; None when there is no user."""
     row = session.execute(query, {"reader_id": reader_id, "board_id": board_id}).first()
@@ -98,11 +98,11 @@ def ids_by_user(
     return found
 
 
-def select_where(condition: ColumnElement[bool]) -> Select[tuple[Board]]:
+def select_where(condition: ColumnElement[bool]) -> Select[Board]:
     return select(Board).where(condition).order_by(Board.id)
 
 
-def ids_where(condition: ColumnElement[bool], board_ids: Collection[int]) -> Select[tuple[int]]:
+def ids_where(condition: ColumnElement[bool], board_ids: Collection[int]) -> Select[int]:
     """The ids among board_ids of the boards meeting a condition on Board."""
     return select(Board.id).where(Board.id.in_(list(board_ids)), condition)
 

@@ -1,10 +1,13 @@
 """Queries over conversations (ChatSession), their members' read markers and messages (Chat).
 No commits here: the calling service owns the transaction."""
 
+from typing import Any
+
 from sqlalchemy import Select, and_, case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
+from crud import changed_rows
 from models import Chat, ChatSession, ChatSessionMember, User
 
 
@@ -22,14 +25,16 @@ def add_conversation(session: Session, *, user_id: int, name: str) -> ChatSessio
     return conversation
 
 
-def _visible_to(query: Select, user: User) -> Select:  # type: ignore[type-arg]
+def _visible_to(query: Select[*tuple[Any, ...]], user: User) -> Select[*tuple[Any, ...]]:
     """Administrators read every conversation; a user reads the visible ones they opened."""
     if user.is_superuser:
         return query
     return query.where(ChatSession.user_id == user.id, ChatSession.is_visible.is_(True))
 
 
-def conversations_page_query(user: User, *, is_closed: bool | None) -> tuple[Select, Select]:  # type: ignore[type-arg]
+def conversations_page_query(
+    user: User, *, is_closed: bool | None
+) -> tuple[Select[*tuple[Any, ...]], Select[int]]:
     """Rows of (ChatSession, my read marker, my unread count, last message id), most recent
     activity first, every figure computed by the database in the one query; and its COUNT."""
     marker = func.coalesce(ChatSessionMember.last_read_chat_id, 0)
@@ -137,7 +142,7 @@ def move_read_marker(session: Session, *, conversation_id: int, user_id: int, la
             last_read_chat_id=case((or_(marker.is_(None), marker < last_read_id), last_read_id), else_=marker)
         )
     )
-    if session.execute(forward).rowcount:  # type: ignore[attr-defined]
+    if changed_rows(session, forward):
         return
     try:
         with session.begin_nested():

@@ -6,6 +6,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, Select, bindparam, func, select, true, update
 from sqlalchemy.orm import Session
 
+from crud import changed_rows
 from crud.authors import AUTHOR_NAME
 from crud.pages import Listing
 from models import Comment, User
@@ -38,7 +39,7 @@ def get(session: Session, comment_id: int) -> Comment | None:
 
 
 @cache
-def _listing_statements(include_hidden: bool) -> tuple[Select[Any], Select[tuple[int]]]:
+def _listing_statements(include_hidden: bool) -> tuple[Select[*tuple[Any, ...]], Select[int]]:
     filters: list[ColumnElement[bool]] = [Comment.post_id == bindparam("post_id")]
     if not include_hidden:
         filters.append(Comment.is_visible == true())  # "= true" can use the index; "IS TRUE" cannot
@@ -49,16 +50,19 @@ def _listing_statements(include_hidden: bool) -> tuple[Select[Any], Select[tuple
 def set_visibility(session: Session, *, comment_id: int, visible: bool) -> bool:
     """Shows or hides the comment; True only when that changed something, so the post's
     comment count moves exactly once however often the request is repeated."""
-    result = session.execute(
-        update(Comment)
-        .where(Comment.id == comment_id, Comment.is_visible.is_(not visible))
-        .values(is_visible=visible)
-        .execution_options(synchronize_session=False)
+    return (
+        changed_rows(
+            session,
+            update(Comment)
+            .where(Comment.id == comment_id, Comment.is_visible.is_(not visible))
+            .values(is_visible=visible)
+            .execution_options(synchronize_session=False),
+        )
+        == 1
     )
-    return result.rowcount == 1
 
 
-def row(session: Session, comment_id: int) -> Row[Any]:
+def row(session: Session, comment_id: int) -> Row[*tuple[Any, ...]]:
     """One comment as a list row, with its author."""
     query = select(*LISTING_COLUMNS).join(User, User.id == Comment.user_id).where(Comment.id == comment_id)
     return session.execute(query).one()

@@ -46,7 +46,7 @@ def vectors_where(
     )
 
 
-def texts(session: Session, post_ids: Sequence[int]) -> list[Row[tuple[int, str, str]]]:
+def texts(session: Session, post_ids: Sequence[int]) -> list[Row[int, str, str]]:
     """(id, title, content) of those posts that still exist."""
     if not post_ids:
         return []

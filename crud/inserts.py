@@ -8,6 +8,8 @@ from sqlalchemy import Insert, bindparam, insert
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session
 
+from crud import table_of
+
 
 def insert_if_absent(session: Session, model: type[DeclarativeBase], values: dict[str, Any]) -> bool:
     """Inserts the row unless one with the same key exists; True when a row was inserted.
@@ -25,8 +27,8 @@ def insert_if_absent(session: Session, model: type[DeclarativeBase], values: dic
 def _insert_ignoring_duplicates(dialect: str, model: type[DeclarativeBase], columns: Sequence[str]) -> Insert:
     # On the Table, not the mapped class: run with a dict of values, an ORM insert would be an
     # ORM bulk insert, whose result has no rowcount.
-    table = model.__table__
-    row = {column: bindparam(column) for column in columns}
+    table = table_of(model)
+    row: dict[str, Any] = {column: bindparam(column) for column in columns}
     if dialect == "sqlite":
         return sqlite.insert(table).values(row).on_conflict_do_nothing()
     if dialect == "postgresql":

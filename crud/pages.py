@@ -14,8 +14,8 @@ class Listing(NamedTuple):
     """A list's statements, built once per shape with bind parameters, and the values that
     fill them for one request: what crud hands a service for `fetch_page`."""
 
-    query: Select[Any]
-    count_query: Select[Any]
+    query: Select[*tuple[Any, ...]]
+    count_query: Select[*tuple[Any, ...]]
     params: dict[str, Any]
 
 
@@ -25,11 +25,11 @@ PAGE_LIMIT = "page_limit"
 
 def fetch_page(
     session: Session,
-    query: Select[Any],
+    query: Select[*tuple[Any, ...]],
     *,
     offset: int,
     limit: int,
-    count_query: Select[Any] | None = None,
+    count_query: Select[*tuple[Any, ...]] | None = None,
     params: Mapping[str, Any] | None = None,
 ) -> tuple[list[Any], int]:
     """The page's rows (ORM objects for a one-entity query, Rows for a query of several
@@ -60,7 +60,7 @@ def fetch_page(
 
 
 @lru_cache(maxsize=256)
-def _shape(query: Select[Any]) -> tuple[bool, bool]:
+def _shape(query: Select[*tuple[Any, ...]]) -> tuple[bool, bool]:
     """Whether the query loads ORM objects, and whether it selects one thing (an entity or a
     column, which each row then is). Kept per statement: `column_descriptions` is worked out
     anew on each call."""
@@ -69,7 +69,7 @@ def _shape(query: Select[Any]) -> tuple[bool, bool]:
 
 
 @lru_cache(maxsize=256)
-def _windowed(query: Select[Any]) -> Select[Any]:
+def _windowed(query: Select[*tuple[Any, ...]]) -> Select[*tuple[Any, ...]]:
     """The query with OFFSET and LIMIT as bind parameters, kept per statement object (the cache
     holds it, so its identity cannot be reused by another statement while cached)."""
     return query.offset(bindparam(PAGE_OFFSET, type_=Integer)).limit(bindparam(PAGE_LIMIT, type_=Integer))

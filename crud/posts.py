@@ -58,7 +58,7 @@ LISTING_COLUMNS = (
 )
 
 
-def with_board_condition(condition: ColumnElement[bool]) -> Select[tuple[Post, bool, bool]]:
+def with_board_condition(condition: ColumnElement[bool]) -> Select[Post, bool, bool]:
     """A post (the `post_id` bind parameter), whether its board is visible and whether its
     board meets the condition: a statement to build once and run with get_with_board_condition."""
     return (
@@ -68,7 +68,7 @@ def with_board_condition(condition: ColumnElement[bool]) -> Select[tuple[Post, b
     )
 
 
-def ids_where(condition: ColumnElement[bool], post_ids: Collection[int]) -> Select[tuple[int]]:
+def ids_where(condition: ColumnElement[bool], post_ids: Collection[int]) -> Select[int]:
     """The ids among post_ids of the posts meeting a condition on Post and its Board."""
     return (
         select(Post.id).join(Board, Board.id == Post.board_id).where(Post.id.in_(list(post_ids)), condition)
@@ -76,7 +76,7 @@ def ids_where(condition: ColumnElement[bool], post_ids: Collection[int]) -> Sele
 
 
 def get_with_board_condition(
-    session: Session, query: Select[tuple[Post, bool, bool]], *, post_id: int, params: dict[str, Any]
+    session: Session, query: Select[Post, bool, bool], *, post_id: int, params: dict[str, Any]
 ) -> tuple[Post, bool, bool] | None:
     """The post, its board's visibility and the condition's verdict; None when there is no post."""
     row = session.execute(query, {"post_id": post_id, **params}).first()
@@ -85,7 +85,7 @@ def get_with_board_condition(
 
 def with_reader_and_board_condition(
     condition: ColumnElement[bool],
-) -> Select[tuple[User, Post | None, bool, bool]]:
+) -> Select[User, Post | None, bool, bool]:
     """A user (the `reader_id` bind parameter) and a post (`post_id`; None when there is no
     such post) with whether its board is visible and meets the condition, which may name the
     user's columns: a statement to build once and run with get_with_reader."""
@@ -99,7 +99,7 @@ def with_reader_and_board_condition(
 
 
 def get_with_reader(
-    session: Session, query: Select[tuple[User, Post | None, bool, bool]], *, reader_id: int, post_id: int
+    session: Session, query: Select[User, Post | None, bool, bool], *, reader_id: int, post_id: int
 ) -> tuple[User, Post | None, bool, bool] | None:
     """The user, the post (or None), its board's visibility and the condition's verdict; None
     when there is no user."""
@@ -120,7 +120,7 @@ def listing(*, board_id: int, include_hidden: bool, sort: PostSort, q: str | Non
 @cache  # 4 sorts x 2 x 2: sixteen statements, built on first use
 def _listing_statements(
     sort: PostSort, include_hidden: bool, searching: bool
-) -> tuple[Select[Any], Select[tuple[int]]]:
+) -> tuple[Select[*tuple[Any, ...]], Select[int]]:
     filters: list[ColumnElement[bool]] = [Post.board_id == bindparam("board_id")]
     if not include_hidden:
         # "= true", not "IS TRUE": MariaDB uses an index for the first only.
@@ -138,7 +138,7 @@ def _listing_statements(
 VIEWER_LAST_VIEWED = "viewer_last_viewed"
 
 
-def detail(session: Session, *, post_id: int, viewer_id: int) -> Row[Any]:
+def detail(session: Session, *, post_id: int, viewer_id: int) -> Row[*tuple[Any, ...]]:
     """The post with its author, its counters as they are now, whether the viewer likes it, and
     when the viewer was last counted as its reader (VIEWER_LAST_VIEWED; None if never)."""
     return session.connection().execute(_DETAIL, {"post_id": post_id, "viewer_id": viewer_id}).one()

@@ -5,6 +5,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from crud import changed_rows
 from models import PasswordResetToken, RefreshToken
 
 
@@ -14,16 +15,19 @@ def get_refresh(session: Session, token_hash: str) -> RefreshToken | None:
 
 def mark_rotated(session: Session, token_id: int, now: datetime) -> bool:
     """Marks a refresh token used, once: False when another request got there first."""
-    result = session.execute(
-        update(RefreshToken)
-        .where(
-            RefreshToken.id == token_id,
-            RefreshToken.rotated_date.is_(None),
-            RefreshToken.revoked_date.is_(None),
+    return (
+        changed_rows(
+            session,
+            update(RefreshToken)
+            .where(
+                RefreshToken.id == token_id,
+                RefreshToken.rotated_date.is_(None),
+                RefreshToken.revoked_date.is_(None),
+            )
+            .values(rotated_date=now),
         )
-        .values(rotated_date=now)
+        == 1
     )
-    return result.rowcount == 1
 
 
 def revoke_family(session: Session, family_id: str, now: datetime) -> None:
@@ -47,12 +51,15 @@ def get_reset(session: Session, token_hash: str) -> PasswordResetToken | None:
 
 
 def mark_reset_used(session: Session, token_id: int, now: datetime) -> bool:
-    result = session.execute(
-        update(PasswordResetToken)
-        .where(PasswordResetToken.id == token_id, PasswordResetToken.used_date.is_(None))
-        .values(used_date=now)
+    return (
+        changed_rows(
+            session,
+            update(PasswordResetToken)
+            .where(PasswordResetToken.id == token_id, PasswordResetToken.used_date.is_(None))
+            .values(used_date=now),
+        )
+        == 1
     )
-    return result.rowcount == 1
 
 
 def expire_resets_for_user(session: Session, user_id: int, now: datetime) -> None:

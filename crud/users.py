@@ -1,6 +1,6 @@
 """Queries over users. No commits here: the calling service owns the transaction."""
 
-from sqlalchemy import ColumnElement, Select, bindparam, func, or_, select
+from sqlalchemy import ColumnElement, ScalarSelect, Select, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 import names
@@ -52,7 +52,7 @@ def email_taken(session: Session, email: str, *, except_id: int | None = None) -
     return session.scalar(query.limit(1)) is not None
 
 
-def search_query(*, q: str | None, is_banned: bool | None) -> Select[tuple[User]]:
+def search_query(*, q: str | None, is_banned: bool | None) -> Select[User]:
     query = select(User)
     if q:
         pattern = f"%{escape_like(q.lower())}%"
@@ -65,7 +65,7 @@ def search_query(*, q: str | None, is_banned: bool | None) -> Select[tuple[User]
 
 
 def activity_counts(session: Session, user_id: int) -> dict[str, int]:
-    def count(model: type[Post] | type[Comment] | type[ChatSession] | type[AIlog]) -> object:
+    def count(model: type[Post] | type[Comment] | type[ChatSession] | type[AIlog]) -> ScalarSelect[int]:
         return select(func.count()).select_from(model).where(model.user_id == user_id).scalar_subquery()
 
     row = session.execute(select(count(Post), count(Comment), count(ChatSession), count(AIlog))).one()

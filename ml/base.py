@@ -12,8 +12,9 @@ class AIModel(ABC):
     """A named model. `predict_batch` is the model itself: one call for a whole batch, no
     database. An output that is an exception fails its job alone."""
 
-    name: ClassVar[str]
-    information: ClassVar[str]
+    # Set on the class by the models of the code, per instance by trained ones (one per version).
+    name: str
+    information: str
     # Listed models have a row in the AI table and take jobs; internal ones (post indexing)
     # run only on the server's own behalf.
     listed: ClassVar[bool] = True

@@ -33,7 +33,8 @@ def cosine_scores(query: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     """Cosine similarity of one unit vector against rows of unit vectors."""
     if vectors.size == 0:
         return np.zeros(0, dtype=np.float32)
-    return vectors @ query
+    scores: np.ndarray = vectors @ query
+    return scores
 
 
 def one_blas_thread() -> None:

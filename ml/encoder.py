@@ -179,5 +179,7 @@ _encoder = SentenceEncoder()
 
 
 def get_encoder() -> SentenceEncoder:
-    """The process's one encoder (shared by every embedding model)."""
+    """The process's one encoder, shared by every embedding model and every app the process
+    starts: its weights (and its model processes) load once per process, however many registries
+    are built (a test suite starts hundreds of apps). services/ai/registry.encoder() configures it."""
     return _encoder

@@ -108,7 +108,7 @@ def metadata_path(model_dir: Path, key: str) -> Path:
     return Path(model_dir) / "tabular" / f"{_checked(key)}.json"
 
 
-def _replace_into(path: Path, write: Callable[[Path], None]) -> None:
+def _replace_into(path: Path, write: Callable[[Path], object]) -> None:
     """Writes through a temporary name and renames, so a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
@@ -226,7 +226,7 @@ def train(
             batch = order[start : start + BATCH_SIZE]
             optimizer.zero_grad()
             loss = torch.nn.functional.mse_loss(network(inputs[batch]), targets[batch])
-            loss.backward()
+            torch.autograd.backward(loss)  # loss.backward(), the typed spelling
             optimizer.step()
             total += float(loss.detach()) * len(batch)
         loss_value = total / len(train_rows)
@@ -319,7 +319,7 @@ class Predictor:
 
         scaled = (np.asarray(x, dtype=np.float64) - self.scaler.x_mean) / self.scaler.x_std
         with torch.inference_mode():
-            out = self.network(torch.from_numpy(scaled.astype(np.float32)))[:, 0].numpy()
+            out: np.ndarray = self.network(torch.from_numpy(scaled.astype(np.float32)))[:, 0].numpy()
         return out.astype(np.float64) * self.scaler.y_std + self.scaler.y_mean
 
 

@@ -2,7 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from deps import AdminUser, AnyBoard, AnyUser, Pagination, SessionDep
+from deps import AdminUser, AnyBoard, AnyUser, Pagination, RuntimeDep, SessionDep
 from models import Board, User
 from routers.responses import ADMINISTRATORS, JSON_BODY, errors
 from schemas import (
@@ -54,8 +54,10 @@ def read_user(user: AnyUser, session: SessionDep) -> AdminUserDetail:
         404, 409, *JSON_BODY, notes={**USER, 409: f"{DELETED}, or administrators cannot ban themselves."}
     ),
 )
-def update_user(user: AnyUser, changes: AdminUserUpdate, admin: AdminUser, session: SessionDep) -> User:
-    return admin_service.update_user(session, admin=admin, user=user, changes=changes)
+def update_user(
+    user: AnyUser, changes: AdminUserUpdate, admin: AdminUser, session: SessionDep, runtime: RuntimeDep
+) -> User:
+    return admin_service.update_user(session, admin=admin, user=user, changes=changes, live=runtime.broker)
 
 
 @router.put(

@@ -44,8 +44,8 @@ SUBMIT_NOTES = {
 
 
 @router.get("/ai/models", response_model=list[AIModelPublic], summary="Models I may use")
-def list_models(user: CurrentUser, session: SessionDep) -> list[AI]:
-    return ai_service.list_models(session, user=user)
+def list_models(user: CurrentUser, session: SessionDep, runtime: RuntimeDep) -> list[AI]:
+    return ai_service.list_models(session, user=user, models=runtime.ai.models)
 
 
 @router.post(

@@ -3,7 +3,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from deps import ClientIP, SessionDep
+from deps import ClientIP, RuntimeDep, SessionDep
 from routers.responses import JSON_BODY, errors
 from schemas import (
     Message,
@@ -66,8 +66,8 @@ def login(
         notes={401: "The refresh token is invalid, expired, revoked or was already used."},
     ),
 )
-def refresh(data: RefreshRequest, session: SessionDep) -> TokenPair:
-    return auth_service.refresh(session, data.refresh_token)
+def refresh(data: RefreshRequest, session: SessionDep, runtime: RuntimeDep) -> TokenPair:
+    return auth_service.refresh(session, data.refresh_token, live=runtime.broker)
 
 
 @router.post(
@@ -101,5 +101,7 @@ def request_password_reset(data: PasswordResetRequest, session: SessionDep, ip: 
         notes={400: "The reset code is invalid, expired or already used; or the body is unreadable."},
     ),
 )
-def confirm_password_reset(data: PasswordResetConfirm, session: SessionDep) -> None:
-    auth_service.confirm_password_reset(session, token=data.token, new_password=data.new_password)
+def confirm_password_reset(data: PasswordResetConfirm, session: SessionDep, runtime: RuntimeDep) -> None:
+    auth_service.confirm_password_reset(
+        session, token=data.token, new_password=data.new_password, live=runtime.broker
+    )

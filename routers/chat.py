@@ -4,7 +4,7 @@ from fastapi import APIRouter, Query, WebSocket, status
 from fastapi.responses import HTMLResponse
 
 from config import BASE_DIR
-from deps import ChatMessageId, CurrentUser, Pagination, ReadableConversation, SessionDep
+from deps import ChatMessageId, CurrentUser, Pagination, ReadableConversation, RuntimeDep, SessionDep
 from edge import html_page
 from routers import chat_socket
 from routers.responses import AUTHENTICATED, JSON_BODY, errors
@@ -41,8 +41,10 @@ CLOSED = "The conversation is closed"
     summary="Open a support conversation with the administrators",
     responses=errors(*JSON_BODY),
 )
-def open_conversation(data: ChatSessionCreate, user: CurrentUser, session: SessionDep) -> ChatSessionPublic:
-    return chat_service.open_conversation(session, user=user, data=data)
+def open_conversation(
+    data: ChatSessionCreate, user: CurrentUser, session: SessionDep, runtime: RuntimeDep
+) -> ChatSessionPublic:
+    return chat_service.open_conversation(session, user=user, data=data, live=runtime.broker)
 
 
 @router.get(
@@ -74,9 +76,15 @@ def list_conversations(
     ),
 )
 def update_conversation(
-    conversation: ReadableConversation, changes: ChatSessionUpdate, user: CurrentUser, session: SessionDep
+    conversation: ReadableConversation,
+    changes: ChatSessionUpdate,
+    user: CurrentUser,
+    session: SessionDep,
+    runtime: RuntimeDep,
 ) -> ChatSessionPublic:
-    return chat_service.update_conversation(session, user=user, conversation=conversation, changes=changes)
+    return chat_service.update_conversation(
+        session, user=user, conversation=conversation, changes=changes, live=runtime.broker
+    )
 
 
 @router.get(
@@ -111,10 +119,19 @@ def read_history(
     ),
 )
 def post_message(
-    conversation: ReadableConversation, data: ChatMessageCreate, user: CurrentUser, session: SessionDep
+    conversation: ReadableConversation,
+    data: ChatMessageCreate,
+    user: CurrentUser,
+    session: SessionDep,
+    runtime: RuntimeDep,
 ) -> ChatMessagePublic:
     return chat_service.post_message(
-        session, user=user, conversation=conversation, content=data.content, client_id=data.client_id
+        session,
+        user=user,
+        conversation=conversation,
+        content=data.content,
+        client_id=data.client_id,
+        live=runtime.broker,
     ).message
 
 
@@ -125,9 +142,15 @@ def post_message(
     responses=errors(404, *JSON_BODY, notes=CONVERSATION),
 )
 def mark_read(
-    conversation: ReadableConversation, data: ChatReadMarker, user: CurrentUser, session: SessionDep
+    conversation: ReadableConversation,
+    data: ChatReadMarker,
+    user: CurrentUser,
+    session: SessionDep,
+    runtime: RuntimeDep,
 ) -> None:
-    chat_service.mark_read(session, user=user, conversation=conversation, last_read_id=data.last_read_id)
+    chat_service.mark_read(
+        session, user=user, conversation=conversation, last_read_id=data.last_read_id, live=runtime.broker
+    )
 
 
 @router.patch(
@@ -147,9 +170,15 @@ def mark_read(
     ),
 )
 def edit_message(
-    message_id: ChatMessageId, data: ChatMessageUpdate, user: CurrentUser, session: SessionDep
+    message_id: ChatMessageId,
+    data: ChatMessageUpdate,
+    user: CurrentUser,
+    session: SessionDep,
+    runtime: RuntimeDep,
 ) -> ChatMessagePublic:
-    return chat_service.edit_message(session, user=user, message_id=message_id, content=data.content)
+    return chat_service.edit_message(
+        session, user=user, message_id=message_id, content=data.content, live=runtime.broker
+    )
 
 
 @router.delete(
@@ -163,14 +192,16 @@ def edit_message(
         notes={**MESSAGE, 403: "Neither the author nor an administrator (or this account is banned)."},
     ),
 )
-def delete_message(message_id: ChatMessageId, user: CurrentUser, session: SessionDep) -> None:
-    chat_service.delete_message(session, user=user, message_id=message_id)
+def delete_message(
+    message_id: ChatMessageId, user: CurrentUser, session: SessionDep, runtime: RuntimeDep
+) -> None:
+    chat_service.delete_message(session, user=user, message_id=message_id, live=runtime.broker)
 
 
 @router.websocket("/ws")
-async def live_socket(websocket: WebSocket, token: str | None = None) -> None:
+async def live_socket(websocket: WebSocket, runtime: RuntimeDep, token: str | None = None) -> None:
     """One socket per client for every live event; see routers/chat_socket.py for the protocol."""
-    await chat_socket.serve(websocket, token=token)
+    await chat_socket.serve(websocket, live=runtime.broker, token=token)
 
 
 @page_router.get(

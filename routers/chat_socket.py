@@ -60,8 +60,8 @@ from schemas import (
     PingEvent,
     PongEvent,
 )
-from services import broker, chat, security
-from services.broker import Audience
+from services import chat, security
+from services.broker import NO_BROKER, Audience, Broker, LiveEvents, deliver_envelope
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,8 @@ def timestamp(unix_time: float) -> str:
     return datetime.fromtimestamp(unix_time, UTC).isoformat().replace("+00:00", "Z")
 
 
-async def serve(websocket: SocketTransport, *, token: str | None) -> None:
+async def serve(websocket: SocketTransport, *, live: Broker, token: str | None) -> None:
+    """Serves one socket for its life; `live` is the running app's broker, whose Hub holds it."""
     # Accept first: a close code (4401, 4403) can only be sent on an open socket.
     await websocket.accept()
     try:
@@ -122,11 +123,7 @@ async def serve(websocket: SocketTransport, *, token: str | None) -> None:
     except Forbidden as exc:
         await websocket.close(chat.CLOSE_BANNED, exc.code)
         return
-    live = broker.get_broker()
-    if live is None:
-        await websocket.close(1011, "live events are not running")
-        return
-    connection = Connection(websocket, user, expires_at=expires_at)
+    connection = Connection(websocket, user, expires_at=expires_at, live=live)
     live.hub.register(connection)
     try:
         try:
@@ -173,8 +170,13 @@ class Connection:
     """One open socket: its reader, its writer with a bounded queue, its heartbeat, and the
     deadline its token sets."""
 
-    def __init__(self, websocket: SocketTransport, user: User, *, expires_at: float) -> None:
+    def __init__(
+        self, websocket: SocketTransport, user: User, *, expires_at: float, live: LiveEvents = NO_BROKER
+    ) -> None:
+        """live: where the socket's events go (the app's broker; NO_BROKER for one built alone,
+        which tells nobody)."""
         self.websocket = websocket
+        self.live = live
         self.user = user
         self.user_id = user.id
         self.is_admin = user.is_superuser
@@ -307,6 +309,7 @@ class Connection:
                     conversation_id=event.session_id,
                     content=event.content,
                     client_id=event.client_id,
+                    live=self.live,
                 )
                 self.send_event(
                     {
@@ -321,6 +324,7 @@ class Connection:
                     user=self.user,
                     conversation_id=event.session_id,
                     last_read_id=event.last_read_id,
+                    live=self.live,
                 )
             case ChatTypingEvent():
                 await self._relay_typing(event.session_id)
@@ -359,14 +363,12 @@ class Connection:
             if len(self._typing_audiences) >= TYPING_CACHE_SIZE:
                 self._typing_audiences.clear()
             self._typing_audiences[conversation_id] = audience
-        live = broker.get_broker()
-        if live is not None:
-            event = {
-                "type": "chat.typing",
-                "session_id": conversation_id,
-                "user": {"id": self.user.id, "name": self.user.name},
-            }
-            await live.publish(broker.deliver_envelope(audience, event))
+        event = {
+            "type": "chat.typing",
+            "session_id": conversation_id,
+            "user": {"id": self.user.id, "name": self.user.name},
+        }
+        await self.live.publish(deliver_envelope(audience, event))
 
 
 class BadFrame(Exception):

@@ -1,7 +1,7 @@
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from deps import SessionDep
+from deps import RuntimeDep, SessionDep
 from schemas import Readiness
 from services import health
 
@@ -19,8 +19,8 @@ def read_health() -> dict[str, str]:
     summary="The database and Redis answer; the AI models can load",
     responses={503: {"model": Readiness, "description": "Not ready: `problems` says why."}},
 )
-def read_ready(session: SessionDep) -> JSONResponse:
-    problems = health.readiness_problems(session)
+def read_ready(session: SessionDep, runtime: RuntimeDep) -> JSONResponse:
+    problems = health.readiness_problems(session, runtime.ai.models)
     status_code = 503 if problems else 200
     return JSONResponse(
         {"status": "fail" if problems else "ok", "problems": problems}, status_code=status_code

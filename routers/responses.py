@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from schemas import JobPublic
 
@@ -35,7 +36,10 @@ class ValidationIssue(BaseModel):
     type: str = Field(description="Pydantic's error type, e.g. missing, string_too_long.")
     loc: list[str | int] = Field(description='Where: ["body", "name"], ["path", "post_id"], ...')
     msg: str
-    ctx: dict[str, Any] = Field(None, description="The rule's parameters; absent when it has none.")  # type: ignore[assignment]
+    # SkipJsonSchema: the schema shows an object, since an absent ctx is left out, never null.
+    ctx: dict[str, Any] | SkipJsonSchema[None] = Field(
+        None, description="The rule's parameters; absent when it has none."
+    )
 
     model_config = ConfigDict(extra="forbid")
 

@@ -1,6 +1,6 @@
 from fastapi import APIRouter, status
 
-from deps import ClientIP, CurrentUser, SessionDep
+from deps import ClientIP, CurrentUser, RuntimeDep, SessionDep
 from models import User
 from routers.responses import AUTHENTICATED, JSON_BODY, errors
 from schemas import AccountDeletion, BoardPublic, PasswordChange, UserPublic, UserUpdate
@@ -45,13 +45,16 @@ def update_me(changes: UserUpdate, user: CurrentUser, session: SessionDep, ip: C
     summary="Change my password (ends every session)",
     responses=errors(429, *JSON_BODY, notes={400: WRONG_PASSWORD}),
 )
-def change_password(data: PasswordChange, user: CurrentUser, session: SessionDep, ip: ClientIP) -> None:
+def change_password(
+    data: PasswordChange, user: CurrentUser, session: SessionDep, ip: ClientIP, runtime: RuntimeDep
+) -> None:
     users_service.change_password(
         session,
         user=user,
         current_password=data.current_password,
         new_password=data.new_password,
         client_ip=ip,
+        live=runtime.broker,
     )
 
 
@@ -63,8 +66,12 @@ def change_password(data: PasswordChange, user: CurrentUser, session: SessionDep
         409, 429, *JSON_BODY, notes={400: WRONG_PASSWORD, 409: "The last administrator cannot leave."}
     ),
 )
-def delete_me(data: AccountDeletion, user: CurrentUser, session: SessionDep, ip: ClientIP) -> None:
-    users_service.delete_account(session, user=user, password=data.password, client_ip=ip)
+def delete_me(
+    data: AccountDeletion, user: CurrentUser, session: SessionDep, ip: ClientIP, runtime: RuntimeDep
+) -> None:
+    users_service.delete_account(
+        session, user=user, password=data.password, client_ip=ip, live=runtime.broker
+    )
 
 
 @router.get("/me/boards", response_model=list[BoardPublic], summary="Boards I may use")

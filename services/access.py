@@ -6,10 +6,10 @@ from functools import cache, partial
 from typing import Any
 
 from sqlalchemy import (
-    BindParameter,
     ColumnElement,
     Integer,
     Select,
+    SQLColumnExpression,
     and_,
     bindparam,
     literal,
@@ -36,7 +36,7 @@ def board_usable_by(user: User) -> ColumnElement[bool]:
 
 
 def _board_rule(
-    *, administrator: bool | ColumnElement[bool], user_id: int | BindParameter[int] | ColumnElement[int]
+    *, administrator: bool | ColumnElement[bool], user_id: int | SQLColumnExpression[int]
 ) -> ColumnElement[bool]:
     """The rule for a user known in Python (administrator a bool), or for the user of a row the
     same statement loads (administrator and user_id that user's columns)."""
@@ -58,12 +58,12 @@ def _reader_rule(administrator: bool) -> ColumnElement[bool]:
 
 
 @cache
-def _board_check(administrator: bool) -> Select[Any]:
+def _board_check(administrator: bool) -> Select[*tuple[Any, ...]]:
     return boards_crud.with_condition(_reader_rule(administrator))
 
 
 @cache
-def _post_check(administrator: bool) -> Select[Any]:
+def _post_check(administrator: bool) -> Select[*tuple[Any, ...]]:
     return posts_crud.with_board_condition(_reader_rule(administrator))
 
 
@@ -98,7 +98,7 @@ VetReader = Callable[[User | None], User]
 
 
 @cache
-def _board_check_with_reader() -> Select[Any]:
+def _board_check_with_reader() -> Select[*tuple[Any, ...]]:
     return boards_crud.with_reader_and_condition(_loaded_reader_rule())
 
 
@@ -160,7 +160,7 @@ def _readable_post(found: tuple[Post, bool, bool] | None, *, user: User) -> Post
 
 
 @cache
-def _post_check_with_reader() -> Select[Any]:
+def _post_check_with_reader() -> Select[*tuple[Any, ...]]:
     return posts_crud.with_reader_and_board_condition(_loaded_reader_rule())
 
 

@@ -18,6 +18,7 @@ from schemas import (
     UserCreate,
 )
 from services import auth, chat
+from services.broker import LiveEvents
 
 
 def get_user(session: Session, user_id: int) -> User:
@@ -53,7 +54,9 @@ def describe_user(session: Session, user: User) -> AdminUserDetail:
     )
 
 
-def update_user(session: Session, *, admin: User, user: User, changes: AdminUserUpdate) -> User:
+def update_user(
+    session: Session, *, admin: User, user: User, changes: AdminUserUpdate, live: LiveEvents
+) -> User:
     values = changes.model_dump(exclude_unset=True)
     _refuse_deleted(user)
     if values.get("is_banned") and user.id == admin.id:
@@ -66,7 +69,7 @@ def update_user(session: Session, *, admin: User, user: User, changes: AdminUser
         setattr(user, field, value)
     session.commit()
     if values.get("is_banned"):
-        chat.disconnect_user(user.id, banned=True)
+        chat.disconnect_user(user.id, banned=True, live=live)
     return user
 
 

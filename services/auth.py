@@ -15,6 +15,7 @@ from errors import BadRequest, Conflict, Unauthorized, banned
 from models import PasswordResetToken, RefreshToken, User
 from schemas import TokenPair, UserCreate
 from services import chat, mail, rate_limit, security
+from services.broker import LiveEvents
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def issue_token_pair(session: Session, user: User, *, family_id: str) -> TokenPa
     )
 
 
-def refresh(session: Session, refresh_token: str) -> TokenPair:
+def refresh(session: Session, refresh_token: str, *, live: LiveEvents) -> TokenPair:
     """Trades a refresh token for a new pair. Each refresh token works once: presenting one
     that was already rotated means it leaked, and nobody knows since when or what was traded
     for it, so every session of the user ends (as a password change ends them)."""
@@ -107,7 +108,7 @@ def refresh(session: Session, refresh_token: str) -> TokenPair:
             end_all_sessions(session, user)
         session.commit()
         if user is not None:
-            chat.disconnect_user(user.id, banned=False)
+            chat.disconnect_user(user.id, banned=False, live=live)
         log.warning("refresh token reuse for user %s; every session ended", stored.user_id)
         raise Unauthorized("refresh token already used; please log in again", code="refresh_token_reused")
     if user is None or user.token_version != stored.token_version:
@@ -165,7 +166,7 @@ def request_password_reset(session: Session, *, email: str, client_ip: str) -> N
     )
 
 
-def confirm_password_reset(session: Session, *, token: str, new_password: str) -> None:
+def confirm_password_reset(session: Session, *, token: str, new_password: str, live: LiveEvents) -> None:
     now = utcnow()
     stored = tokens_crud.get_reset(session, security.hash_opaque_token(token))
     if (
@@ -187,4 +188,4 @@ def confirm_password_reset(session: Session, *, token: str, new_password: str) -
     end_all_sessions(session, user)
     tokens_crud.expire_resets_for_user(session, user.id, now)
     session.commit()
-    chat.disconnect_user(user.id, banned=False)
+    chat.disconnect_user(user.id, banned=False, live=live)

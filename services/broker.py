@@ -16,8 +16,10 @@ Channels:
   `resync`: events published while it was away are not replayed, but every message is in the
   database and clients catch up with `GET /chat/sessions/{id}/messages?after_id=`.
 
-Services publish from worker threads with `publish_threadsafe`; the Hub and the brokers run
-on the event loop. A process without a loop (a Celery worker) publishes with
+The running app's broker is kept in services/runtime.Runtime, never in a module global; the
+services that publish take it as an argument (LiveEvents; NO_BROKER where no app runs). They
+publish from worker threads (`send`, `publish_threadsafe`); the Hub and the brokers run on the
+event loop. A process without a loop (a Celery worker) publishes with
 `publish_without_loop`.
 """
 
@@ -87,6 +89,44 @@ def deliver_message(audience: Audience, event: dict[str, Any]) -> dict[str, Any]
 
 def close_envelope(user_id: int, *, code: int, reason: str) -> str:
     return json.dumps({"op": "close", "user_id": user_id, "code": code, "reason": reason})
+
+
+class LiveEvents(Protocol):
+    """What the services that publish need of the broker (a Broker; NO_BROKER outside an app).
+    Handed to them as an argument: a router passes its RuntimeDep's broker, the socket handler
+    the broker it was started with."""
+
+    def send(self, audience: Audience, event: dict[str, Any]) -> None:
+        """Sends an event to the audience's sockets on every process (callable from any thread)."""
+
+    def close_user_sockets(self, user_id: int, *, code: int, reason: str) -> None:
+        """Closes every socket of this user on every process (e.g. a ban)."""
+
+    def may_reach(self, user_id: int) -> bool:
+        """Whether an event for this user's sockets could reach one (any process's)."""
+
+    async def publish(self, envelope: str, channel: str = LIVE) -> None:
+        """Sends an envelope already made, from the event loop."""
+
+
+class _NoBroker:
+    """No app is running (the CLI, a script, a test calling a service by itself): there are no
+    sockets to tell, and whoever connects later catches up from the database."""
+
+    def send(self, audience: Audience, event: dict[str, Any]) -> None:
+        pass
+
+    def close_user_sockets(self, user_id: int, *, code: int, reason: str) -> None:
+        pass
+
+    def may_reach(self, user_id: int) -> bool:
+        return False
+
+    async def publish(self, envelope: str, channel: str = LIVE) -> None:
+        pass
+
+
+NO_BROKER: LiveEvents = _NoBroker()
 
 
 class Hub:
@@ -169,8 +209,19 @@ class Broker:
         raise NotImplementedError
 
     def may_reach(self, user_id: int) -> bool:
-        """Whether an event for this user's sockets could reach one (any process's)."""
+        """Whether an event published for this user's sockets now could reach one (any
+        process's): false when the broker is this process's alone and holds none of theirs
+        (callable from any thread). A socket opened just after the answer misses the event, as
+        if it had opened a moment later; clients catch up from the database."""
         return self.shares(LIVE) or self.hub.holds(user_id)
+
+    def send(self, audience: Audience, event: dict[str, Any]) -> None:
+        """Sends an event to the audience's sockets on every process (callable from any thread)."""
+        self.publish_threadsafe(deliver_envelope(audience, event))
+
+    def close_user_sockets(self, user_id: int, *, code: int, reason: str) -> None:
+        """Closes every socket of this user on every process (e.g. a ban)."""
+        self.publish_threadsafe(close_envelope(user_id, code=code, reason=reason))
 
     def publish_threadsafe(self, envelope: str, channel: str = LIVE) -> None:
         """Publishes from a worker thread (a sync service), waiting until the broker has taken
@@ -334,14 +385,6 @@ def publish_without_loop(channel: str, message: str) -> None:
         redis_client.connect(url).publish(key, message)
 
 
-_current: Broker | None = None
-
-
-def get_broker() -> Broker | None:
-    """The broker of the running app, or None outside it (a CLI, a test without a client)."""
-    return _current
-
-
 def create_broker() -> Broker:
     url, channels = shared_channels(celery_workers=settings.AI_BACKEND == "celery")
     if not channels:
@@ -351,37 +394,10 @@ def create_broker() -> Broker:
 
 @contextlib.asynccontextmanager
 async def running() -> AsyncIterator[Broker]:
-    """Starts the broker for the app's lifetime (main.py's lifespan)."""
-    global _current  # noqa: PLW0603 - one broker per process, like the engine
+    """Starts the broker for the app's lifetime (main.py's lifespan, kept in services/runtime.Runtime)."""
     broker = create_broker()
     await broker.start()
-    _current = broker
     try:
         yield broker
     finally:
-        if _current is broker:
-            _current = None
         await broker.stop()
-
-
-def publish(audience: Audience, event: dict[str, Any]) -> None:
-    """Sends an event to the audience's sockets on every process (callable from any thread)."""
-    broker = _current
-    if broker is not None:
-        broker.publish_threadsafe(deliver_envelope(audience, event))
-
-
-def may_reach(user_id: int) -> bool:
-    """Whether an event published for this user's sockets now could reach one: false when the
-    broker is this process's alone and holds none of theirs (callable from any thread). A
-    socket opened just after the answer misses the event, as if it had opened a moment later;
-    clients catch up from the database."""
-    broker = _current
-    return broker is not None and broker.may_reach(user_id)
-
-
-def close_user_sockets(user_id: int, *, code: int, reason: str) -> None:
-    """Closes every socket of this user on every process (e.g. a ban)."""
-    broker = _current
-    if broker is not None:
-        broker.publish_threadsafe(close_envelope(user_id, code=code, reason=reason))

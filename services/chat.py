@@ -4,7 +4,9 @@ The rules: a user reads only the conversations they opened; every administrator 
 answers every conversation. A message is committed to the database before anyone is told of
 it; then a live event goes through the broker to every socket of the opener and of every
 administrator, on every process. The same functions serve REST (one request Session) and the
-WebSocket (routers/chat_socket.py runs them in a worker thread with a Session of their own).
+WebSocket (routers/chat_socket.py runs them in a worker thread with a Session of their own);
+those that tell anyone take the running app's broker as `live` (services/broker.NO_BROKER
+outside an app).
 
 A deleted message keeps its place in the history as a tombstone (`message_public`): members
 see that something was said and removed, not what; administrators keep the content for
@@ -31,8 +33,7 @@ from schemas import (
     ChatUser,
     Page,
 )
-from services import broker
-from services.broker import Audience
+from services.broker import Audience, LiveEvents
 
 # WebSocket close codes (4000-4999 are the application's own).
 CLOSE_UNAUTHORIZED = 4401  # missing, bad or expired token; or the account signed out everywhere
@@ -94,11 +95,13 @@ def _session_event(conversation: ChatSessionPublic) -> dict[str, object]:
     return {"type": "chat.session", "session": conversation.model_dump(mode="json")}
 
 
-def open_conversation(session: Session, *, user: User, data: ChatSessionCreate) -> ChatSessionPublic:
+def open_conversation(
+    session: Session, *, user: User, data: ChatSessionCreate, live: LiveEvents
+) -> ChatSessionPublic:
     conversation = chat_crud.add_conversation(session, user_id=user.id, name=data.name)
     session.commit()
     public = _public(conversation, user)
-    broker.publish(members(conversation), _session_event(public))
+    live.send(members(conversation), _session_event(public))
     return public
 
 
@@ -150,7 +153,13 @@ class SentMessage:
 
 
 def post_message(
-    session: Session, *, user: User, conversation: ChatSession, content: str, client_id: str | None
+    session: Session,
+    *,
+    user: User,
+    conversation: ChatSession,
+    content: str,
+    client_id: str | None,
+    live: LiveEvents,
 ) -> SentMessage:
     """Stores a message, then tells every member online. A client_id already used by this
     user returns the stored message again, without storing or sending anything."""
@@ -181,9 +190,7 @@ def post_message(
         edit_date=None,
         is_visible=True,
     )
-    broker.publish(
-        members(conversation), {"type": "chat.message", "message": message.model_dump(mode="json")}
-    )
+    live.send(members(conversation), {"type": "chat.message", "message": message.model_dump(mode="json")})
     return SentMessage(message, created=True)
 
 
@@ -200,14 +207,18 @@ def _resent(stored: Chat, conversation: ChatSession, user: User) -> SentMessage:
 
 
 def send_message(
-    session: Session, *, user: User, conversation_id: int, content: str, client_id: str
+    session: Session, *, user: User, conversation_id: int, content: str, client_id: str, live: LiveEvents
 ) -> SentMessage:
     """`chat.send` from a socket: the same as a REST post, the conversation named by id."""
     conversation = readable_conversation(session, user=user, conversation_id=conversation_id)
-    return post_message(session, user=user, conversation=conversation, content=content, client_id=client_id)
+    return post_message(
+        session, user=user, conversation=conversation, content=content, client_id=client_id, live=live
+    )
 
 
-def mark_read(session: Session, *, user: User, conversation: ChatSession, last_read_id: int) -> None:
+def mark_read(
+    session: Session, *, user: User, conversation: ChatSession, last_read_id: int, live: LiveEvents
+) -> None:
     """Moves my read marker forward (never past the conversation's last message) and tells
     the members, so my other sockets update their unread counts and the other side sees it."""
     last_id = chat_crud.last_message_id(session, conversation.id)
@@ -222,16 +233,18 @@ def mark_read(session: Session, *, user: User, conversation: ChatSession, last_r
         "user": {"id": user.id, "name": user.name},
         "last_read_id": marker,
     }
-    broker.publish(members(conversation), event)
+    live.send(members(conversation), event)
 
 
-def mark_read_by_id(session: Session, *, user: User, conversation_id: int, last_read_id: int) -> None:
+def mark_read_by_id(
+    session: Session, *, user: User, conversation_id: int, last_read_id: int, live: LiveEvents
+) -> None:
     conversation = readable_conversation(session, user=user, conversation_id=conversation_id)
-    mark_read(session, user=user, conversation=conversation, last_read_id=last_read_id)
+    mark_read(session, user=user, conversation=conversation, last_read_id=last_read_id, live=live)
 
 
 def update_conversation(
-    session: Session, *, user: User, conversation: ChatSession, changes: ChatSessionUpdate
+    session: Session, *, user: User, conversation: ChatSession, changes: ChatSessionUpdate, live: LiveEvents
 ) -> ChatSessionPublic:
     values = changes.model_dump(exclude_unset=True)
     if "name" in values and conversation.user_id != user.id:
@@ -243,11 +256,13 @@ def update_conversation(
     conversation.update_date = utcnow()
     session.commit()
     public = ChatSessionPublic.model_validate(conversation)
-    broker.publish(members(conversation), _session_event(public))
+    live.send(members(conversation), _session_event(public))
     return public
 
 
-def edit_message(session: Session, *, user: User, message_id: int, content: str) -> ChatMessagePublic:
+def edit_message(
+    session: Session, *, user: User, message_id: int, content: str, live: LiveEvents
+) -> ChatMessagePublic:
     """The author changes their message; members online get `chat.edited`."""
     message, conversation = readable_message(session, user=user, message_id=message_id)
     if message.user_id != user.id:
@@ -260,11 +275,11 @@ def edit_message(session: Session, *, user: User, message_id: int, content: str)
     message.edit_date = utcnow()
     session.commit()
     public = ChatMessagePublic.model_validate(message)
-    broker.publish(members(conversation), {"type": "chat.edited", "message": public.model_dump(mode="json")})
+    live.send(members(conversation), {"type": "chat.edited", "message": public.model_dump(mode="json")})
     return public
 
 
-def delete_message(session: Session, *, user: User, message_id: int) -> None:
+def delete_message(session: Session, *, user: User, message_id: int, live: LiveEvents) -> None:
     """Soft delete: the message becomes a tombstone in the history (administrators still read
     its content); members online get `chat.deleted`. Deleting it again changes nothing."""
     message, conversation = readable_message(session, user=user, message_id=message_id)
@@ -274,10 +289,10 @@ def delete_message(session: Session, *, user: User, message_id: int) -> None:
         return
     message.is_visible = False
     session.commit()
-    _publish_deletion(conversation, message)
+    _publish_deletion(conversation, message, live)
 
 
-def _publish_deletion(conversation: ChatSession, message: Chat) -> None:
+def _publish_deletion(conversation: ChatSession, message: Chat, live: LiveEvents) -> None:
     """`chat.deleted` carries the message as each member's history now shows it: the tombstone
     for the opener, the tombstone with its content for administrators."""
 
@@ -289,10 +304,10 @@ def _publish_deletion(conversation: ChatSession, message: Chat) -> None:
             "message": public.model_dump(mode="json"),
         }
 
-    broker.publish(Audience(admins=True), event(ChatMessagePublic.model_validate(message)))
+    live.send(Audience(admins=True), event(ChatMessagePublic.model_validate(message)))
     opener = conversation.user
     if not opener.is_superuser:  # an administrator's own conversation: told above, content and all
-        broker.publish(Audience(user_ids=(opener.id,)), event(message_public(message, viewer=opener)))
+        live.send(Audience(user_ids=(opener.id,)), event(message_public(message, viewer=opener)))
 
 
 def typing_audience(session: Session, *, user: User, conversation_id: int) -> Audience:
@@ -301,8 +316,8 @@ def typing_audience(session: Session, *, user: User, conversation_id: int) -> Au
     return Audience(user_ids=(conversation.user_id,), admins=True, except_user_id=user.id)
 
 
-def disconnect_user(user_id: int, *, banned: bool) -> None:
+def disconnect_user(user_id: int, *, banned: bool, live: LiveEvents) -> None:
     """Closes every socket of the user on every process: 4403 for a ban, else 4401 (the
     user's tokens were revoked: a password change, account deletion)."""
     code, reason = (CLOSE_BANNED, "banned") if banned else (CLOSE_UNAUTHORIZED, "signed out")
-    broker.close_user_sockets(user_id, code=code, reason=reason)
+    live.close_user_sockets(user_id, code=code, reason=reason)

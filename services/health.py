@@ -12,12 +12,12 @@ from sqlalchemy.orm import Session
 
 from config import settings
 from services import redis_client
-from services.ai import registry
+from services.ai.registry import Registry
 
 log = logging.getLogger(__name__)
 
 
-def readiness_problems(session: Session) -> list[str]:
+def readiness_problems(session: Session, models: Registry) -> list[str]:
     """What keeps this process from serving, one line each; empty when it is ready."""
     problems = []
     try:
@@ -25,18 +25,17 @@ def readiness_problems(session: Session) -> list[str]:
     except SQLAlchemyError:
         log.exception("database not reachable")
         problems.append("database unreachable")
-    return problems + model_problems() + redis_problems()
+    return problems + model_problems(models) + redis_problems()
 
 
-def model_problems() -> list[str]:
-    """The models of the embedded runner that cannot load, as start-up and the last batches
-    found (ml.base.AIModel.load_error). With Celery the workers run the models, not this process."""
+def model_problems(models: Registry) -> list[str]:
+    """The models of the embedded runner (the app's registry) that cannot load, as start-up and
+    the last batches found (ml.base.AIModel.load_error). With Celery the workers run the
+    models, not this process."""
     if settings.AI_BACKEND != "thread":
         return []
     return [
-        f"model {model.name} cannot load: {model.load_error}"
-        for model in registry.listed()
-        if model.load_error
+        f"model {model.name} cannot load: {model.load_error}" for model in models.listed() if model.load_error
     ]
 
 

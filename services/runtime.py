@@ -1,36 +1,42 @@
 """What a running process holds for its lifetime, in one object: the broker (and its Hub of
-sockets), the AI backend and the job events. main.py's lifespan builds it (`running()`) and keeps
-it on `app.state.runtime`; requests reach it through deps.RuntimeDep, background code through the
-object it was handed when it was built (the runner's lanes, the socket handler). A Celery worker
-has no app: services/ai/celery_app.py gives its tasks what they need when the worker starts.
+sockets) and the AI side (the backend, the job events, the model registry). main.py's lifespan
+builds it (`running()`) and keeps it on `app.state.runtime`; requests reach it through
+deps.RuntimeDep, the live socket through its route, background code through the object it was
+handed when it was built (the runner's lanes, the training threads). Code that runs without an
+app gets the null parts: services/broker.NO_BROKER, services/ai/runtime.NO_APP. A Celery worker
+has no app: services/ai/celery_app.py builds what its tasks need when the worker starts.
 
-The model registry (services/ai/registry.py) is the one process-wide table left: models load
-once per process and their model processes are its children, however many apps a test starts.
+What stays per process rather than per app is the sentence encoder (ml/encoder.get_encoder):
+its weights load once per process however many apps a test suite starts, and its model
+processes are the process's children.
 """
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
+from ml.base import AIModel
 from services import broker
 from services.ai import runtime as ai_runtime
 from services.ai.runtime import AIRuntime
+from services.broker import Broker, Hub
 
 
 @dataclass(frozen=True, slots=True)
 class Runtime:
-    broker: broker.Broker  # live events between processes; broker.hub holds this process's sockets
-    ai: AIRuntime  # the AI backend and the job events
+    broker: Broker  # live events between processes; broker.hub holds this process's sockets
+    ai: AIRuntime  # the AI backend, the job events and the model registry
 
     @property
-    def hub(self) -> broker.Hub:
+    def hub(self) -> Hub:
         return self.broker.hub
 
 
 @contextlib.asynccontextmanager
-async def running() -> AsyncIterator[Runtime]:
+async def running(*, extra_models: Iterable[AIModel] = ()) -> AsyncIterator[Runtime]:
     """Live events (in-process, or Redis pub/sub when REDIS_URL is set), then AI jobs (the
-    embedded runner or Celery, with the recovery of jobs a crash left behind), which publish
-    through them; stopped in the reverse order."""
-    async with broker.running() as live, ai_runtime.running(live) as ai:
+    model registry, the embedded runner or Celery, with the recovery of jobs a crash left
+    behind), which publish through them; stopped in the reverse order. extra_models: an app a
+    test builds with models of its own (main.create_app)."""
+    async with broker.running() as live, ai_runtime.running(live, extra_models=extra_models) as ai:
         yield Runtime(broker=live, ai=ai)

@@ -10,8 +10,10 @@ from crud import users as users_crud
 from database import utcnow
 from errors import BadRequest, Conflict, Unprocessable
 from models import User
-from schemas import DELETED_USER_PREFIX, UserUpdate
+from names import DELETED_USER_PREFIX
+from schemas import UserUpdate
 from services import auth, chat, mail, rate_limit, security
+from services.broker import LiveEvents
 
 
 def update_profile(session: Session, *, user: User, changes: UserUpdate, client_ip: str) -> User:
@@ -74,7 +76,13 @@ def check_password(user: User, password: str, *, client_ip: str) -> None:
 
 
 def change_password(
-    session: Session, *, user: User, current_password: str, new_password: str, client_ip: str
+    session: Session,
+    *,
+    user: User,
+    current_password: str,
+    new_password: str,
+    client_ip: str,
+    live: LiveEvents,
 ) -> None:
     """Sets a new password, ends every session of the user (this one included) and voids the
     user's pending reset codes."""
@@ -83,10 +91,10 @@ def change_password(
     auth.end_all_sessions(session, user)
     tokens_crud.expire_resets_for_user(session, user.id, utcnow())  # a code must not undo the change
     session.commit()
-    chat.disconnect_user(user.id, banned=False)
+    chat.disconnect_user(user.id, banned=False, live=live)
 
 
-def delete_account(session: Session, *, user: User, password: str, client_ip: str) -> None:
+def delete_account(session: Session, *, user: User, password: str, client_ip: str, live: LiveEvents) -> None:
     """Anonymizes the account: the name becomes a placeholder, the email is freed, no password
     matches, every token and socket dies and board access is cleared. Posts, comments and chat
     history stay, shown under the placeholder name."""
@@ -105,7 +113,7 @@ def delete_account(session: Session, *, user: User, password: str, client_ip: st
     tokens_crud.expire_resets_for_user(session, user.id, now)
     boards_crud.replace_members(session, user_id=user.id, board_ids=[])
     session.commit()
-    chat.disconnect_user(user.id, banned=False)
+    chat.disconnect_user(user.id, banned=False, live=live)
 
 
 def deleted_user_name(user_id: int) -> str:

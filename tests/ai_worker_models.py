@@ -1,8 +1,10 @@
-"""Imported by a test's Celery worker or API process (AI_MODEL_MODULES=tests.ai_worker_models):
-the test-only models of tests/ai_models.py, registered in that process's registry."""
+"""Named in AI_MODEL_MODULES (=tests.ai_worker_models) by a test's Celery worker or API process:
+the test-only models of tests/ai_models.py, added to that process's registry as it is built."""
 
-from services.ai import registry
+from services.ai.registry import Registry
 from tests.ai_models import CrashModel, EchoModel, FailingModel, SleepOnceModel, SlowModel
 
-for model in (EchoModel(), FailingModel(), SleepOnceModel(), CrashModel(), SlowModel()):
-    registry.register(model)
+
+def register_models(models: Registry) -> None:
+    for model in (EchoModel(), FailingModel(), SleepOnceModel(), CrashModel(), SlowModel()):
+        models.register(model)

@@ -40,6 +40,7 @@ os.environ.update(
 
 from alembic import command  # noqa: E402
 from alembic.config import Config  # noqa: E402
+from fastapi import FastAPI  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from sqlalchemy import create_engine, delete, text, update  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
@@ -48,7 +49,8 @@ from sqlalchemy.exc import OperationalError  # noqa: E402
 import models  # noqa: E402
 from config import BASE_DIR, settings  # noqa: E402
 from database import SessionLocal, engine  # noqa: E402
-from main import app  # noqa: E402
+from main import app, create_app  # noqa: E402
+from ml.base import AIModel  # noqa: E402
 from services import rate_limit, security  # noqa: E402
 
 # The page tests' `browser` fixture.
@@ -133,8 +135,21 @@ def empty_tables() -> None:
 
 
 @pytest.fixture
-def client() -> Iterator[TestClient]:
-    with TestClient(app) as test_client:
+def extra_models() -> list[AIModel]:
+    """Test-only models the apps of this test run besides the shipped ones (`client`,
+    `start_app`): a fixture adds its model here before the app starts, whose registry then has it
+    (and the AI table its row)."""
+    return []
+
+
+def app_with(models: list[AIModel]) -> FastAPI:
+    """The app, or one of its own with these models (an app is cheap to make: ~0.2 ms)."""
+    return create_app(models=models) if models else app
+
+
+@pytest.fixture
+def client(extra_models: list[AIModel]) -> Iterator[TestClient]:
+    with TestClient(app_with(extra_models)) as test_client:
         yield test_client
 
 
@@ -142,15 +157,15 @@ StartApp = Callable[..., TestClient]
 
 
 @pytest.fixture
-def start_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[StartApp]:
-    """Starts the app with these settings (read when it starts, e.g. by the AI runner); a test may
-    start it again, as a restart after a crash."""
+def start_app(monkeypatch: pytest.MonkeyPatch, extra_models: list[AIModel]) -> Iterator[StartApp]:
+    """Starts the app with these settings (read when it starts, e.g. by the AI runner) and the
+    test's extra_models; a test may start it again, as a restart after a crash."""
     stack = ExitStack()
 
     def start(**overrides: Any) -> TestClient:
         for name, value in overrides.items():
             monkeypatch.setattr(settings, name, value)
-        return stack.enter_context(TestClient(app))
+        return stack.enter_context(TestClient(app_with(extra_models)))
 
     with stack:
         yield start

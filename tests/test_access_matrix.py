@@ -45,7 +45,7 @@ from config import settings
 from crud import ai as ai_crud
 from crud import chat as chat_crud
 from database import SessionLocal, engine, utcnow
-from main import app
+from main import app, create_app
 from ml import tabular
 from models import (
     AI,
@@ -61,8 +61,8 @@ from models import (
 )
 from routers.docs import ASSETS_URL as DOCS_ASSETS_URL
 from services import auth, rate_limit, security
-from services.ai import registry
 from services.ai import runtime as ai_runtime
+from services.ai.registry import Registry
 from services.storage import LocalStorage, get_storage, new_key
 from tests.ai_models import EchoModel
 from tests.chat_support import live_socket
@@ -248,9 +248,9 @@ def add_ai(session: Session, author: User) -> dict[str, dict[str, Any]]:
     }
 
 
-def build_world() -> World:
+def build_world(models: Registry) -> World:
     """Everything the rows point at, written in one transaction, and each caller's tokens."""
-    ai_runtime.sync_models()  # the registered models' rows, as start-up adds them (the reset empties them)
+    ai_runtime.sync_models(models)  # the app's models' rows, as start-up adds them (the reset empties them)
     with SessionLocal() as session:
         users = add_people(session)
         author = users[AUTHOR]
@@ -285,14 +285,8 @@ def build_world() -> World:
 def running_app() -> Iterator[TestClient]:
     """One app for the module (conftest's `client` starts one per test: 0.06 s each, times
     several hundred cases). The per-test reset still empties every table between cases."""
-    for model in (EchoModel(), HiddenEchoModel()):
-        registry.register(model)
-    try:
-        with TestClient(app) as client:
-            yield client
-    finally:
-        for model in (EchoModel, HiddenEchoModel):
-            registry.unregister(model.name)
+    with TestClient(create_app(models=[EchoModel(), HiddenEchoModel()])) as client:
+        yield client
 
 
 @dataclass
@@ -346,9 +340,9 @@ def clean_state() -> Iterator[None]:
 
 
 @pytest.fixture
-def world(kept: Kept) -> Iterator[World]:
+def world(kept: Kept, running_app: TestClient) -> Iterator[World]:
     if kept.world is None:
-        kept.world = build_world()
+        kept.world = build_world(running_app.app.state.runtime.ai.models)
         kept.state = state_of_the_world()
     yield kept.world
     if state_of_the_world() != kept.state:

@@ -19,13 +19,12 @@ import redis
 from fastapi.testclient import TestClient
 
 from config import settings
-from main import app
+from ml.base import AIModel
 from services.ai import jobs as ai_service
-from services.ai import registry
 from services.ai.backends import CeleryBackend
 from tests.ai_models import CrashModel, SleepOnceModel
 from tests.celery_support import CeleryWorker, forget_keys
-from tests.conftest import Person, redis_or_skip
+from tests.conftest import Person, app_with, redis_or_skip
 
 API = "/api/v1"
 BROKER_URL = os.environ.get("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/12")
@@ -83,14 +82,16 @@ def start_worker(tmp_path: Path) -> Iterator[StartWorker]:
 
 
 @pytest.fixture
-def api(broker: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], TestClient]:
-    """The app on the Celery backend, sending to this queue."""
+def api(
+    broker: redis.Redis, monkeypatch: pytest.MonkeyPatch, extra_models: list[AIModel]
+) -> Callable[[str], TestClient]:
+    """The app on the Celery backend, sending to this queue (with the test's extra_models)."""
     clients: list[TestClient] = []
 
     def start(queue: str) -> TestClient:
         for name, value in celery_settings(queue).items():
             monkeypatch.setattr(settings, name, value)
-        client = TestClient(app)
+        client = TestClient(app_with(extra_models))
         client.__enter__()
         clients.append(client)
         return client
@@ -101,12 +102,9 @@ def api(broker: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> Callable[[str],
 
 
 @pytest.fixture
-def test_models() -> Iterator[None]:
-    for model in (SleepOnceModel(), CrashModel()):
-        registry.register(model)
-    yield
-    for name in (SleepOnceModel.name, CrashModel.name):
-        registry.unregister(name)
+def test_models(extra_models: list[AIModel]) -> None:
+    """The worker's models (tests.ai_worker_models) the API must know too, for their AI rows."""
+    extra_models.extend((SleepOnceModel(), CrashModel()))
 
 
 def submit(client: TestClient, person: Person, model: str, text: str) -> int:

@@ -1,8 +1,8 @@
 """The AI job life cycle through the API, on the embedded runner (AI_BACKEND=thread).
 
-These tests use the small test-only models of tests/ai_models.py, registered in the registry
-for each test: one that answers (test-echo), one that always raises (test-failing) and one
-that holds its batch until the test opens a gate (test-gate), so that "queued", "running",
+These tests use the small test-only models of tests/ai_models.py, added to the registry of the
+apps each test starts: one that answers (test-echo), one that always raises (test-failing) and
+one that holds its batch until the test opens a gate (test-gate), so that "queued", "running",
 "wait" and "timeout" happen exactly when the test says. The real models are tested in
 tests/test_ai_models.py.
 """
@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import pytest
@@ -28,7 +28,6 @@ from ml.base import AIModel
 from models import AI, AIlog
 from services import broker
 from services.ai import events as ai_events
-from services.ai import registry
 from tests.ai_models import EchoModel, FailingModel, GateModel
 from tests.chat_support import live_socket
 from tests.conftest import Person, StartApp, ended
@@ -38,26 +37,29 @@ pytestmark = pytest.mark.db  # jobs stored, claimed and counted in the database;
 API = "/api/v1"
 
 
-def registered(model: AIModel) -> Iterator[Any]:
-    registry.register(model)
+M = TypeVar("M", bound=AIModel)
+
+
+def registered(model: M, extra_models: list[AIModel]) -> M:
+    """The model, in the apps this test starts (conftest's extra_models)."""
+    extra_models.append(model)
+    return model
+
+
+@pytest.fixture
+def echo(extra_models: list[AIModel]) -> EchoModel:
+    return registered(EchoModel(), extra_models)
+
+
+@pytest.fixture
+def failing(extra_models: list[AIModel]) -> FailingModel:
+    return registered(FailingModel(), extra_models)
+
+
+@pytest.fixture
+def gate(extra_models: list[AIModel]) -> Iterator[GateModel]:
+    model = registered(GateModel(), extra_models)
     yield model
-    registry.unregister(model.name)
-
-
-@pytest.fixture
-def echo() -> Iterator[EchoModel]:
-    yield from registered(EchoModel())
-
-
-@pytest.fixture
-def failing() -> Iterator[FailingModel]:
-    yield from registered(FailingModel())
-
-
-@pytest.fixture
-def gate() -> Iterator[GateModel]:
-    model = GateModel()
-    yield from registered(model)
     model.gate.set()  # let a held batch finish before the app stops
 
 

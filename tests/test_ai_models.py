@@ -24,11 +24,11 @@ from typer.testing import CliRunner
 import cli
 from config import settings
 from database import UNLIMITED, SessionLocal
+from ml.base import AIModel
 from ml.encoder import DIMENSIONS, MODEL_NAME, from_bytes, get_encoder
 from models import Board, Post, PostEmbedding, User
 from schemas import JobPublic
 from services.ai import jobs as ai_service
-from services.ai import registry
 from tests.ai_models import GateModel
 from tests.conftest import Person
 from tests.conftest import ended as ended_job
@@ -64,15 +64,14 @@ def ended(client: TestClient, person: Person, job_id: int) -> dict[str, Any]:
 
 
 @pytest.fixture
-def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[GateModel]:
+def gate(monkeypatch: pytest.MonkeyPatch, extra_models: list[AIModel]) -> Iterator[GateModel]:
     """A test-only model whose batch holds the runner's one worker (the app this test starts
     has one) until the test opens it."""
     monkeypatch.setattr(settings, "AI_WORKERS", 1)
-    model = registry.register(GateModel())
-    assert isinstance(model, GateModel)
+    model = GateModel()
+    extra_models.append(model)  # in the registry of the app this test starts
     yield model
     model.gate.set()
-    registry.unregister(model.name)
 
 
 def similar_titles(client: TestClient, person: Person, text: str) -> list[str]:

@@ -22,9 +22,8 @@ from fastapi.testclient import TestClient
 
 from config import settings
 from database import SessionLocal
-from main import app
+from main import create_app
 from models import AIlog
-from services.ai import registry
 from tests.ai_models import GateModel
 from tests.chat_support import running_api
 from tests.conftest import Person, ended
@@ -37,10 +36,8 @@ API = "/api/v1"
 @pytest.fixture
 def gate() -> Iterator[GateModel]:
     model = GateModel()
-    registry.register(model)
     yield model
     model.gate.set()  # a batch still held lets its runner thread go
-    registry.unregister(model.name)
 
 
 @pytest.fixture
@@ -88,7 +85,7 @@ def test_stopping_finishes_the_running_job_and_leaves_the_queued_ones_queued(
     app_settings: Callable[..., None], gate: GateModel, user: Person
 ) -> None:
     app_settings(AI_WORKERS=1, AI_SHUTDOWN_GRACE_SECONDS=10)
-    client = TestClient(app).__enter__()
+    client = TestClient(create_app(models=[gate])).__enter__()
     running = submitted(client, user, "test-gate", "running")
     assert gate.started.wait(10)
     queued = [submitted(client, user, "test-gate", f"queued {i}") for i in range(2)]
@@ -102,7 +99,7 @@ def test_stopping_finishes_the_running_job_and_leaves_the_queued_ones_queued(
 
     assert stored([running, *queued]) == [("succeeded", 1, True), ("queued", 0, False), ("queued", 0, False)]
     assert gate.batches == [["running"]]
-    with TestClient(app) as restarted:  # the next start's recovery runs what was left
+    with TestClient(create_app(models=[gate])) as restarted:  # the next start's recovery runs what was left
         assert [ended(restarted, user, job_id)["status"] for job_id in queued] == ["succeeded"] * 2
     assert stored(queued) == [("succeeded", 1, True)] * 2
 
@@ -111,7 +108,7 @@ def test_a_batch_running_past_the_grace_goes_back_to_the_queue_with_its_attempt_
     app_settings: Callable[..., None], gate: GateModel, user: Person
 ) -> None:
     app_settings(AI_WORKERS=1, AI_SHUTDOWN_GRACE_SECONDS=0.3)
-    client = TestClient(app).__enter__()
+    client = TestClient(create_app(models=[gate])).__enter__()
     cut_short = submitted(client, user, "test-gate", "cut short")
     assert gate.started.wait(10)
     queued = submitted(client, user, "test-gate", "queued")
@@ -124,7 +121,7 @@ def test_a_batch_running_past_the_grace_goes_back_to_the_queue_with_its_attempt_
     gate.gate.set()  # the given-up batch now ends on its thread: its result must not count
     join_runner_threads()
     assert stored([cut_short]) == [("queued", 0, False)]
-    with TestClient(app) as restarted:
+    with TestClient(create_app(models=[gate])) as restarted:
         finished = [ended(restarted, user, job_id) for job_id in (cut_short, queued)]
     assert [(job["status"], job["attempts"]) for job in finished] == [("succeeded", 1)] * 2
 

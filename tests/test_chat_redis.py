@@ -31,7 +31,7 @@ def client(redis_admin, monkeypatch) -> Iterator[TestClient]:
     monkeypatch.setattr(settings, "REDIS_URL", REDIS_URL)
     monkeypatch.setattr(settings, "BROKER_CHANNEL", f"madang:test:{uuid.uuid4().hex}")
     with TestClient(app) as test_client:
-        assert isinstance(broker.get_broker(), broker.RedisBroker)
+        assert isinstance(test_client.app.state.runtime.broker, broker.RedisBroker)
         yield test_client
 
 

@@ -40,8 +40,7 @@ from schemathesis.checks import (
 import models
 from config import settings as app_settings
 from database import SessionLocal
-from main import app
-from services.ai import registry
+from main import create_app
 from services.storage import get_storage
 from tests.ai_models import EchoModel
 from tests.conftest import MakeUser, Person
@@ -50,6 +49,8 @@ pytestmark = pytest.mark.db  # MariaDB refuses what SQLite lets through (see abo
 
 EXAMPLES_PER_OPERATION = int(os.environ.get("FUZZ_EXAMPLES", "10"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+
+app = create_app(models=[EchoModel()])  # a model that answers at once, without torch
 
 schema = schemathesis.openapi.from_dict(app.openapi())
 schema.config.phases.update(phases=["examples", "coverage", "fuzzing"])
@@ -91,7 +92,6 @@ def world(
     monkeypatch.setattr(app_settings, "RATE_LIMIT_ENABLED", False)  # the fuzzer is one fast client
     monkeypatch.setattr(app_settings, "UPLOAD_DIR", tmp_path / "uploads")
     monkeypatch.setattr(app_settings, "MODEL_DIR", tmp_path / "models")
-    registry.register(EchoModel())  # a model that answers at once, without torch
     user = make_user("minji")
     admin = make_user("root_admin", is_superuser=True)
     public = make_board("free")
@@ -143,7 +143,6 @@ def world(
         )
     yield World(user, admin)
     REAL_PATH_PARAMETERS.clear()
-    registry.unregister(EchoModel.name)
 
 
 @pytest.mark.parametrize("role", ["user", "admin"])

@@ -10,9 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from config import settings
-from main import app
+from main import app, create_app
 from ml.base import AIModel
-from services.ai import registry
 from tests.conftest import TEST_REDIS_URL, Person, free_port, redis_or_skip
 
 API = "/api/v1"
@@ -31,10 +30,8 @@ class BrokenWeightsModel(AIModel):
 
 
 @pytest.fixture
-def broken_model() -> Iterator[AIModel]:
-    model = registry.register(BrokenWeightsModel())
-    yield model
-    registry.unregister(model.name)
+def broken_model() -> AIModel:
+    return BrokenWeightsModel()
 
 
 @pytest.fixture
@@ -43,7 +40,6 @@ def model_files_gone(tmp_path: Path) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(settings, "AI_EMBEDDING_MODEL_PATH", str(missing))
         yield missing
-    registry.check_loadable()  # what the next start learns: the files are back
 
 
 def test_health_answers_while_the_process_is_up(client: TestClient) -> None:
@@ -69,7 +65,7 @@ def test_ready_names_the_models_whose_files_are_missing(model_files_gone: Path) 
 
 
 def test_ready_names_a_model_whose_weights_failed_to_load(broken_model: AIModel, user: Person) -> None:
-    with TestClient(app) as client:
+    with TestClient(create_app(models=[broken_model])) as client:
         assert client.get("/ready").status_code == 200  # nothing was seen missing at start
         job = client.post(
             f"{API}/ai/models/{broken_model.name}/jobs", json={"input": "hello"}, headers=user.headers

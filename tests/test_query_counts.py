@@ -16,7 +16,7 @@ from sqlalchemy import event, insert, select
 import models
 from config import settings
 from database import SessionLocal, engine
-from services.ai import registry
+from ml.base import AIModel
 from tests.ai_models import EchoModel
 from tests.conftest import Person
 
@@ -212,12 +212,11 @@ def test_reading_a_post_without_files_does_not_look_for_attachments(
 
 
 @pytest.fixture
-def echo() -> Iterator[EchoModel]:
-    """The test-only echo model, registered before the app starts (which adds its row)."""
+def echo(extra_models: list[AIModel]) -> EchoModel:
+    """The test-only echo model, in the registry of the app this test starts (which adds its row)."""
     model = EchoModel()
-    registry.register(model)
-    yield model
-    registry.unregister(model.name)
+    extra_models.append(model)
+    return model
 
 
 def request_verbs(statements: list[str]) -> list[str]:

@@ -3,7 +3,7 @@ workers (AI_BACKEND=celery). The job service talks to either through the same fe
 backend of the running app, which services/ai/runtime.py builds into the app's Runtime."""
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, Protocol
 
@@ -17,6 +17,7 @@ from ml.runner import BatchRunner, Lane, QueueFull
 from ml.training import TrainingExecutor
 from services.ai import registry, worker
 from services.ai.events import Publisher
+from services.ai.registry import Registry
 from services.ai.training_run import run_training
 
 log = logging.getLogger(__name__)
@@ -61,8 +62,9 @@ class Backend(Protocol):
 class ThreadBackend:
     recovers_at_startup = True
 
-    def __init__(self, events: Publisher) -> None:
+    def __init__(self, events: Publisher, models: Registry) -> None:
         self.events = events  # where the runner's threads tell of the jobs they run
+        self.models = models  # the app's, which the runner's threads run
         self.runner = BatchRunner(
             workers=settings.ai_workers,
             max_batch=settings.AI_MAX_BATCH,
@@ -76,7 +78,7 @@ class ThreadBackend:
         )
 
     def start(self) -> None:
-        registry.check_loadable()  # for /ready; the models themselves load on first use
+        self.models.check_loadable()  # for /ready; the models themselves load on first use
         one_blas_thread()
         registry.start_model_processes()
         self.runner.start()
@@ -99,7 +101,7 @@ class ThreadBackend:
         self.runner.submit(self._job_lane(model_name), job_id)
 
     def submit_index(self, post_ids: Sequence[int]) -> None:
-        lane = self.runner.lane(PostIndex.name, _index_lane)
+        lane = self.runner.lane(PostIndex.name, partial(_index_lane, self.models))
         for post_id in post_ids:
             if not self.runner.submit(lane, post_id):
                 log.warning("post index queue full; post %d waits for `cli.py reindex`", post_id)
@@ -111,13 +113,15 @@ class ThreadBackend:
         return self.runner.retry_after()
 
     def _job_lane(self, model_name: str) -> Lane:
-        return self.runner.lane(model_name, partial(_job_lane, model_name, self.events))
+        return self.runner.lane(model_name, partial(_job_lane, model_name, self.models, self.events))
 
 
-def _job_lane(model_name: str, events: Publisher) -> Lane:
+def _job_lane(model_name: str, models: Registry, events: Publisher) -> Lane:
     return Lane(
         name=model_name,
-        run=lambda job_ids, computed: worker.run_jobs(model_name, job_ids, events=events, computed=computed),
+        run=lambda job_ids, computed: worker.run_jobs(
+            model_name, job_ids, models=models, events=events, computed=computed
+        ),
         timed_out=lambda job_ids, seconds: worker.fail_jobs(
             job_ids, error=worker.timed_out_error(seconds), events=events
         ),
@@ -125,10 +129,13 @@ def _job_lane(model_name: str, events: Publisher) -> Lane:
     )
 
 
-def _index_lane() -> Lane:
+def _index_lane(models: Registry) -> Lane:
+    def run(post_ids: list[int], computed: Callable[[], None]) -> None:
+        worker.index_posts(post_ids, models=models, computed=computed)
+
     return Lane(
         name=PostIndex.name,
-        run=lambda post_ids, computed: worker.index_posts(post_ids, computed=computed),
+        run=run,
         timed_out=lambda post_ids, seconds: log.warning(
             "embedding %d posts took over %g s", len(post_ids), seconds
         ),
@@ -183,5 +190,5 @@ class CeleryBackend:
         return CELERY_RETRY_AFTER_SECONDS
 
 
-def create_backend(events: Publisher) -> Backend:
-    return CeleryBackend() if settings.AI_BACKEND == "celery" else ThreadBackend(events)
+def create_backend(events: Publisher, models: Registry) -> Backend:
+    return CeleryBackend() if settings.AI_BACKEND == "celery" else ThreadBackend(events, models)

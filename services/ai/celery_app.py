@@ -3,7 +3,9 @@ and write the results to the shared database (docs/operations.md, "From one mach
 
     celery -A services.ai.celery_app worker --loglevel INFO --concurrency 1
 
-Each worker process loads the models once when it starts. Delivery is at-least-once: a task
+Each worker process builds its model registry (services/ai/registry.py) and loads the models once
+when it starts; the registry is kept on the Celery app, the worker's composition root (a worker
+has no FastAPI lifespan), and handed from there to what its tasks run. Delivery is at-least-once: a task
 is acknowledged only when it ends (acks_late), a task whose process died goes back to the
 queue (task_reject_on_worker_lost; after a whole worker dies the broker hands its message out
 again once CELERY_VISIBILITY_TIMEOUT_SECONDS pass), and each worker process takes one task at a
@@ -22,10 +24,10 @@ from celery.signals import worker_process_init
 from config import settings
 from database import engine
 from ml.embedding import one_blas_thread
-from ml.post_index import PostIndex
 from ml.training import worker_processes
 from services.ai import registry, training_run, worker
 from services.ai.events import TO_API_PROCESSES
+from services.ai.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +39,22 @@ TO_API = TO_API_PROCESSES
 PROCESS_START_TIMEOUT_SECONDS = 120
 
 
-def make_celery() -> Celery:
-    """A Celery app from the current settings (the API process makes one per start)."""
+class WorkerApp(Celery):
+    """The Celery app; in a worker process it also holds the process's model registry."""
+
+    _models: Registry | None = None
+
+    @property
+    def models(self) -> Registry:
+        """The worker process's registry: built when the process starts (load_models), or by its
+        first task where the pool starts no process (e.g. `--pool solo`)."""
+        if self._models is None:
+            self._models = registry.load()
+        return self._models
+
+
+def make_celery() -> WorkerApp:
+    """A Celery app from the current settings (the API process makes one per start, to send)."""
     transport_options: dict[str, Any] = {
         "visibility_timeout": settings.CELERY_VISIBILITY_TIMEOUT_SECONDS,
         "unacked_restore_interval": settings.CELERY_RESTORE_INTERVAL_SECONDS,
@@ -46,7 +62,7 @@ def make_celery() -> Celery:
     }
     if settings.CELERY_KEY_PREFIX:
         transport_options["global_keyprefix"] = settings.CELERY_KEY_PREFIX
-    celery = Celery("madang", broker=settings.CELERY_BROKER_URL, set_as_current=False)
+    celery = WorkerApp("madang", broker=settings.CELERY_BROKER_URL, set_as_current=False)
     celery.conf.update(
         task_default_queue=settings.CELERY_QUEUE,
         task_serializer="json",
@@ -76,17 +92,22 @@ def load_models(**_: Any) -> None:
     one_blas_thread()  # torch's threads compute here too
     if not settings.AI_WORKER_PRELOAD:
         return
-    for model in [*registry.listed(), registry.get(PostIndex.name)]:
-        if model is not None:
-            model.load()
-    log.info("models loaded: %s", ", ".join(m.name for m in registry.listed()))
+    models = app.models
+    for model in [*models.listed(), models.post_index()]:
+        model.load()
+    log.info("models loaded: %s", ", ".join(m.name for m in models.listed()))
 
 
 @app.task(name="madang.ai.run_job")
 def run_job(model_name: str, job_id: int) -> None:
     try:
         worker.run_jobs(
-            model_name, [job_id], events=TO_API, redelivered=True, interrupts=(SoftTimeLimitExceeded,)
+            model_name,
+            [job_id],
+            models=app.models,
+            events=TO_API,
+            redelivered=True,
+            interrupts=(SoftTimeLimitExceeded,),
         )
     except SoftTimeLimitExceeded:
         worker.fail_jobs(
@@ -96,13 +117,13 @@ def run_job(model_name: str, job_id: int) -> None:
 
 @app.task(name="madang.ai.index_posts")
 def index_posts(post_ids: list[int]) -> None:
-    worker.index_posts(post_ids)
+    worker.index_posts(post_ids, models=app.models)
 
 
 # Training tasks come on CELERY_TRAIN_QUEUE: run a worker for it apart from the inference workers
 # (`-Q madang-train`), so a long run never holds an inference worker. The run stops itself at
 # train_timeout_seconds; Celery's limits are the backstop, below the visibility timeout.
-@app.task(
+@app.task(  # type: ignore[call-overload, untyped-decorator]  # celery-types types the time limits int; Celery takes float seconds
     name="madang.ai.train_model",
     soft_time_limit=settings.train_timeout_seconds + max(0.5, settings.train_timeout_seconds / 20),
     time_limit=settings.celery_train_hard_time_limit,

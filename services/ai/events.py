@@ -106,7 +106,7 @@ class JobEvents:
 
     def worth_telling(self, user_id: int, *, finished: bool) -> bool:
         """A job's ending has its waiters (and the endings they look up); any update the owner's
-        sockets, unless this API process knows there are none (services/broker.may_reach)."""
+        sockets, unless this API process knows there are none (services/broker.Broker.may_reach)."""
         return not self.closed and (finished or self.live.may_reach(user_id))
 
     def _remember(self, job: dict[str, Any]) -> None:

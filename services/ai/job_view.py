@@ -30,7 +30,7 @@ def queued_job(job_id: int, *, model: AI, content: str, created: datetime) -> Jo
     return JobPublic(
         id=job_id,
         model=model.name,
-        status=ai_crud.QUEUED,  # type: ignore[arg-type]
+        status=ai_crud.QUEUED,
         input=json.loads(content) if model.kind is not None else content,
         result=None,
         error=None,
@@ -46,7 +46,7 @@ def _public(job: AIlog | Row[Any], *, model_name: str, structured_input: bool) -
     return JobPublic(
         id=job.id,
         model=model_name,
-        status=job.status,  # type: ignore[arg-type]
+        status=job.status,
         input=json.loads(job.content) if structured_input else job.content,
         result=json.loads(job.result) if job.result is not None else None,
         error=job.error,

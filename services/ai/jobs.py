@@ -38,6 +38,7 @@ from services.ai.backends import Backend
 from services.ai.board_suggest import BoardSuggest
 from services.ai.events import JobEvents, Publisher, publish_jobs, publish_public
 from services.ai.job_view import job_public, job_public_of_row, queued_job
+from services.ai.registry import Registry
 from services.ai.runtime import NO_APP, AIRuntime
 from services.ai.similar_posts import SimilarPosts
 
@@ -51,10 +52,10 @@ REINDEX_BATCH = 64
 # --- models ---------------------------------------------------------------------------------
 
 
-def list_models(session: Session, *, user: User) -> list[AI]:
-    """The models this process runs, and the trained ones with a version that succeeded; hidden
-    ones (and trained ones without a version yet) only for administrators."""
-    names = [model.name for model in registry.listed()]
+def list_models(session: Session, *, user: User, models: Registry) -> list[AI]:
+    """The models this process runs (its registry's), and the trained ones with a version that
+    succeeded; hidden ones (and trained ones without a version yet) only for administrators."""
+    names = [model.name for model in models.listed()]
     rows = ai_crud.model_list(session, names=names, include_hidden=user.is_superuser)
     trained = training_crud.trained_models(
         session, kind=tabular.KIND, include_unready=user.is_superuser, include_hidden=user.is_superuser
@@ -123,7 +124,9 @@ async def submit(
     server), so it runs in the thread pool, in a session of its own within a request slot
     (RequestSlots.run): one trip per submission, which also reads the input (a trained model's rows take
     a while)."""
-    model = _usable_model(submitter.model, user=submitter.user, name=submitter.model_name)
+    model = _usable_model(
+        submitter.model, user=submitter.user, name=submitter.model_name, models=submitter.ai.models
+    )
     store = partial(
         _store,
         user=submitter.user,
@@ -138,8 +141,8 @@ async def submit(
     return await wait_for_job(watch, wait=wait)
 
 
-def _usable_model(row: AI | None, *, user: User, name: str) -> AI:
-    model = registry.get(name)
+def _usable_model(row: AI | None, *, user: User, name: str, models: Registry) -> AI:
+    model = models.get(name)
     if row is None or model is None or not model.listed or (not row.is_visible and not user.is_superuser):
         raise NotFound("model")
     return row
@@ -155,7 +158,7 @@ def _store(
     in_flight: int | None,
     ai: AIRuntime,
 ) -> JobPublic:
-    stored = _stored_input(model.name, text)
+    stored = _stored_input(ai.models, model.name, text)
     return _store_in(
         session,
         user,
@@ -223,10 +226,10 @@ def _store_in(
     return job_public(failed)
 
 
-def _stored_input(model_name: str, value: str | dict[str, Any] | list[Any]) -> str:
+def _stored_input(models: Registry, model_name: str, value: str | dict[str, Any] | list[Any]) -> str:
     """The input as the job stores it, in the form its model reads (text, or a trained model's
     rows as JSON); 422 naming what does not fit (e.g. a missing column)."""
-    model = registry.get(model_name)
+    model = models.get(model_name)
     if model is None:  # a trained model's only version went away between the two looks
         raise NotFound("model")
     try:
@@ -483,7 +486,8 @@ def post_changed(backend: Backend | None, post_id: int) -> None:
 
 def reindex(*, everything: bool = False) -> int:
     """Embeds, in this process, every post without a current embedding (all posts with
-    everything=True). Returns how many were stored."""
+    everything=True), with the models of a registry of its own. Returns how many were stored."""
+    models = registry.load()
     stored, after_id = 0, 0
     while True:
         with session_scope() as session:
@@ -492,5 +496,5 @@ def reindex(*, everything: bool = False) -> int:
             )
         if not post_ids:
             return stored
-        stored += worker.index_posts(post_ids)
+        stored += worker.index_posts(post_ids, models=models)
         after_id = post_ids[-1]

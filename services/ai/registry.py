@@ -1,10 +1,15 @@
-"""The named models of this process. The AI table gets a row for each listed model at
-startup; a job names its model by that name. Here too the shared sentence encoder gets this
-deployment's settings (ml/ reads none): before any model of the registry loads it."""
+"""The named models of one app (or one Celery worker process): a Registry, built when the app
+starts (services/ai/runtime.running, kept in its AIRuntime) or the worker process starts
+(services/ai/celery_app.py), and handed to the code that looks models up. The AI table gets a
+row for each listed model at startup; a job names its model by that name.
+
+Here too the process's sentence encoder (ml/encoder.get_encoder, one per process: its weights
+load once however many apps a test suite starts) gets this deployment's settings, since ml/
+reads none: before any model of a registry loads it."""
 
 import importlib
 import logging
-import threading
+from collections.abc import Callable, Iterable
 
 from config import settings, usable_cores
 from ml.base import AIModel
@@ -16,50 +21,70 @@ from services.ai.similar_posts import SimilarPosts
 
 log = logging.getLogger(__name__)
 
-_models: dict[str, AIModel] = {}
-_loaded_plugins = False
-_loading = threading.RLock()  # a plugin module may register (and look up) models while loading
+
+class Registry:
+    """Models of the code by name (the shipped ones, those of AI_MODEL_MODULES, a test's own),
+    and behind them the models administrators trained (services/ai/trained.py)."""
+
+    def __init__(self, models: Iterable[AIModel] = ()) -> None:
+        self._models: dict[str, AIModel] = {}
+        for model in models:
+            self.register(model)
+
+    def register(self, model: AIModel) -> AIModel:
+        """Adds a model (replacing one of the same name)."""
+        self._models[model.name] = model
+        return model
+
+    def unregister(self, name: str) -> None:
+        self._models.pop(name, None)
+
+    def get(self, name: str) -> AIModel | None:
+        """A model of the code by its name, else a model an administrator trained (its current
+        version), else None."""
+        model = self.builtin(name)
+        if model is None:
+            model = trained.find(name)
+        return model
+
+    def builtin(self, name: str) -> AIModel | None:
+        """A model of the code (shipped or registered), never a trained one."""
+        return self._models.get(name)
+
+    def listed(self) -> list[AIModel]:
+        """The models that take jobs (and have a row in the AI table)."""
+        return [model for model in self._models.values() if model.listed]
+
+    def post_index(self) -> AIModel:
+        """The model that embeds posts for similar-posts (it ships with every registry)."""
+        model = self._models.get(PostIndex.name)
+        assert model is not None, "the post-index model ships with the registry"
+        return model
+
+    def check_loadable(self) -> None:
+        """Notes on each listed model what would stop it from loading (ml.base.AIModel.load_error),
+        without loading it: what this process learns when it starts running models."""
+        encoder()  # with the settings as they are now
+        for model in self.listed():
+            model.load_error = model.missing()
+            if model.load_error:
+                log.error("model %s cannot load: %s", model.name, model.load_error)
 
 
-def register(model: AIModel) -> AIModel:
-    """Adds a model (replacing one of the same name)."""
-    _models[model.name] = model
-    return model
-
-
-def unregister(name: str) -> None:
-    _models.pop(name, None)
-
-
-def get(name: str) -> AIModel | None:
-    """A model of the code by its name, else a model an administrator trained (its current
-    version, services/ai/trained.py), else None."""
-    model = builtin(name)
-    if model is None:
-        model = trained.find(name)
-    return model
-
-
-def builtin(name: str) -> AIModel | None:
-    """A model of the code (shipped or registered), never a trained one."""
-    _ensure_models()
-    return _models.get(name)
-
-
-def listed() -> list[AIModel]:
-    """The models that take jobs (and have a row in the AI table)."""
-    _ensure_models()
-    return [model for model in _models.values() if model.listed]
-
-
-def check_loadable() -> None:
-    """Notes on each listed model what would stop it from loading (ml.base.AIModel.load_error),
-    without loading it: what this process learns when it starts running models."""
-    encoder()  # with the settings as they are now
-    for model in listed():
-        model.load_error = model.missing()
-        if model.load_error:
-            log.error("model %s cannot load: %s", model.name, model.load_error)
+def load(extra: Iterable[AIModel] = ()) -> Registry:
+    """A registry of the shipped models, then those of AI_MODEL_MODULES, then `extra` (an app
+    a test builds with models of its own); a later model replaces one of the same name."""
+    encoder()
+    models = Registry([SimilarPosts(), BoardSuggest(), PostIndex()])
+    for name in filter(None, (name.strip() for name in settings.AI_MODEL_MODULES.split(","))):
+        # A module of AI_MODEL_MODULES (e.g. the test suite's failing and slow models, in a
+        # Celery worker) has `register_models(models: Registry) -> None`.
+        register_models: Callable[[Registry], None] = importlib.import_module(name).register_models
+        register_models(models)
+        log.info("models registered by %s", name)
+    for model in extra:
+        models.register(model)
+    return models
 
 
 def encoder() -> SentenceEncoder:
@@ -77,21 +102,3 @@ def start_model_processes() -> None:
     processes = max(1, settings.ai_workers)
     threads = settings.AI_TORCH_THREADS or max(1, usable_cores() // (processes + 1))
     encoder().run_in_child_process(settings.AI_MODEL_PROCESS, processes=processes, torch_threads=threads)
-
-
-def _ensure_models() -> None:
-    """The shipped models, and those of AI_MODEL_MODULES (imported once; each registers its
-    models when imported, e.g. the test suite's failing and slow models in a Celery worker)."""
-    global _loaded_plugins  # noqa: PLW0603 - one registry per process
-    if _loaded_plugins:
-        return
-    with _loading:
-        if _loaded_plugins:
-            return
-        encoder()
-        for model in (SimilarPosts(), BoardSuggest(), PostIndex()):
-            _models.setdefault(model.name, model)
-        for module in filter(None, (name.strip() for name in settings.AI_MODEL_MODULES.split(","))):
-            importlib.import_module(module)
-            log.info("models registered by %s", module)
-        _loaded_plugins = True

@@ -1,7 +1,7 @@
 """Models administrators trained (tabular-regression), served through the same job API as the
-registry's: `services.ai.registry.get(name)` falls back to `find(name)`, which answers with the model's
-highest succeeded version. Each version loads once per process (weights read with safetensors,
-metadata with json) and is kept while it is among the last few used.
+registry's: `services.ai.registry.Registry.get(name)` falls back to `find(name)`, which answers
+with the model's highest succeeded version. Each version loads once per process (weights read
+with safetensors, metadata with json) and is kept while it is among the last few used.
 
 A job's input is one row `{"column": number, ...}` or a list of rows; stored as canonical JSON.
 Its result: `{"version", "target", "prediction"}` (one row) or `{..., "predictions": [...]}`.
@@ -29,8 +29,8 @@ class TrainedModel(AIModel):
     """One version of a trained model."""
 
     def __init__(self, name: str, information: str, *, version: int, file_key: str) -> None:
-        self.name = name  # type: ignore[misc]  # ClassVar on models of the code; per row here
-        self.information = information  # type: ignore[misc]
+        self.name = name  # per row of the AI table here; a class attribute on the models of the code
+        self.information = information
         self.version = version
         self.file_key = file_key
         self._predictor: tabular.Predictor | None = None

@@ -29,7 +29,7 @@ from errors import Conflict, TooManyRequests
 from ml import tabular
 from models import AI, AIlog, AIModelVersion, User
 from schemas import AIModelVersionPublic, JobPublic, ModelCreateForm, Page, TrainingForm
-from services.ai import registry, training_data
+from services.ai import training_data
 from services.ai.events import publish_public
 from services.ai.job_view import job_public
 from services.ai.runtime import AIRuntime
@@ -48,7 +48,7 @@ TRAINING_RETRY_AFTER_SECONDS = 30
 def create_model(session: Session, *, admin: User, form: ModelCreateForm, ai: AIRuntime) -> JobPublic:
     """A new trained model (not usable until its first version succeeds) and its first training
     job, queued."""
-    if ai_crud.model_by_name(session, form.name) is not None or registry.builtin(form.name) is not None:
+    if ai_crud.model_by_name(session, form.name) is not None or ai.models.builtin(form.name) is not None:
         raise Conflict(f"a model named '{form.name}' already exists", code="model_exists")
     _admit(session)
     data = _read(form)
@@ -88,7 +88,7 @@ def _version_public(version: AIModelVersion, *, current: int | None) -> AIModelV
         id=version.id,
         model_id=version.ai_id,
         version=version.version,
-        status=version.status,  # type: ignore[arg-type]
+        status=version.status,
         parameters=json.loads(version.parameters),
         metrics=json.loads(version.metrics) if version.metrics is not None else None,
         training_job_id=version.training_job_id,

@@ -112,9 +112,13 @@ def _columns(header: list[str]) -> list[str]:
         if len(name) > COLUMN_NAME_MAX_CHARS:
             raise _refuse(f"column {position}'s name is longer than {COLUMN_NAME_MAX_CHARS} characters")
     seen: set[str] = set()
-    duplicates = [name for name in columns if name in seen or seen.add(name)]  # type: ignore[func-returns-value]
+    duplicates: dict[str, None] = {}  # in the order they repeat
+    for name in columns:
+        if name in seen:
+            duplicates[name] = None
+        seen.add(name)
     if duplicates:
-        names = ", ".join(f"'{name}'" for name in dict.fromkeys(duplicates))
+        names = ", ".join(f"'{name}'" for name in duplicates)
         raise _refuse(f"duplicate column name(s) in the header: {names}", code="duplicate_columns")
     return columns
 

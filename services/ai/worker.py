@@ -21,12 +21,13 @@ from crud import ai as ai_crud
 from crud import embeddings as embeddings_crud
 from database import session_scope, utcnow, write_turns
 from ml.encoder import MODEL_NAME, to_bytes
-from ml.post_index import PostIndex, post_text
+from ml.post_index import post_text
 from models import AIlog
 from schemas import JobPublic
-from services.ai import apps, registry
+from services.ai import apps
 from services.ai.events import Publisher, publish_jobs, publish_public
 from services.ai.job_view import job_public
+from services.ai.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +43,14 @@ def run_jobs(
     model_name: str,
     job_ids: Sequence[int],
     *,
+    models: Registry,
     events: Publisher,
     redelivered: bool = False,
     interrupts: tuple[type[BaseException], ...] = (),
     computed: Callable[[], None] = lambda: None,
 ) -> None:
-    """Runs these jobs of one model as one batch, telling `events` how they go.
+    """Runs these jobs of one model (looked up in `models`) as one batch, telling `events` how
+    they go.
 
     redelivered: the Celery path, where a message comes back when its worker died; a job that
     worker left `running` is taken again, unless it has used its AI_MAX_ATTEMPTS, and is then
@@ -74,7 +77,7 @@ def run_jobs(
         publish_jobs(events, running + ai_crud.jobs(session, gave_up))
     if not running:
         return
-    model = registry.get(model_name)
+    model = models.get(model_name)
     if model is None:
         fail_jobs(claimed, error=f"model {model_name} is not available on this worker", events=events)
         return
@@ -183,15 +186,17 @@ def attempts_exhausted() -> str:
     )
 
 
-def index_posts(post_ids: Sequence[int], *, computed: Callable[[], None] = lambda: None) -> int:
-    """Embeds these posts (title and content) and stores the vectors; posts deleted meanwhile
-    are skipped. Returns how many were stored. computed: as for run_jobs."""
+def index_posts(
+    post_ids: Sequence[int], *, models: Registry, computed: Callable[[], None] = lambda: None
+) -> int:
+    """Embeds these posts (title and content) with the registry's post index and stores the
+    vectors; posts deleted meanwhile are skipped. Returns how many were stored. computed: as for
+    run_jobs."""
     with session_scope() as session:
         rows = embeddings_crud.texts(session, post_ids)
     if not rows:
         return 0
-    model = registry.get(PostIndex.name)
-    assert model is not None, "the post-index model ships with the registry"
+    model = models.post_index()
     try:
         vectors = model.run_batch([post_text(row.name, row.content) for row in rows])
     finally:
