@@ -18,7 +18,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from config import settings
+from config import Settings, settings
 from database import RequestSlots
 from edge import SecurityHeaders
 from errors import DomainError, PayloadTooLarge, Unprocessable
@@ -32,15 +32,17 @@ log = logging.getLogger("madang")
 
 
 @asynccontextmanager
-async def lifespan(app: FastAPI, *, extra_models: Sequence[AIModel] = ()) -> AsyncIterator[None]:
-    settings.signing_key  # noqa: B018 - create the development key file before the first request
+async def lifespan(
+    app: FastAPI, *, config: Settings, extra_models: Sequence[AIModel] = ()
+) -> AsyncIterator[None]:
+    config.signing_key  # noqa: B018 - create the development key file before the first request
     security.prepare_dummy_hash()  # the first unknown-user login must not cost an extra hash
     # Sync endpoints run in this pool; a few threads keep the GIL busy, forty only fight over it.
-    anyio.to_thread.current_default_thread_limiter().total_tokens = settings.WORKER_THREADS
-    app.state.db_slots = RequestSlots(settings.DATABASE_POOL_SIZE)
-    # The broker, the AI backend and the job events, in one object (services/runtime.py) that
-    # requests reach through deps.RuntimeDep.
-    async with runtime.running(extra_models=extra_models) as running:
+    anyio.to_thread.current_default_thread_limiter().total_tokens = config.WORKER_THREADS
+    app.state.db_slots = RequestSlots(config.DATABASE_POOL_SIZE)
+    # The broker, the AI backend, the job events and the model registry, in one object
+    # (services/runtime.py) that requests reach through deps.RuntimeDep.
+    async with runtime.running(config, extra_models=extra_models) as running:
         outer = getattr(app.state, "runtime", None)  # an app started inside another (bench/)
         app.state.runtime = running
         freeze_startup_objects()
@@ -164,15 +166,18 @@ def operation_id(route: APIRoute) -> str:
     return route.name
 
 
-def create_app(*, models: Sequence[AIModel] = ()) -> FastAPI:
-    """The app; models: AI models it runs besides the shipped ones and AI_MODEL_MODULES' (a
-    test's own, e.g. a model that fails on purpose)."""
+def create_app(config: Settings = settings, *, models: Sequence[AIModel] = ()) -> FastAPI:
+    """The app. config: the settings its runtime is built from (the broker, the AI backend, the
+    request slots; a test passes a copy with its own, e.g. one AI worker); what requests read
+    as they come (limits, sizes) is the process's one `config.settings`. models: AI models it
+    runs besides the shipped ones and AI_MODEL_MODULES' (a test's own, e.g. a model that fails
+    on purpose)."""
     configure_logging()  # before uvicorn logs its start-up lines, so they share the format
     app = MadangAPI(
         title=settings.PROJECT_NAME,
         version="0.1.0",
         description="Boards, live support chat and asynchronous AI jobs for an online community.",
-        lifespan=partial(lifespan, extra_models=tuple(models)),
+        lifespan=partial(lifespan, config=config, extra_models=tuple(models)),
         # JSON bodies are small; upload routes set their own, larger limit.
         max_body_size=settings.MAX_JSON_BODY_KB * 1024,
         openapi_tags=OPENAPI_TAGS,

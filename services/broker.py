@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 import redis.asyncio as redis
 
-from config import settings
+from config import Settings, settings
 from services import redis_client
 
 log = logging.getLogger(__name__)
@@ -362,16 +362,16 @@ class RedisBroker(Broker):
                 self._dispatch(name, message["data"])
 
 
-def shared_channels(*, celery_workers: bool) -> tuple[str, dict[str, str]]:
+def shared_channels(config: Settings, *, celery_workers: bool) -> tuple[str, dict[str, str]]:
     """Where the processes of this deployment meet: a Redis URL and the channels shared there
     (name -> Redis channel). REDIS_URL shares LIVE, and AI_JOBS when there are Celery workers;
     without it, a Redis Celery broker carries AI_JOBS alone (live events stay in each process)."""
-    channels = {LIVE: settings.BROKER_CHANNEL} if settings.REDIS_URL else {}
-    url = settings.REDIS_URL
-    if not url and settings.CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
-        url = settings.CELERY_BROKER_URL
+    channels = {LIVE: config.BROKER_CHANNEL} if config.REDIS_URL else {}
+    url = config.REDIS_URL
+    if not url and config.CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+        url = config.CELERY_BROKER_URL
     if celery_workers and url:
-        channels[AI_JOBS] = settings.AI_EVENTS_CHANNEL
+        channels[AI_JOBS] = config.AI_EVENTS_CHANNEL
     return url, channels
 
 
@@ -379,23 +379,23 @@ def publish_without_loop(channel: str, message: str) -> None:
     """Publishes from a process that runs no broker (a Celery worker has no event loop):
     straight to Redis when the deployment shares the channel, else nowhere (nobody could hear
     it). Raises what Redis raises."""
-    url, channels = shared_channels(celery_workers=True)
+    url, channels = shared_channels(settings, celery_workers=True)
     key = channels.get(channel)
     if key is not None:
         redis_client.connect(url).publish(key, message)
 
 
-def create_broker() -> Broker:
-    url, channels = shared_channels(celery_workers=settings.AI_BACKEND == "celery")
+def create_broker(config: Settings) -> Broker:
+    url, channels = shared_channels(config, celery_workers=config.AI_BACKEND == "celery")
     if not channels:
         return InProcessBroker()
     return RedisBroker(url, channels.get(LIVE), ai_jobs_channel=channels.get(AI_JOBS))
 
 
 @contextlib.asynccontextmanager
-async def running() -> AsyncIterator[Broker]:
+async def running(config: Settings) -> AsyncIterator[Broker]:
     """Starts the broker for the app's lifetime (main.py's lifespan, kept in services/runtime.Runtime)."""
-    broker = create_broker()
+    broker = create_broker(config)
     await broker.start()
     try:
         yield broker

@@ -15,6 +15,7 @@ import contextlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
+from config import Settings
 from ml.base import AIModel
 from services import broker
 from services.ai import runtime as ai_runtime
@@ -24,6 +25,7 @@ from services.broker import Broker, Hub
 
 @dataclass(frozen=True, slots=True)
 class Runtime:
+    config: Settings  # what the app was built with (main.create_app); the parts below were built from it
     broker: Broker  # live events between processes; broker.hub holds this process's sockets
     ai: AIRuntime  # the AI backend, the job events and the model registry
 
@@ -33,10 +35,13 @@ class Runtime:
 
 
 @contextlib.asynccontextmanager
-async def running(*, extra_models: Iterable[AIModel] = ()) -> AsyncIterator[Runtime]:
+async def running(config: Settings, *, extra_models: Iterable[AIModel] = ()) -> AsyncIterator[Runtime]:
     """Live events (in-process, or Redis pub/sub when REDIS_URL is set), then AI jobs (the
     model registry, the embedded runner or Celery, with the recovery of jobs a crash left
     behind), which publish through them; stopped in the reverse order. extra_models: an app a
     test builds with models of its own (main.create_app)."""
-    async with broker.running() as live, ai_runtime.running(live, extra_models=extra_models) as ai:
-        yield Runtime(broker=live, ai=ai)
+    async with (
+        broker.running(config) as live,
+        ai_runtime.running(config, live, extra_models=extra_models) as ai,
+    ):
+        yield Runtime(config=config, broker=live, ai=ai)

@@ -142,14 +142,26 @@ def extra_models() -> list[AIModel]:
     return []
 
 
-def app_with(models: list[AIModel]) -> FastAPI:
-    """The app, or one of its own with these models (an app is cheap to make: ~0.2 ms)."""
-    return create_app(models=models) if models else app
+@pytest.fixture
+def app_settings() -> dict[str, Any]:
+    """Settings the apps of this test are built with, over the process's (`client`,
+    `start_app`): what the app's runtime is built from (main.create_app's config: the AI
+    backend, the broker, the request slots), e.g. a fixture asking for one AI worker. What
+    requests read as they come (sizes, limits) stays the process's settings, monkeypatched."""
+    return {}
+
+
+def app_with(models: list[AIModel], overrides: dict[str, Any]) -> FastAPI:
+    """The app, or one of its own with these models and settings (an app is cheap to make:
+    ~0.2 ms); the process's settings object is never changed."""
+    if not models and not overrides:
+        return app
+    return create_app(settings.model_copy(update=overrides), models=models)
 
 
 @pytest.fixture
-def client(extra_models: list[AIModel]) -> Iterator[TestClient]:
-    with TestClient(app_with(extra_models)) as test_client:
+def client(extra_models: list[AIModel], app_settings: dict[str, Any]) -> Iterator[TestClient]:
+    with TestClient(app_with(extra_models, app_settings)) as test_client:
         yield test_client
 
 
@@ -157,15 +169,14 @@ StartApp = Callable[..., TestClient]
 
 
 @pytest.fixture
-def start_app(monkeypatch: pytest.MonkeyPatch, extra_models: list[AIModel]) -> Iterator[StartApp]:
-    """Starts the app with these settings (read when it starts, e.g. by the AI runner) and the
+def start_app(extra_models: list[AIModel], app_settings: dict[str, Any]) -> Iterator[StartApp]:
+    """Starts an app built with these settings (and those given before in this test) and the
     test's extra_models; a test may start it again, as a restart after a crash."""
     stack = ExitStack()
 
     def start(**overrides: Any) -> TestClient:
-        for name, value in overrides.items():
-            monkeypatch.setattr(settings, name, value)
-        return stack.enter_context(TestClient(app_with(extra_models)))
+        app_settings.update(overrides)
+        return stack.enter_context(TestClient(app_with(extra_models, app_settings)))
 
     with stack:
         yield start

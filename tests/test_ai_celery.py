@@ -83,15 +83,14 @@ def start_worker(tmp_path: Path) -> Iterator[StartWorker]:
 
 @pytest.fixture
 def api(
-    broker: redis.Redis, monkeypatch: pytest.MonkeyPatch, extra_models: list[AIModel]
+    broker: redis.Redis, app_settings: dict[str, Any], extra_models: list[AIModel]
 ) -> Callable[[str], TestClient]:
-    """The app on the Celery backend, sending to this queue (with the test's extra_models)."""
+    """An app on the Celery backend, sending to this queue (with the test's extra_models)."""
     clients: list[TestClient] = []
 
     def start(queue: str) -> TestClient:
-        for name, value in celery_settings(queue).items():
-            monkeypatch.setattr(settings, name, value)
-        client = TestClient(app_with(extra_models))
+        app_settings.update(celery_settings(queue))
+        client = TestClient(app_with(extra_models, app_settings))
         client.__enter__()
         clients.append(client)
         return client
@@ -193,7 +192,7 @@ def test_a_users_job_goes_ahead_of_queued_post_indexing(
     queue = f"madang-test-{RUN_ID}-priority"
     for name, value in celery_settings(queue).items():
         monkeypatch.setattr(settings, name, value)
-    backend = CeleryBackend()
+    backend = CeleryBackend(settings)
     try:
         for post_id in (1, 2, 3):
             backend.submit_index([post_id])

@@ -64,10 +64,10 @@ def ended(client: TestClient, person: Person, job_id: int) -> dict[str, Any]:
 
 
 @pytest.fixture
-def gate(monkeypatch: pytest.MonkeyPatch, extra_models: list[AIModel]) -> Iterator[GateModel]:
+def gate(extra_models: list[AIModel], app_settings: dict[str, Any]) -> Iterator[GateModel]:
     """A test-only model whose batch holds the runner's one worker (the app this test starts
     has one) until the test opens it."""
-    monkeypatch.setattr(settings, "AI_WORKERS", 1)
+    app_settings["AI_WORKERS"] = 1
     model = GateModel()
     extra_models.append(model)  # in the registry of the app this test starts
     yield model

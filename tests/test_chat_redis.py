@@ -9,11 +9,9 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from config import settings
-from main import app
 from services import broker
 from tests.chat_support import API, live_socket, open_conversation, post_message
-from tests.conftest import TEST_REDIS_URL, free_port, redis_or_skip
+from tests.conftest import TEST_REDIS_URL, app_with, free_port, redis_or_skip
 
 REDIS_URL = TEST_REDIS_URL
 
@@ -26,11 +24,10 @@ def redis_admin() -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def client(redis_admin, monkeypatch) -> Iterator[TestClient]:
-    """The app with the Redis broker, on a channel of this test's own."""
-    monkeypatch.setattr(settings, "REDIS_URL", REDIS_URL)
-    monkeypatch.setattr(settings, "BROKER_CHANNEL", f"madang:test:{uuid.uuid4().hex}")
-    with TestClient(app) as test_client:
+def client(redis_admin, app_settings) -> Iterator[TestClient]:
+    """An app with the Redis broker, on a channel of this test's own."""
+    app_settings.update(REDIS_URL=REDIS_URL, BROKER_CHANNEL=f"madang:test:{uuid.uuid4().hex}")
+    with TestClient(app_with([], app_settings)) as test_client:
         assert isinstance(test_client.app.state.runtime.broker, broker.RedisBroker)
         yield test_client
 

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
-from config import settings
+from config import Settings
 from crud import ai as ai_crud
 from ml.embedding import one_blas_thread
 from ml.post_index import PostIndex
@@ -62,31 +62,32 @@ class Backend(Protocol):
 class ThreadBackend:
     recovers_at_startup = True
 
-    def __init__(self, events: Publisher, models: Registry) -> None:
+    def __init__(self, config: Settings, events: Publisher, models: Registry) -> None:
+        self.config = config
         self.events = events  # where the runner's threads tell of the jobs they run
         self.models = models  # the app's, which the runner's threads run
         self.runner = BatchRunner(
-            workers=settings.ai_workers,
-            max_batch=settings.AI_MAX_BATCH,
-            max_wait_ms=settings.AI_MAX_WAIT_MS,
-            fill_wait_ms=settings.AI_FILL_WAIT_MS,
-            queue_max=settings.AI_QUEUE_MAX,
-            timeout_seconds=settings.AI_JOB_TIMEOUT_SECONDS,
+            workers=config.ai_workers,
+            max_batch=config.AI_MAX_BATCH,
+            max_wait_ms=config.AI_MAX_WAIT_MS,
+            fill_wait_ms=config.AI_FILL_WAIT_MS,
+            queue_max=config.AI_QUEUE_MAX,
+            timeout_seconds=config.AI_JOB_TIMEOUT_SECONDS,
         )
         self.trainer = TrainingExecutor(
-            workers=settings.AI_TRAIN_WORKERS, run=partial(run_training, events=events)
+            workers=config.AI_TRAIN_WORKERS, run=partial(run_training, events=events)
         )
 
     def start(self) -> None:
         self.models.check_loadable()  # for /ready; the models themselves load on first use
         one_blas_thread()
-        registry.start_model_processes()
+        registry.start_model_processes(self.config)
         self.runner.start()
         self.trainer.start()
 
     def stop(self) -> None:
         self.trainer.stop()
-        self.runner.stop(grace=settings.AI_SHUTDOWN_GRACE_SECONDS)
+        self.runner.stop(grace=self.config.AI_SHUTDOWN_GRACE_SECONDS)
 
     def reserve(self, session: Session) -> None:
         self.runner.reserve()
@@ -149,11 +150,12 @@ class CeleryBackend:
 
     recovers_at_startup = False
 
-    def __init__(self) -> None:
+    def __init__(self, config: Settings) -> None:
+        self.config = config
         # Celery loads only in the processes that use it (importing it takes ~0.15 s).
         from services.ai.celery_app import make_celery  # noqa: PLC0415
 
-        self.celery: Any = make_celery()
+        self.celery: Any = make_celery(config)
 
     def start(self) -> None:
         return
@@ -163,14 +165,14 @@ class CeleryBackend:
 
     def reserve(self, session: Session) -> None:
         # The queue's depth is the number of queued jobs, whichever process admitted them.
-        if ai_crud.count_queued(session) >= settings.AI_QUEUE_MAX:
+        if ai_crud.count_queued(session) >= self.config.AI_QUEUE_MAX:
             raise QueueFull(CELERY_RETRY_AFTER_SECONDS)
 
     def release(self) -> None:
         return
 
     def submit_job(self, model_name: str, job_id: int) -> None:
-        self.celery.send_task("madang.ai.run_job", args=[model_name, job_id], queue=settings.CELERY_QUEUE)
+        self.celery.send_task("madang.ai.run_job", args=[model_name, job_id], queue=self.config.CELERY_QUEUE)
 
     def resubmit_job(self, model_name: str, job_id: int) -> None:
         self.submit_job(model_name, job_id)
@@ -179,16 +181,16 @@ class CeleryBackend:
         self.celery.send_task(
             "madang.ai.index_posts",
             args=[list(post_ids)],
-            queue=settings.CELERY_QUEUE,
+            queue=self.config.CELERY_QUEUE,
             priority=INDEX_TASK_PRIORITY,
         )
 
     def submit_training(self, job_id: int) -> None:
-        self.celery.send_task("madang.ai.train_model", args=[job_id], queue=settings.CELERY_TRAIN_QUEUE)
+        self.celery.send_task("madang.ai.train_model", args=[job_id], queue=self.config.CELERY_TRAIN_QUEUE)
 
     def retry_after(self) -> int:
         return CELERY_RETRY_AFTER_SECONDS
 
 
-def create_backend(events: Publisher, models: Registry) -> Backend:
-    return CeleryBackend() if settings.AI_BACKEND == "celery" else ThreadBackend(events, models)
+def create_backend(config: Settings, events: Publisher, models: Registry) -> Backend:
+    return CeleryBackend(config) if config.AI_BACKEND == "celery" else ThreadBackend(config, events, models)

@@ -21,7 +21,7 @@ from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
-from config import settings
+from config import Settings, settings
 from database import engine
 from ml.embedding import one_blas_thread
 from ml.training import worker_processes
@@ -53,26 +53,27 @@ class WorkerApp(Celery):
         return self._models
 
 
-def make_celery() -> WorkerApp:
-    """A Celery app from the current settings (the API process makes one per start, to send)."""
+def make_celery(config: Settings = settings) -> WorkerApp:
+    """A Celery app from these settings (a worker: the process's; the API process makes one per
+    start from its app's, to send)."""
     transport_options: dict[str, Any] = {
-        "visibility_timeout": settings.CELERY_VISIBILITY_TIMEOUT_SECONDS,
-        "unacked_restore_interval": settings.CELERY_RESTORE_INTERVAL_SECONDS,
+        "visibility_timeout": config.CELERY_VISIBILITY_TIMEOUT_SECONDS,
+        "unacked_restore_interval": config.CELERY_RESTORE_INTERVAL_SECONDS,
         "unacked_restore_throttle": 1,
     }
-    if settings.CELERY_KEY_PREFIX:
-        transport_options["global_keyprefix"] = settings.CELERY_KEY_PREFIX
-    celery = WorkerApp("madang", broker=settings.CELERY_BROKER_URL, set_as_current=False)
+    if config.CELERY_KEY_PREFIX:
+        transport_options["global_keyprefix"] = config.CELERY_KEY_PREFIX
+    celery = WorkerApp("madang", broker=config.CELERY_BROKER_URL, set_as_current=False)
     celery.conf.update(
-        task_default_queue=settings.CELERY_QUEUE,
+        task_default_queue=config.CELERY_QUEUE,
         task_serializer="json",
         accept_content=["json"],
         task_ignore_result=True,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_soft_time_limit=settings.AI_JOB_TIMEOUT_SECONDS,
-        task_time_limit=settings.celery_hard_time_limit,
+        task_soft_time_limit=config.AI_JOB_TIMEOUT_SECONDS,
+        task_time_limit=config.celery_hard_time_limit,
         broker_transport_options=transport_options,
         broker_connection_retry_on_startup=True,
         worker_proc_alive_timeout=PROCESS_START_TIMEOUT_SECONDS,

@@ -185,7 +185,7 @@ def _store_in(
         if earlier is not None:
             return _replayed(earlier, model=model, text=text)
     backend = ai.backend
-    _enforce_jobs_per_user(in_flight, backend)
+    _enforce_jobs_per_user(in_flight, ai)
     if backend is not None:
         try:
             backend.reserve(session)
@@ -273,14 +273,15 @@ def _replayed(earlier: AIlog, *, model: AI, text: str) -> JobPublic:
     return job_public(earlier)
 
 
-def _enforce_jobs_per_user(in_flight: int | None, backend: Backend | None) -> None:
+def _enforce_jobs_per_user(in_flight: int | None, ai: AIRuntime) -> None:
     """in_flight: the user's jobs queued or running (None while RATE_LIMIT_ENABLED is off)."""
     if in_flight is None or not settings.RATE_LIMIT_ENABLED:
         return
-    if in_flight >= settings.AI_MAX_JOBS_PER_USER:
+    most = ai.config.AI_MAX_JOBS_PER_USER
+    if in_flight >= most:
         error = TooManyRequests(
-            f"you already have {settings.AI_MAX_JOBS_PER_USER} jobs queued or running; wait for one to end",
-            retry_after=backend.retry_after() if backend is not None else 1,
+            f"you already have {most} jobs queued or running; wait for one to end",
+            retry_after=ai.backend.retry_after() if ai.backend is not None else 1,
         )
         error.code = "too_many_jobs"
         raise error

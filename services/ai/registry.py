@@ -11,7 +11,7 @@ import importlib
 import logging
 from collections.abc import Callable, Iterable
 
-from config import settings, usable_cores
+from config import Settings, settings, usable_cores
 from ml.base import AIModel
 from ml.encoder import SentenceEncoder, get_encoder
 from ml.post_index import PostIndex
@@ -71,12 +71,12 @@ class Registry:
                 log.error("model %s cannot load: %s", model.name, model.load_error)
 
 
-def load(extra: Iterable[AIModel] = ()) -> Registry:
+def load(extra: Iterable[AIModel] = (), *, config: Settings = settings) -> Registry:
     """A registry of the shipped models, then those of AI_MODEL_MODULES, then `extra` (an app
     a test builds with models of its own); a later model replaces one of the same name."""
     encoder()
     models = Registry([SimilarPosts(), BoardSuggest(), PostIndex()])
-    for name in filter(None, (name.strip() for name in settings.AI_MODEL_MODULES.split(","))):
+    for name in filter(None, (name.strip() for name in config.AI_MODEL_MODULES.split(","))):
         # A module of AI_MODEL_MODULES (e.g. the test suite's failing and slow models, in a
         # Celery worker) has `register_models(models: Registry) -> None`.
         register_models: Callable[[Registry], None] = importlib.import_module(name).register_models
@@ -95,10 +95,10 @@ def encoder() -> SentenceEncoder:
     return shared
 
 
-def start_model_processes() -> None:
+def start_model_processes(config: Settings = settings) -> None:
     """The encoder's forward passes in AI_WORKERS child processes (AI_MODEL_PROCESS; each starts
     on first use). Their torch threads: AI_TORCH_THREADS, or the cores shared out among them and
     this process, at least one."""
-    processes = max(1, settings.ai_workers)
-    threads = settings.AI_TORCH_THREADS or max(1, usable_cores() // (processes + 1))
-    encoder().run_in_child_process(settings.AI_MODEL_PROCESS, processes=processes, torch_threads=threads)
+    processes = max(1, config.ai_workers)
+    threads = config.AI_TORCH_THREADS or max(1, usable_cores() // (processes + 1))
+    encoder().run_in_child_process(config.AI_MODEL_PROCESS, processes=processes, torch_threads=threads)

@@ -12,7 +12,7 @@ from functools import partial
 from anyio import to_thread
 from sqlalchemy.exc import IntegrityError
 
-from config import settings
+from config import Settings, settings
 from crud import ai as ai_crud
 from database import session_scope
 from ml.base import AIModel
@@ -36,6 +36,8 @@ class AIRuntime:
     backend: Backend | None
     events: JobEvents | None  # the API process's waiters and sockets
     models: Registry = field(default_factory=Registry)
+    # The app's settings (main.create_app): its backend's, and the per-user job limit.
+    config: Settings = field(default_factory=lambda: settings)
 
     @property
     def publisher(self) -> Publisher:
@@ -46,16 +48,18 @@ NO_APP = AIRuntime(backend=None, events=None)
 
 
 @contextlib.asynccontextmanager
-async def running(live: Broker, *, extra_models: Iterable[AIModel] = ()) -> AsyncIterator[AIRuntime]:
+async def running(
+    config: Settings, live: Broker, *, extra_models: Iterable[AIModel] = ()
+) -> AsyncIterator[AIRuntime]:
     """extra_models: models of an app a test builds, besides the shipped and AI_MODEL_MODULES ones."""
-    models = await to_thread.run_sync(partial(registry.load, extra_models))
+    models = await to_thread.run_sync(partial(registry.load, extra_models, config=config))
     await to_thread.run_sync(sync_models, models)
-    async with events.running(live, listen_to_workers=settings.AI_BACKEND == "celery") as job_events:
-        backend = backends.create_backend(job_events, models)
+    async with events.running(live, listen_to_workers=config.AI_BACKEND == "celery") as job_events:
+        backend = backends.create_backend(config, job_events, models)
         backend.start()
         try:
             await to_thread.run_sync(partial(recover, backend, job_events))
-            yield AIRuntime(backend=backend, events=job_events, models=models)
+            yield AIRuntime(backend=backend, events=job_events, models=models, config=config)
         finally:
             await to_thread.run_sync(backend.stop)
 
