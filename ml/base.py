@@ -48,13 +48,18 @@ class AIModel(ABC):
     def predict_batch(self, inputs: list[str]) -> list[Any]:
         """One output per input, in order. Raising fails every job of the batch."""
 
-    def run_batch(self, inputs: list[str]) -> list[Any]:
+    def load_noting_outcome(self) -> None:
+        """load(), with its outcome noted in load_error (what /ready reports); raises what
+        load raises."""
         try:
             self.load()
         except Exception as exc:
             self.load_error = f"{type(exc).__name__}: {exc}"
             raise
         self.load_error = None
+
+    def run_batch(self, inputs: list[str]) -> list[Any]:
+        self.load_noting_outcome()
         with self.inference():
             outputs = self.predict_batch(inputs)
         if len(outputs) != len(inputs):

@@ -92,6 +92,8 @@ class SentenceEncoder:
             # Never reach for a model hub: the weights ship inside the package.
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            # No progress bar on stderr ("Loading weights: 100%|...|"): the log says when it loaded.
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
             import torch  # noqa: PLC0415 - torch loads with the model, never with the module
             from sentence_transformers import SentenceTransformer  # noqa: PLC0415 - as torch
 

@@ -20,7 +20,7 @@ def read_health() -> dict[str, str]:
     responses={503: {"model": Readiness, "description": "Not ready: `problems` says why."}},
 )
 def read_ready(session: SessionDep, runtime: RuntimeDep) -> JSONResponse:
-    problems = health.readiness_problems(session, runtime.ai.models)
+    problems = health.readiness_problems(session, runtime.ai)
     status_code = 503 if problems else 200
     return JSONResponse(
         {"status": "fail" if problems else "ok", "problems": problems}, status_code=status_code

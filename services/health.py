@@ -12,12 +12,12 @@ from sqlalchemy.orm import Session
 
 from config import settings
 from services import redis_client
-from services.ai.registry import Registry
+from services.ai.runtime import AIRuntime
 
 log = logging.getLogger(__name__)
 
 
-def readiness_problems(session: Session, models: Registry) -> list[str]:
+def readiness_problems(session: Session, ai: AIRuntime) -> list[str]:
     """What keeps this process from serving, one line each; empty when it is ready."""
     problems = []
     try:
@@ -25,18 +25,23 @@ def readiness_problems(session: Session, models: Registry) -> list[str]:
     except SQLAlchemyError:
         log.exception("database not reachable")
         problems.append("database unreachable")
-    return problems + model_problems(models) + redis_problems()
+    return problems + model_problems(ai) + redis_problems()
 
 
-def model_problems(models: Registry) -> list[str]:
+def model_problems(ai: AIRuntime) -> list[str]:
     """The models of the embedded runner (the app's registry) that cannot load, as start-up and
-    the last batches found (ml.base.AIModel.load_error). With Celery the workers run the
-    models, not this process."""
-    if settings.AI_BACKEND != "thread":
+    the last batches found (ml.base.AIModel.load_error), and "models loading" while they load
+    after the start (AI_LOAD_AT_START). With Celery the workers run the models, not this process."""
+    if ai.config.AI_BACKEND != "thread":
         return []
-    return [
-        f"model {model.name} cannot load: {model.load_error}" for model in models.listed() if model.load_error
+    problems = [
+        f"model {model.name} cannot load: {model.load_error}"
+        for model in ai.models.listed()
+        if model.load_error
     ]
+    if ai.backend is not None and ai.backend.models_loading():
+        problems.append("models loading")
+    return problems
 
 
 def redis_problems() -> list[str]:

@@ -35,6 +35,9 @@ os.environ.update(
         # Posts are embedded for similar-posts only where a test asks for it (tests/test_ai_*.py):
         # elsewhere it would load torch in the background of tests that never look.
         "AI_INDEX_POSTS": "false",
+        # Likewise the models load on first use, not at every app's start (tests/test_health.py
+        # tests the loading at start).
+        "AI_LOAD_AT_START": "false",
     }
 )
 
