@@ -18,7 +18,7 @@ BENCH_ARGS ?=
 MARIADB_SOAK_URL ?= mysql+pymysql://root@127.0.0.1:3306/madang_soak?charset=utf8mb4
 SOAK_ARGS ?=
 
-.PHONY: install migrate run test test-sqlite test-mariadb bench bench-mariadb bench-ai eval-ai bench-train soak lint format clean
+.PHONY: install migrate run test test-sqlite test-mariadb bench bench-mariadb bench-ai bench-ai-scale eval-ai bench-train soak lint format clean
 
 # mysqlclient, the MariaDB driver, is compiled when pip installs it, against the MariaDB C client
 # library that pkg-config finds: Debian's libmariadb-dev (and pkg-config), installed with apt when
@@ -74,6 +74,11 @@ soak: install
 # (bench/ai_eval_set.json): similar-posts top-1 and hit@3, cross-language, board-suggest accuracy.
 eval-ai: install
 	$(BIN)/python -m bench.eval_ai $(EVAL_AI_ARGS)
+
+# similar-posts' cost per batch at 20,000 and 200,000 posts (bench/ai_scale.py): reading the
+# candidates' vectors and scoring them.
+bench-ai-scale: install
+	$(BIN)/python -m bench.ai_scale $(AI_SCALE_ARGS)
 
 # The AI benchmark (bench/ai_bench.py): raw model vs served through HTTP; AI_BENCH_ARGS for options.
 bench-ai: install
