@@ -6,6 +6,7 @@ limits, mail written to the log), so a newcomer needs no other service to try it
 
 import contextlib
 import os
+import re
 import secrets
 from functools import cached_property, lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
@@ -18,6 +19,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 BASE_DIR = Path(__file__).resolve().parent
 
 IPNetwork = IPv4Network | IPv6Network
+# A web origin: scheme, host and an optional port, nothing after (CORS_ORIGINS).
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 
 class Settings(BaseSettings):
@@ -85,6 +88,10 @@ class Settings(BaseSettings):
     TRUSTED_PROXIES: str = ""
     # Strict-Transport-Security max-age sent on every answer; 0 sends none (plain-HTTP development).
     HSTS_SECONDS: int = 0
+    # Origins (comma-separated, e.g. https://app.example.com,http://localhost:5173) whose pages may
+    # call the API from a browser (CORS); empty: no CORS headers at all. "*": any origin, refused
+    # when ENV=production.
+    CORS_ORIGINS: str = ""
 
     MAX_JSON_BODY_KB: int = 256
     UPLOAD_DIR: Path = BASE_DIR / "uploads"
@@ -167,6 +174,18 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _cors_origins_are_origins(self) -> "Settings":
+        for origin in self.cors_origins:
+            if origin == "*":
+                if self.ENV == "production":
+                    raise ValueError(
+                        "CORS_ORIGINS must name the frontends' origins when ENV=production, not *"
+                    )
+            elif not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"CORS_ORIGINS: {origin!r} is not an origin like https://app.example.com")
+        return self
+
+    @model_validator(mode="after")
     def _trusted_proxies_are_addresses(self) -> "Settings":
         self.trusted_proxy_networks  # noqa: B018 - parsed once, here, so a typo stops the start
         return self
@@ -188,6 +207,11 @@ class Settings(BaseSettings):
                 "CELERY_VISIBILITY_TIMEOUT_SECONDS, or a training run would be delivered twice"
             )
         return self
+
+    @property
+    def cors_origins(self) -> list[str]:
+        """CORS_ORIGINS as a list, without a trailing slash (a browser's Origin never has one)."""
+        return [origin.strip().rstrip("/") for origin in self.CORS_ORIGINS.split(",") if origin.strip()]
 
     @property
     def log_format(self) -> Literal["json", "text"]:

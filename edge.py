@@ -17,7 +17,9 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
-from starlette.responses import HTMLResponse
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from config import IPNetwork, settings
@@ -160,3 +162,33 @@ def html_page(html: str, *, inserted_styles: Iterable[str] = (), also: str = "")
     """The page with its own Content-Security-Policy (see page_policy)."""
     policy = page_policy(html, inserted_styles=inserted_styles, also=also)
     return HTMLResponse(html, headers={"Content-Security-Policy": policy})
+
+
+# CORS for browser frontends on other origins (CORS_ORIGINS). Tokens travel in the Authorization
+# header, never in cookies, so credentials stay off; a frontend may read these answer headers.
+CORS_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+CORS_REQUEST_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key", "Prefer", "X-Request-ID")
+CORS_EXPOSED_HEADERS = ("Location", "Retry-After", "X-Request-ID")
+CORS_MAX_AGE_SECONDS = 600
+
+
+class CrossOrigin(CORSMiddleware):
+    """Starlette's CORS middleware, answering an allowed preflight with 204 No Content (Starlette
+    says 200 "OK"): a preflight has no body to give."""
+
+    def __init__(self, app: ASGIApp, origins: Sequence[str]) -> None:
+        super().__init__(
+            app,
+            allow_origins=list(origins),
+            allow_methods=list(CORS_METHODS),
+            allow_headers=list(CORS_REQUEST_HEADERS),
+            expose_headers=list(CORS_EXPOSED_HEADERS),
+            max_age=CORS_MAX_AGE_SECONDS,
+        )
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != 200:  # a refused preflight: 400, without any CORS header
+            return response
+        headers = {k: v for k, v in response.headers.items() if k not in ("content-length", "content-type")}
+        return Response(status_code=204, headers=headers)

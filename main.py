@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from config import Settings, settings
 from database import RequestSlots
-from edge import SecurityHeaders
+from edge import CrossOrigin, SecurityHeaders
 from errors import DomainError, PayloadTooLarge, Unprocessable
 from logs import RequestLogMiddleware, configure_logging
 from ml.base import AIModel
@@ -139,10 +139,16 @@ def is_plain_text_413(message: Message) -> bool:
 
 
 class MadangAPI(FastAPI):
+    cors_origins: Sequence[str] = ()  # create_app sets the app's CORS_ORIGINS
+
     def build_middleware_stack(self) -> ASGIApp:
         # The request id outermost: its header then goes on every answer, the 413 and 500 too;
-        # the security headers as well.
-        return RequestLogMiddleware(SecurityHeaders(TooLargeAsJSON(super().build_middleware_stack())))
+        # the security headers as well; CORS headers on every answer to an allowed origin, errors
+        # included (a frontend must read them), and preflights answered before the routes.
+        app: ASGIApp = TooLargeAsJSON(super().build_middleware_stack())
+        if self.cors_origins:
+            app = CrossOrigin(app, self.cors_origins)
+        return RequestLogMiddleware(SecurityHeaders(app))
 
 
 # One line per tag, in the order /docs shows them; every operation has exactly one tag.
@@ -185,6 +191,7 @@ def create_app(config: Settings = settings, *, models: Sequence[AIModel] = ()) -
         docs_url=None,  # FastAPI's pages load from a CDN: routers/docs.py serves them from here
         redoc_url=None,
     )
+    app.cors_origins = tuple(config.cors_origins)
     app.add_exception_handler(DomainError, domain_error_handler)
     app.add_exception_handler(HTTPException, http_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
