@@ -19,7 +19,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from config import IPNetwork, settings
@@ -188,7 +188,10 @@ class CrossOrigin(CORSMiddleware):
 
     def preflight_response(self, request_headers: Headers) -> Response:
         response = super().preflight_response(request_headers)
-        if response.status_code != 200:  # a refused preflight: 400, without any CORS header
-            return response
+        if response.status_code != 200:
+            # Refused (an origin, method or header not allowed): 400 in the API's error shape,
+            # without any CORS header, so the browser keeps even that from the page.
+            detail = bytes(response.body).decode().lower()  # "Disallowed CORS origin, method"
+            return JSONResponse({"detail": detail, "code": "cors_refused"}, status_code=400)
         headers = {k: v for k, v in response.headers.items() if k not in ("content-length", "content-type")}
         return Response(status_code=204, headers=headers)

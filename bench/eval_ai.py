@@ -30,10 +30,9 @@ from typing import Any
 import numpy as np
 
 from ml.post_index import post_text
+from services.ai.board_suggest import DESCRIPTION_WEIGHT  # a board's profile: its description's share
 
 SET_PATH = Path(__file__).with_name("ai_eval_set.json")
-# As services/ai/board_suggest.py: a board's profile is 30% its description, 70% its posts.
-DESCRIPTION_WEIGHT = 0.3
 
 Encode = Callable[[Sequence[str]], np.ndarray]
 

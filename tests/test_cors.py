@@ -63,10 +63,18 @@ def test_errors_to_an_allowed_origin_are_readable_too(cors_client):
 def test_another_origin_gets_no_cors_headers(cors_client, user: Person):
     refused = preflight(cors_client, OTHER)
     assert refused.status_code == 400
+    assert refused.json() == {"detail": "disallowed cors origin", "code": "cors_refused"}
     assert "access-control-allow-origin" not in refused.headers
     response = cors_client.get(f"{API}/users/me", headers={**user.headers, "Origin": OTHER})
     assert response.status_code == 200  # the server answers; the browser keeps it from the page
     assert "access-control-allow-origin" not in response.headers
+
+
+def test_a_preflight_asking_for_a_header_not_allowed_is_refused(cors_client):
+    refused = preflight(cors_client, FRONTEND, "GET", "authorization, x-secret")
+    assert refused.status_code == 400
+    assert refused.json() == {"detail": "disallowed cors headers", "code": "cors_refused"}
+    assert "access-control-allow-origin" not in refused.headers
 
 
 def test_without_cors_origins_there_is_no_cors(client, user: Person):
