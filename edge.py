@@ -8,18 +8,24 @@
   Policy that allows nothing unless the answer brings its own, HSTS when HSTS_SECONDS > 0.
 - html_page(): an HTML answer whose policy allows its own inline scripts and styles by hash and
   nothing from another origin.
+- Measured (METRICS_ENABLED): each request's route template, status and duration, and the open
+  WebSockets, for the metrics (services/metrics.py).
 """
 
 import base64
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import Protocol
 
+from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from config import IPNetwork, settings
@@ -195,3 +201,114 @@ class CrossOrigin(CORSMiddleware):
             return JSONResponse({"detail": detail, "code": "cors_refused"}, status_code=400)
         headers = {k: v for k, v in response.headers.items() if k not in ("content-length", "content-type")}
         return Response(status_code=204, headers=headers)
+
+
+# --- request metrics (METRICS_ENABLED, services/metrics.py) ------------------------------------
+
+
+class RequestObserver(Protocol):
+    def request_ended(self, method: str, route: str, status: int, seconds: float) -> None: ...
+
+    def socket_opened(self) -> None: ...
+
+    def socket_closed(self) -> None: ...
+
+
+UNMATCHED_ROUTE = "unmatched"  # every path no route matches: a client cannot add series
+
+
+class Measured:
+    """Tells the app's metrics each request's route template, status and duration, and each
+    WebSocket's opening and closing. `observer(scope)`: the running app's metrics, None before
+    it starts. Pure ASGI: two clock reads and a wrapped `send` a request, ~5 µs with the counts
+    (docs/operations.md#metrics)."""
+
+    def __init__(
+        self, app: ASGIApp, observer: Callable[[Scope], RequestObserver | None], routes: Sequence[BaseRoute]
+    ) -> None:
+        self.app = app
+        self.observer = observer
+        self.templates = RouteTemplates(routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        metrics = self.observer(scope) if kind in ("http", "websocket") else None
+        if metrics is None:
+            await self.app(scope, receive, send)
+        elif kind == "websocket":
+            await self._socket(metrics, scope, receive, send)
+        else:
+            await self._request(metrics, scope, receive, send)
+
+    async def _request(self, metrics: RequestObserver, scope: Scope, receive: Receive, send: Send) -> None:
+        status = 500  # what the client gets if the app raises before answering
+        root_path = scope.get("root_path", "")
+        started = time.perf_counter()
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_status)
+        finally:
+            seconds = time.perf_counter() - started
+            metrics.request_ended(scope["method"], self.templates.of(scope, root_path), status, seconds)
+
+    async def _socket(self, metrics: RequestObserver, scope: Scope, receive: Receive, send: Send) -> None:
+        opened = False
+
+        async def send_noting_accept(message: Message) -> None:
+            nonlocal opened
+            await send(message)
+            if message["type"] == "websocket.accept" and not opened:
+                opened = True
+                metrics.socket_opened()
+
+        try:
+            await self.app(scope, receive, send_noting_accept)
+        finally:
+            if opened:
+                metrics.socket_closed()
+
+
+class RouteTemplates:
+    """The template a request matched, as the API declares it (`/api/v1/posts/{post_id}`):
+    one label a route, never the path a client chose. FastAPI hands over the route as its router
+    declared it (`/posts/{post_id}`, without the prefix it was included with), a plain route or
+    a mount (the docs' pages and files) its endpoint; the full templates are looked up by those,
+    made once from the app's routes (again for one not seen yet)."""
+
+    def __init__(self, routes: Sequence[BaseRoute]) -> None:
+        self.routes = routes  # the app's list, which routes added later join
+        self._by_handler: dict[int, list[tuple[re.Pattern[str], str]]] = {}
+
+    def of(self, scope: Scope, root_path: str) -> str:
+        handler = scope.get("route") or scope.get("endpoint")
+        if handler is None:
+            return UNMATCHED_ROUTE
+        found = self._by_handler.get(id(handler))
+        if found is None:
+            self._by_handler = self._templates()
+            found = self._by_handler.setdefault(id(handler), [])
+        if len(found) == 1:
+            return found[0][1]
+        path = scope["path"][len(root_path) :]
+        # A router included twice: the template whose full path matched.
+        return next((template for pattern, template in found if pattern.match(path)), UNMATCHED_ROUTE)
+
+    def _templates(self) -> dict[int, list[tuple[re.Pattern[str], str]]]:
+        templates: dict[int, list[tuple[re.Pattern[str], str]]] = {}
+        for context in iter_route_contexts(self.routes):
+            route = context.original_route
+            # FastAPI's own routes arrive as scope["route"]; Starlette's leave their endpoint
+            # (a mount: the app it mounts).
+            handler = (
+                route if isinstance(route, APIRoute) else context.endpoint or getattr(route, "app", None)
+            )
+            if handler is not None and context.path is not None and context.path_format is not None:
+                pattern = compile_path(context.path)[0]
+                templates.setdefault(id(handler), []).append((pattern, context.path_format))
+        return templates

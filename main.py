@@ -20,11 +20,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from config import Settings, settings
 from database import RequestSlots
-from edge import CrossOrigin, SecurityHeaders
-from errors import DomainError, PayloadTooLarge, Unprocessable
+from edge import CrossOrigin, Measured, RequestObserver, SecurityHeaders
+from errors import DomainError, PayloadTooLarge, Unprocessable, validation_issues
 from logs import RequestLogMiddleware, configure_logging
 from ml.base import AIModel
 from routers import admin, ai, ai_training, attachments, auth, boards, chat, comments, health, posts, users
+from routers import metrics as metrics_router
 from routers.docs import serve_docs
 from services import runtime, security
 
@@ -97,10 +98,8 @@ def validation_error_handler(_: Request, exc: Exception) -> JSONResponse:
     """FastAPI's 422 list, without echoing the input: it may be a password, a quarter megabyte,
     or a NaN that JSON cannot even encode (which made the default handler answer 500)."""
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        {key: value for key, value in error.items() if key not in ("input", "url")} for error in exc.errors()
-    ]
-    return JSONResponse({"detail": jsonable_encoder(errors), "code": Unprocessable.code}, status_code=422)
+    issues = validation_issues(exc.errors(), exc.body)
+    return JSONResponse({"detail": jsonable_encoder(issues), "code": Unprocessable.code}, status_code=422)
 
 
 class TooLargeAsJSON:
@@ -140,15 +139,25 @@ def is_plain_text_413(message: Message) -> bool:
 
 class MadangAPI(FastAPI):
     cors_origins: Sequence[str] = ()  # create_app sets the app's CORS_ORIGINS
+    measured: bool = False  # METRICS_ENABLED: requests timed and counted (edge.Measured)
 
     def build_middleware_stack(self) -> ASGIApp:
         # The request id outermost: its header then goes on every answer, the 413 and 500 too;
         # the security headers as well; CORS headers on every answer to an allowed origin, errors
         # included (a frontend must read them), and preflights answered before the routes.
         app: ASGIApp = TooLargeAsJSON(super().build_middleware_stack())
+        if self.measured:
+            # Inside the CORS layer: a preflight it answers never reaches a route.
+            app = Measured(app, running_metrics, self.routes)
         if self.cors_origins:
             app = CrossOrigin(app, self.cors_origins)
         return RequestLogMiddleware(SecurityHeaders(app))
+
+
+def running_metrics(scope: Scope) -> RequestObserver | None:
+    """The metrics of the app running (services/runtime.Runtime), None before it starts."""
+    running: runtime.Runtime | None = getattr(scope["app"].state, "runtime", None)
+    return running.metrics if running is not None else None
 
 
 # One line per tag, in the order /docs shows them; every operation has exactly one tag.
@@ -201,6 +210,9 @@ def create_app(config: Settings = settings, *, models: Sequence[AIModel] = ()) -
     app.include_router(ai.admin_router, prefix=settings.API_PREFIX)  # /admin/ai/...
     app.include_router(health.router)
     app.include_router(chat.page_router)  # GET /chat, the example chat client
+    if config.METRICS_ENABLED:
+        app.measured = True
+        app.include_router(metrics_router.router)  # GET /metrics
     serve_docs(app)  # /docs, /redoc
     return app
 

@@ -379,7 +379,8 @@ class PostEmbedding(Base):
     Rewritten when the post is written; `python cli.py reindex` fills in what is missing."""
 
     __tablename__ = "post_embedding"
-    __table_args__ = table_args()
+    # similar-posts reads the vectors of one model written since it last looked (0006).
+    __table_args__ = table_args(Index("ix_post_embedding_model_date", "model_name", "update_date"))
 
     post_id: Mapped[int] = mapped_column(ForeignKey("post.id", ondelete="CASCADE"), primary_key=True)
     model_name: Mapped[str] = mapped_column(String(64))

@@ -117,10 +117,13 @@ T = TypeVar("T")
 
 
 class Page(BaseModel, Generic[T]):
+    """Every list of the API but a conversation's messages (see MessageHistory): a page of
+    `limit` items from `offset` (both as asked) of `total`."""
+
     items: list[T]
-    total: int
-    offset: int
-    limit: int
+    total: int = Field(description="How many there are in all, on every page.")
+    offset: int = Field(description="How many were skipped: the next page starts at offset + limit.")
+    limit: int = Field(description="The most items a page holds (1-100, default 20).")
 
 
 class Message(BaseModel):
@@ -479,6 +482,22 @@ class ChatMessagePublic(ORMModel):
         return not self.is_visible
 
 
+class MessageHistory(BaseModel):
+    """A conversation's messages, oldest first, and the cursors to read on: pass
+    `next_before_id` as `before_id` for the older ones, `next_after_id` as `after_id` for the
+    newer ones. Ids only grow, so a walk either way never repeats or skips a message."""
+
+    items: list[ChatMessagePublic]
+    next_before_id: int | None = Field(
+        description="The before_id of the messages before these; null when there are none "
+        "(these reach back to the first message)."
+    )
+    next_after_id: int | None = Field(
+        description="The after_id of the messages after these; null when there are none yet "
+        "(these reach the latest message)."
+    )
+
+
 class ChatSessionPublic(ORMModel):
     id: int
     name: str
@@ -757,6 +776,17 @@ class AIModelVersionPublic(BaseModel):
 # --- health -------------------------------------------------------------------------------
 
 
+class ReembeddingProgress(BaseModel):
+    model: str = Field(description="The embedding model the posts are re-embedded with.")
+    done: int
+    total: int = Field(description="Posts without a vector of that model when it started.")
+
+
 class Readiness(BaseModel):
     status: Literal["ok", "fail"]
     problems: list[str] = Field(description='What is not ready, e.g. "database unreachable"; empty when ok.')
+    reembedding: ReembeddingProgress | None = Field(
+        None,
+        description="While this process re-embeds the posts after a change of EMBEDDING_MODEL "
+        "(similar-posts answers `partial` meanwhile); null otherwise. It does not stop serving.",
+    )

@@ -783,10 +783,10 @@ class Chat:
                 if response is None or response.status_code != 200:
                     break
                 page = response.json()
-                self.tally.recovered.update((socket.name, message["id"]) for message in page)
-                if len(page) < HISTORY_PAGE or page[0]["id"] <= seen:
+                self.tally.recovered.update((socket.name, message["id"]) for message in page["items"])
+                if page["next_before_id"] is None or page["items"][0]["id"] <= seen:
                     break
-                params["before_id"] = page[0]["id"]
+                params["before_id"] = page["next_before_id"]
 
     def tag(self) -> str:
         self.sequence += 1
@@ -910,8 +910,8 @@ class Chat:
                     token=token,
                     params={"limit": 20},
                 )
-                if response is not None and response.status_code == 200 and response.json():
-                    last = response.json()[-1]["id"]
+                if response is not None and response.status_code == 200 and response.json()["items"]:
+                    last = response.json()["items"][-1]["id"]
                     await self.load.api.call(
                         "POST /chat/sessions/{id}/read",
                         f"{API}/chat/sessions/{session_id}/read",

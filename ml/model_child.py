@@ -1,23 +1,31 @@
 """The model process itself (ml/model_process.py starts it): `python -m ml.model_child`.
 
 It loads the sentence encoder in-process, with the settings its parent put in its environment,
-then answers each batch of texts (a frame on stdin) with their vectors (a frame on stdout).
+then answers each batch of texts (a frame on stdin: the kind, query or passage, and the texts)
+with their vectors (a frame on stdout).
 """
 
 import os
 import sys
 from typing import BinaryIO
 
-from ml.encoder import SentenceEncoder
-from ml.model_process import MODEL_PATH_VARIABLE, TORCH_THREADS_VARIABLE, read_frame, write_frame
+from ml.encoder import DEFAULT_MODEL, SentenceEncoder
+from ml.model_process import (
+    MODEL_PATH_VARIABLE,
+    MODEL_VARIABLE,
+    TORCH_THREADS_VARIABLE,
+    read_frame,
+    write_frame,
+)
 
 
 def serve(requests: BinaryIO, answers: BinaryIO) -> None:
-    encoder = SentenceEncoder(
-        model_path=os.environ.get(MODEL_PATH_VARIABLE, ""),
-        torch_threads=int(os.environ.get(TORCH_THREADS_VARIABLE) or 0),
-    )
     try:
+        encoder = SentenceEncoder(
+            model=os.environ.get(MODEL_VARIABLE) or DEFAULT_MODEL,
+            model_path=os.environ.get(MODEL_PATH_VARIABLE, ""),
+            torch_threads=int(os.environ.get(TORCH_THREADS_VARIABLE) or 0),
+        )
         encoder.load()
     except Exception as exc:
         write_frame(answers, RuntimeError(f"loading the model failed: {exc}"))
@@ -25,11 +33,11 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
     write_frame(answers, "ready")
     while True:
         try:
-            texts = read_frame(requests)
+            kind, texts = read_frame(requests)
         except EOFError:
             return
         try:
-            write_frame(answers, encoder.encode(texts))
+            write_frame(answers, encoder.encode(texts, kind=kind))
         except Exception as exc:
             write_frame(answers, RuntimeError(f"{type(exc).__name__}: {exc}"))
 

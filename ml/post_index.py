@@ -2,14 +2,17 @@
 batches like any other when posts are written or reindexed."""
 
 from ml.embedding import EmbeddingModel
+from ml.encoder import PASSAGE
 
 
 class PostIndex(EmbeddingModel):
     name = "post-index"
     information = "Embeds posts (title and content) so similar-posts can find them."
     listed = False
+    text_kind = PASSAGE  # what questions are searched against
 
 
 def post_text(title: str, content: str) -> str:
-    """What a post is embedded as: the title first (the encoder reads the first 256 tokens)."""
+    """What a post is embedded as: the title first (the encoders read the first 512 tokens of
+    it, all-MiniLM-L6-v2 the first 256)."""
     return f"{title}\n{content}"

@@ -62,6 +62,9 @@ class Lane:
     # Job lanes share the AI_QUEUE_MAX bound (and answer 429); internal lanes (post indexing)
     # have a bound of their own and drop work beyond it (a reindex repairs that).
     counts_toward_limit: bool = True
+    # Background work (the re-embedding after a change of model) waits while another lane's
+    # work is ready to run.
+    background: bool = False
     waiting: deque[tuple[int, float]] = field(default_factory=deque)
 
 
@@ -167,21 +170,29 @@ class BatchRunner:
 
     def submit(self, lane: Lane, item: int, *, reserved: bool = False) -> bool:
         """Queues one id; False (nothing queued) only for an internal lane that is full."""
+        return self.submit_many(lane, [item], reserved=reserved) == 1
+
+    def submit_many(self, lane: Lane, items: list[int], *, reserved: bool = False) -> int:
+        """Queues these ids at once (a batch can take them all); returns how many were queued:
+        fewer only on an internal lane that is full."""
         with self._cond:
             if reserved:
-                self._reserved = max(0, self._reserved - 1)
-            if lane.counts_toward_limit:
-                self._pending += 1
-            elif len(lane.waiting) >= self.queue_max:
-                return False
+                self._reserved = max(0, self._reserved - len(items))
+            if not lane.counts_toward_limit:
+                items = items[: max(0, self.queue_max - len(lane.waiting))]
+            elif items:
+                self._pending += len(items)
+            if not items:
+                return 0
             now = time.monotonic()
-            lane.waiting.append((item, now))
+            was_empty = not lane.waiting
+            lane.waiting.extend((item, now) for item in items)
             # The dispatcher wakes only when it could act: a worker is free for a batch that is
             # ready, or the lane's first id starts its clock (a wake-up per job costs the
             # submitter a GIL switch under load).
-            if len(lane.waiting) == 1 or (self._worker_free() and self._ready(lane, now)):
+            if was_empty or (self._worker_free() and self._ready(lane, now)):
                 self._cond.notify_all()
-            return True
+            return len(items)
 
     def pending(self) -> int:
         with self._cond:
@@ -246,7 +257,8 @@ class BatchRunner:
         ready = [lane for lane in self._lanes.values() if lane.waiting and self._ready(lane, now)]
         if not ready:
             return None
-        lane = min(ready, key=lambda candidate: candidate.waiting[0][1])  # the oldest waits least
+        # Users' jobs before background work, then the oldest first.
+        lane = min(ready, key=lambda candidate: (candidate.background, candidate.waiting[0][1]))
         count = min(len(lane.waiting), self.max_batch)
         items = [lane.waiting.popleft()[0] for _ in range(count)]
         if lane.counts_toward_limit:

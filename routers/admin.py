@@ -4,7 +4,7 @@ from fastapi import APIRouter, Query, status
 
 from deps import AdminUser, AnyBoard, AnyUser, Pagination, RuntimeDep, SessionDep
 from models import Board, User
-from routers.responses import ADMINISTRATORS, JSON_BODY, errors
+from routers.responses import ADMINISTRATORS, JSON_BODY, errors, refusal
 from schemas import (
     AdminUserDetail,
     AdminUserPublic,
@@ -20,9 +20,9 @@ from services import admin as admin_service
 from services import boards as boards_service
 
 router = APIRouter(prefix="/admin", tags=["admin"], responses=ADMINISTRATORS)
-USER = {404: "No such user."}
+USER = {404: refusal("No such user.", not_found="user not found")}
 DELETED = "The account was deleted"
-BOARD_NAME_TAKEN = {409: "A board with this name exists."}
+BOARD_NAME_TAKEN = {409: refusal("A board with this name exists.", "board_name_taken")}
 
 
 @router.get("/users", response_model=Page[AdminUserPublic], summary="Find users", responses=errors(422))
@@ -51,7 +51,15 @@ def read_user(user: AnyUser, session: SessionDep) -> AdminUserDetail:
     response_model=AdminUserPublic,
     summary="Ban or unban a user",
     responses=errors(
-        404, 409, *JSON_BODY, notes={**USER, 409: f"{DELETED}, or administrators cannot ban themselves."}
+        404,
+        409,
+        *JSON_BODY,
+        notes={
+            **USER,
+            409: refusal(
+                f"{DELETED}, or administrators cannot ban themselves.", "user_deleted", "cannot_ban_self"
+            ),
+        },
     ),
 )
 def update_user(
@@ -65,7 +73,13 @@ def update_user(
     response_model=BoardAccess,
     summary="Replace a user's board access list",
     responses=errors(
-        404, 409, *JSON_BODY, notes={404: "No such user, or no such board.", 409: f"{DELETED}."}
+        404,
+        409,
+        *JSON_BODY,
+        notes={
+            404: refusal("No such user, or no such board.", not_found="user not found"),
+            409: refusal(f"{DELETED}.", "user_deleted"),
+        },
     ),
 )
 def replace_board_access(user: AnyUser, data: BoardAccessUpdate, session: SessionDep) -> BoardAccess:
@@ -87,7 +101,12 @@ def create_board(data: BoardCreate, _: AdminUser, session: SessionDep) -> Board:
     "/boards/{board_id}",
     response_model=BoardPublic,
     summary="Edit a board",
-    responses=errors(404, 409, *JSON_BODY, notes={404: "No such board.", **BOARD_NAME_TAKEN}),
+    responses=errors(
+        404,
+        409,
+        *JSON_BODY,
+        notes={404: refusal("No such board.", not_found="board not found"), **BOARD_NAME_TAKEN},
+    ),
 )
 def update_board(board: AnyBoard, changes: BoardUpdate, session: SessionDep) -> Board:
     return boards_service.update(session, board=board, changes=changes)

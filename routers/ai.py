@@ -17,8 +17,14 @@ from deps import (
     SessionDep,
     WatchedJob,
 )
-from models import AI
-from routers.responses import ADMINISTRATORS, AUTHENTICATED, JOB_ACCEPTED_OR_ENDED, JSON_BODY, errors
+from routers.responses import (
+    ADMINISTRATORS,
+    AUTHENTICATED,
+    JOB_ACCEPTED_OR_ENDED,
+    JSON_BODY,
+    errors,
+    refusal,
+)
 from schemas import (
     AIModelPublic,
     AIModelUpdate,
@@ -34,18 +40,30 @@ router = APIRouter(tags=["ai"], responses=AUTHENTICATED)
 # Everyone's jobs and the models' settings, for administrators (training: routers/ai_training.py).
 admin_router = APIRouter(prefix="/admin/ai", tags=["admin"], responses=ADMINISTRATORS)
 
-JOB = {404: "No such job, or not yours."}
+JOB = {404: refusal("No such job, or not yours.", not_found="job not found")}
+NO_SUCH_MODEL = refusal("No such model.", not_found="model not found")
 SUBMIT_NOTES = {
-    404: "No such model.",
-    409: "The Idempotency-Key was used for another request.",
-    422: "The input failed validation, or does not fit the model (e.g. a missing column).",
-    429: "The queue is full, or you have AI_MAX_JOBS_PER_USER jobs in flight; see Retry-After.",
+    404: NO_SUCH_MODEL,
+    409: refusal("The Idempotency-Key was used for another request.", "idempotency_key_reused"),
+    422: refusal(
+        "The input failed validation, or does not fit the model (e.g. a missing column).", "invalid_input"
+    ),
+    429: refusal(
+        "The queue is full, or you have AI_MAX_JOBS_PER_USER jobs in flight; see Retry-After.",
+        rate_limited="the AI queue is full; try again later",
+    ),
 }
 
 
-@router.get("/ai/models", response_model=list[AIModelPublic], summary="Models I may use")
-def list_models(user: CurrentUser, session: SessionDep, runtime: RuntimeDep) -> list[AI]:
-    return ai_service.list_models(session, user=user, models=runtime.ai.models)
+@router.get(
+    "/ai/models", response_model=Page[AIModelPublic], summary="Models I may use", responses=errors(422)
+)
+def list_models(
+    user: CurrentUser, session: SessionDep, runtime: RuntimeDep, page: Pagination
+) -> Page[AIModelPublic]:
+    return ai_service.list_models(
+        session, user=user, models=runtime.ai.models, offset=page.offset, limit=page.limit
+    )
 
 
 @router.post(
@@ -53,7 +71,7 @@ def list_models(user: CurrentUser, session: SessionDep, runtime: RuntimeDep) -> 
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobPublic,
     summary="Submit a job (answers at once, or with Prefer: wait=N once it ends)",
-    responses=JOB_ACCEPTED_OR_ENDED | errors(404, 409, 429, *JSON_BODY, notes=SUBMIT_NOTES, service_422=True),
+    responses=JOB_ACCEPTED_OR_ENDED | errors(404, 409, 429, *JSON_BODY, notes=SUBMIT_NOTES),
 )
 async def submit_job(
     submitter: JobSubmitter,
@@ -100,7 +118,9 @@ async def read_job(
     "/ai/jobs/{job_id}/cancel",
     response_model=JobPublic,
     summary="Cancel a job that has not started",
-    responses=errors(404, 409, 422, notes={**JOB, 409: "Already running or ended."}),
+    responses=errors(
+        404, 409, 422, notes={**JOB, 409: refusal("Already running or ended.", "job_running", "job_finished")}
+    ),
 )
 def cancel_job(job: ReadableJob, session: SessionDep, runtime: RuntimeDep) -> JobPublic:
     return ai_service.cancel(session, job=job, events=runtime.ai.publisher)
@@ -110,7 +130,9 @@ def cancel_job(job: ReadableJob, session: SessionDep, runtime: RuntimeDep) -> Jo
     "/ai/jobs/{job_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Remove an ended job from my history",
-    responses=errors(404, 409, 422, notes={**JOB, 409: "Still queued or running."}),
+    responses=errors(
+        404, 409, 422, notes={**JOB, 409: refusal("Still queued or running.", "job_not_finished")}
+    ),
 )
 def hide_job(job: ReadableJob, session: SessionDep) -> None:
     ai_service.hide(session, job=job)
@@ -129,7 +151,7 @@ def list_all_jobs(
     "/models/{model_id}",
     response_model=AIModelPublic,
     summary="Edit a model's description, or hide it from users",
-    responses=errors(404, *JSON_BODY, notes={404: "No such model."}),
+    responses=errors(404, *JSON_BODY, notes={404: NO_SUCH_MODEL}),
 )
 def update_model(model: AnyModel, changes: AIModelUpdate, session: SessionDep) -> AIModelPublic:
     return ai_service.update_model(session, model=model, changes=changes)

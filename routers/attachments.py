@@ -22,6 +22,7 @@ from routers.responses import (
     WRITABLE_COMMENT,
     WRITABLE_POST,
     errors,
+    refusal,
 )
 from schemas import AttachmentPublic
 from services import attachments as attachments_service
@@ -57,14 +58,37 @@ UPLOAD_OPENAPI: dict[str, Any] = {
     }
 }
 UPLOAD_NOTES = {
-    400: "The multipart body is malformed (no boundary, a part without a name, cut short).",
-    413: "A file is larger than MAX_UPLOAD_MB (file_too_large), or the files would take the "
-    "uploader's stored attachments past UPLOAD_QUOTA_MB (quota_exceeded).",
-    415: "The body is not multipart/form-data, a file's content is not an allowed type, or a "
-    "file's name claims another allowed type than its content (extension_mismatch).",
-    422: "No file, an empty file, too many files, another field than 'files', or an unsafe ('..') name.",
-    429: "The uploader sent more than UPLOAD_LIMIT_PER_HOUR files in the hour (a refused upload's "
-    "files count too).",
+    400: refusal(
+        "The multipart body is malformed (no boundary, a part without a name, cut short).", "bad_multipart"
+    ),
+    413: refusal(
+        "A file is larger than MAX_UPLOAD_MB (file_too_large), or the files would take the "
+        "uploader's stored attachments past UPLOAD_QUOTA_MB (quota_exceeded), or the whole body is "
+        "larger than all files at their limit (payload_too_large).",
+        "file_too_large",
+        "quota_exceeded",
+        "payload_too_large",
+    ),
+    415: refusal(
+        "The body is not multipart/form-data, a file's content is not an allowed type, or a "
+        "file's name claims another allowed type than its content (extension_mismatch).",
+        "not_multipart",
+        "unsupported_file_type",
+        "extension_mismatch",
+    ),
+    422: refusal(
+        "No file, an empty file, too many files, another field than 'files', or an unsafe ('..') name.",
+        "no_files",
+        "empty_file",
+        "too_many_files",
+        "unexpected_field",
+        "unsafe_filename",
+    ),
+    429: refusal(
+        "The uploader sent more than UPLOAD_LIMIT_PER_HOUR files in the hour (a refused upload's "
+        "files count too).",
+        rate_limited="at most 60 files may be uploaded an hour; try again in 1800 s",
+    ),
 }
 # Served as stored, with the type its content was judged to be at upload.
 DOWNLOAD_TYPES = tuple(kind.content_type.split(";")[0] for kind in (PNG, JPEG, GIF, WEBP, PDF, ZIP, TEXT))
@@ -84,9 +108,7 @@ UPLOAD_BODY_LIMIT = attachments_service.max_request_bytes()
     summary="Attach files to a post (author or administrator)",
     max_body_size=UPLOAD_BODY_LIMIT,
     openapi_extra=UPLOAD_OPENAPI,
-    responses=errors(
-        400, 403, 404, 413, 415, 422, 429, notes={**UPLOAD_NOTES, **WRITABLE_POST}, service_422=True
-    ),
+    responses=errors(400, 403, 404, 413, 415, 422, 429, notes={**UPLOAD_NOTES, **WRITABLE_POST}),
 )
 def attach_to_post(
     post: WritablePost, user: CurrentUser, upload: IncomingFiles, session: SessionDep
@@ -101,9 +123,7 @@ def attach_to_post(
     summary="Attach files to a comment (author or administrator)",
     max_body_size=UPLOAD_BODY_LIMIT,
     openapi_extra=UPLOAD_OPENAPI,
-    responses=errors(
-        400, 403, 404, 413, 415, 422, 429, notes={**UPLOAD_NOTES, **WRITABLE_COMMENT}, service_422=True
-    ),
+    responses=errors(400, 403, 404, 413, 415, 422, 429, notes={**UPLOAD_NOTES, **WRITABLE_COMMENT}),
 )
 def attach_to_comment(
     comment: WritableComment, user: CurrentUser, upload: IncomingFiles, session: SessionDep

@@ -4,7 +4,7 @@ from fastapi import APIRouter, Depends, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from deps import ClientIP, RuntimeDep, SessionDep
-from routers.responses import JSON_BODY, errors
+from routers.responses import JSON_BODY, NAME_OR_EMAIL_TAKEN, errors, refusal
 from schemas import (
     Message,
     PasswordResetConfirm,
@@ -19,6 +19,7 @@ from services import auth as auth_service
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 RESET_ACCEPTED = "If this address has an account, a reset code is on its way."
+WRONG_CREDENTIALS = refusal("Wrong name, email or password.", "invalid_credentials")
 # The login form, as Swagger UI and a generated client send it.
 LOGIN_EXAMPLE: dict[str, Any] = {
     "requestBody": {
@@ -36,7 +37,7 @@ LOGIN_EXAMPLE: dict[str, Any] = {
     status_code=status.HTTP_201_CREATED,
     response_model=UserPublic,
     summary="Create an account",
-    responses=errors(409, 429, *JSON_BODY, notes={409: "The name or the email is taken."}),
+    responses=errors(409, 429, *JSON_BODY, notes={409: NAME_OR_EMAIL_TAKEN}),
 )
 def signup(data: UserCreate, session: SessionDep, ip: ClientIP) -> object:
     return auth_service.signup(session, data, client_ip=ip)
@@ -47,7 +48,7 @@ def signup(data: UserCreate, session: SessionDep, ip: ClientIP) -> object:
     response_model=TokenPair,
     summary="Log in with name or email",
     openapi_extra=LOGIN_EXAMPLE,
-    responses=errors(401, 403, 429, *JSON_BODY, notes={401: "Wrong name, email or password."}),
+    responses=errors(401, 403, 429, *JSON_BODY, notes={401: WRONG_CREDENTIALS}),
 )
 def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep, ip: ClientIP
@@ -63,7 +64,13 @@ def login(
         401,
         403,
         *JSON_BODY,
-        notes={401: "The refresh token is invalid, expired, revoked or was already used."},
+        notes={
+            401: refusal(
+                "The refresh token is invalid, expired, revoked or was already used.",
+                "invalid_refresh_token",
+                "refresh_token_reused",
+            )
+        },
     ),
 )
 def refresh(data: RefreshRequest, session: SessionDep, runtime: RuntimeDep) -> TokenPair:
@@ -97,8 +104,16 @@ def request_password_reset(data: PasswordResetRequest, session: SessionDep, ip: 
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Set a new password with a reset code",
     responses=errors(
+        403,
         *JSON_BODY,
-        notes={400: "The reset code is invalid, expired or already used; or the body is unreadable."},
+        notes={
+            400: refusal(
+                "The reset code is invalid, expired or already used; or the body is unreadable.",
+                "bad_request",
+                "invalid_reset_token",
+            ),
+            403: "The code's account is banned.",
+        },
     ),
 )
 def confirm_password_reset(data: PasswordResetConfirm, session: SessionDep, runtime: RuntimeDep) -> None:

@@ -1,17 +1,17 @@
 from fastapi import APIRouter
 
-from deps import CurrentUser, ReadableBoard, SessionDep
+from deps import CurrentUser, Pagination, ReadableBoard, SessionDep
 from models import Board
 from routers.responses import AUTHENTICATED, READABLE_BOARD, errors
-from schemas import BoardPublic
-from services import access
+from schemas import BoardPublic, Page
+from services import boards as boards_service
 
 router = APIRouter(prefix="/boards", tags=["boards"], responses=AUTHENTICATED)
 
 
-@router.get("", response_model=list[BoardPublic], summary="Boards I may use")
-def list_boards(user: CurrentUser, session: SessionDep) -> object:
-    return access.usable_boards(session, user=user)
+@router.get("", response_model=Page[BoardPublic], summary="Boards I may use", responses=errors(422))
+def list_boards(user: CurrentUser, session: SessionDep, page: Pagination) -> Page[BoardPublic]:
+    return boards_service.list_usable(session, user=user, offset=page.offset, limit=page.limit)
 
 
 @router.get(

@@ -7,7 +7,7 @@ from config import BASE_DIR
 from deps import ChatMessageId, CurrentUser, Pagination, ReadableConversation, RuntimeDep, SessionDep
 from edge import html_page
 from routers import chat_socket
-from routers.responses import AUTHENTICATED, JSON_BODY, errors
+from routers.responses import AUTHENTICATED, JSON_BODY, errors, refusal
 from schemas import (
     MAX_DB_ID,
     ChatMessageCreate,
@@ -18,6 +18,7 @@ from schemas import (
     ChatSessionPublic,
     ChatSessionSummary,
     ChatSessionUpdate,
+    MessageHistory,
     Page,
 )
 from services import chat as chat_service
@@ -28,9 +29,24 @@ page_router = APIRouter(tags=["chat"])
 
 CHAT_PAGE = BASE_DIR / "static" / "chat.html"
 
-MessageCursor = Annotated[int | None, Query(ge=1, le=MAX_DB_ID)]
-CONVERSATION = {404: "No such conversation, or it is not yours."}
-MESSAGE = {404: "No such message in a conversation of yours."}
+BeforeId = Annotated[
+    int | None,
+    Query(
+        ge=1, le=MAX_DB_ID, description="Messages before this id (a page's next_before_id): scrolling back."
+    ),
+]
+AfterId = Annotated[
+    int | None,
+    Query(
+        ge=0,
+        le=MAX_DB_ID,
+        description="Messages after this id: the newest I have (or a page's next_after_id), to catch up; "
+        "0 reads from the first message.",
+    ),
+]
+HistoryLimit = Annotated[int, Query(ge=1, le=100, description="At most this many messages (1-100).")]
+CONVERSATION = {404: refusal("No such conversation, or it is not yours.", not_found="conversation not found")}
+MESSAGE = {404: refusal("No such message in a conversation of yours.", not_found="message not found")}
 CLOSED = "The conversation is closed"
 
 
@@ -71,7 +87,12 @@ def list_conversations(
         *JSON_BODY,
         notes={
             **CONVERSATION,
-            403: "Only the opener renames, only administrators close or reopen (or this account is banned).",
+            403: refusal(
+                "Only the opener renames, only administrators close or reopen (or this account is banned).",
+                "not_opener",
+                "banned",
+                admin_only="only administrators may close or reopen a conversation",
+            ),
         },
     ),
 )
@@ -89,18 +110,20 @@ def update_conversation(
 
 @router.get(
     "/chat/sessions/{session_id}/messages",
-    response_model=list[ChatMessagePublic],
+    response_model=MessageHistory,
     summary="Messages, oldest first: the latest (or those before before_id), or those after after_id",
+    description="A cursor page: `next_before_id` and `next_after_id` read on either way, null on a "
+    "side where nothing more is stored.",
     responses=errors(404, 422, notes=CONVERSATION),
 )
 def read_history(
     conversation: ReadableConversation,
     user: CurrentUser,
     session: SessionDep,
-    before_id: MessageCursor = None,
-    after_id: MessageCursor = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
-) -> list[ChatMessagePublic]:
+    before_id: BeforeId = None,
+    after_id: AfterId = None,
+    limit: HistoryLimit = 20,
+) -> MessageHistory:
     return chat_service.history(
         session, user=user, conversation=conversation, before_id=before_id, after_id=after_id, limit=limit
     )
@@ -115,7 +138,14 @@ def read_history(
         404,
         409,
         *JSON_BODY,
-        notes={**CONVERSATION, 409: f"{CLOSED}, or the client_id was used in another conversation."},
+        notes={
+            **CONVERSATION,
+            409: refusal(
+                f"{CLOSED}, or the client_id was used in another conversation.",
+                "conversation_closed",
+                "client_id_reused",
+            ),
+        },
     ),
 )
 def post_message(
@@ -164,8 +194,14 @@ def mark_read(
         *JSON_BODY,
         notes={
             **MESSAGE,
-            403: "Only the author edits a message (or this account is banned).",
-            409: f"The message was deleted, or {CLOSED.lower()}.",
+            403: refusal(
+                "Only the author edits a message (or this account is banned).",
+                "banned",
+                not_author="only the author may edit a message",
+            ),
+            409: refusal(
+                f"The message was deleted, or {CLOSED.lower()}.", "message_deleted", "conversation_closed"
+            ),
         },
     ),
 )
@@ -189,7 +225,14 @@ def edit_message(
         403,
         404,
         422,
-        notes={**MESSAGE, 403: "Neither the author nor an administrator (or this account is banned)."},
+        notes={
+            **MESSAGE,
+            403: refusal(
+                "Neither the author nor an administrator (or this account is banned).",
+                "banned",
+                not_author="only the author or an administrator may delete a message",
+            ),
+        },
     ),
 )
 def delete_message(

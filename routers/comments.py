@@ -41,7 +41,13 @@ def create_comment(
         403,
         404,
         *JSON_BODY,
-        notes={**WRITABLE_COMMENT, 403: f"{WRITABLE_COMMENT[403]} Only administrators may set is_visible."},
+        notes={
+            **WRITABLE_COMMENT,
+            403: WRITABLE_COMMENT[403].also(
+                "Only administrators may set is_visible.",
+                admin_only="only administrators may hide or restore a comment",
+            ),
+        },
     ),
 )
 def update_comment(

@@ -16,12 +16,9 @@ def read_health() -> dict[str, str]:
 @router.get(
     "/ready",
     response_model=Readiness,
-    summary="The database and Redis answer; the AI models can load",
+    summary="The database and Redis answer; the AI models can load (and how re-embedding goes)",
     responses={503: {"model": Readiness, "description": "Not ready: `problems` says why."}},
 )
 def read_ready(session: SessionDep, runtime: RuntimeDep) -> JSONResponse:
-    problems = health.readiness_problems(session, runtime.ai)
-    status_code = 503 if problems else 200
-    return JSONResponse(
-        {"status": "fail" if problems else "ok", "problems": problems}, status_code=status_code
-    )
+    readiness = health.readiness(session, runtime.ai)
+    return JSONResponse(readiness.model_dump(mode="json"), status_code=503 if readiness.problems else 200)

@@ -78,7 +78,13 @@ async def read_post(post_id: PostId, database: DatabaseDep, token: BearerToken) 
         403,
         404,
         *JSON_BODY,
-        notes={**WRITABLE_POST, 403: f"{WRITABLE_POST[403]} Only administrators may set is_visible."},
+        notes={
+            **WRITABLE_POST,
+            403: WRITABLE_POST[403].also(
+                "Only administrators may set is_visible.",
+                admin_only="only administrators may hide or restore a post",
+            ),
+        },
     ),
 )
 def update_post(

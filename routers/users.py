@@ -1,14 +1,15 @@
 from fastapi import APIRouter, status
 
-from deps import ClientIP, CurrentUser, RuntimeDep, SessionDep
+from deps import ClientIP, CurrentUser, Pagination, RuntimeDep, SessionDep
 from models import User
-from routers.responses import AUTHENTICATED, JSON_BODY, errors
-from schemas import AccountDeletion, BoardPublic, PasswordChange, UserPublic, UserUpdate
-from services import access
+from routers.responses import AUTHENTICATED, JSON_BODY, NAME_OR_EMAIL_TAKEN, errors, refusal
+from schemas import AccountDeletion, BoardPublic, Page, PasswordChange, UserPublic, UserUpdate
+from services import boards as boards_service
 from services import users as users_service
 
 router = APIRouter(prefix="/users", tags=["users"], responses=AUTHENTICATED)
-WRONG_PASSWORD = "The password is wrong; or the body is unreadable."
+LAST_ADMINISTRATOR = refusal("The last administrator cannot leave.", "last_administrator")
+WRONG_PASSWORD = refusal("The password is wrong; or the body is unreadable.", "bad_request", "wrong_password")
 
 
 @router.get("/me", response_model=UserPublic, summary="My profile")
@@ -28,11 +29,13 @@ def read_me(user: CurrentUser) -> User:
         *JSON_BODY,
         notes={
             400: WRONG_PASSWORD,
-            409: "The name or the email is taken.",
-            422: "The request failed validation, or (code `password_required`) a new email came "
-            "without the password.",
+            409: NAME_OR_EMAIL_TAKEN,
+            422: refusal(
+                "The request failed validation, or (code `password_required`) a new email came "
+                "without the password.",
+                "password_required",
+            ),
         },
-        service_422=True,
     ),
 )
 def update_me(changes: UserUpdate, user: CurrentUser, session: SessionDep, ip: ClientIP) -> User:
@@ -63,7 +66,10 @@ def change_password(
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete my account (anonymized; posts stay under a placeholder name)",
     responses=errors(
-        409, 429, *JSON_BODY, notes={400: WRONG_PASSWORD, 409: "The last administrator cannot leave."}
+        409,
+        429,
+        *JSON_BODY,
+        notes={400: WRONG_PASSWORD, 409: LAST_ADMINISTRATOR},
     ),
 )
 def delete_me(
@@ -74,6 +80,6 @@ def delete_me(
     )
 
 
-@router.get("/me/boards", response_model=list[BoardPublic], summary="Boards I may use")
-def my_boards(user: CurrentUser, session: SessionDep) -> object:
-    return access.usable_boards(session, user=user)
+@router.get("/me/boards", response_model=Page[BoardPublic], summary="Boards I may use", responses=errors(422))
+def my_boards(user: CurrentUser, session: SessionDep, page: Pagination) -> Page[BoardPublic]:
+    return boards_service.list_usable(session, user=user, offset=page.offset, limit=page.limit)

@@ -23,6 +23,7 @@ from crud import attachments as attachments_crud
 from crud import boards as boards_crud
 from crud import comments as comments_crud
 from crud import posts as posts_crud
+from crud.pages import Listing
 from errors import Forbidden, NotFound
 from models import Attachment, Board, Comment, Post, User
 from services import security
@@ -138,6 +139,12 @@ def _check_board(*, visible: bool, usable: bool) -> None:
 
 def usable_boards(session: Session, *, user: User) -> list[Board]:
     return list(session.scalars(boards_crud.select_where(board_usable_by(user))))
+
+
+def usable_boards_listing(user: User) -> Listing:
+    """The boards the user may use, by id, as a page to fetch: statements built once per kind
+    of user, the user's id a bind parameter."""
+    return boards_crud.listing(_reader_rule(user.is_superuser), {READER_ID: user.id})
 
 
 def readable_post(session: Session, *, user: User, post_id: int) -> Post:

@@ -1,12 +1,23 @@
-"""Creating and editing boards (administrators)."""
+"""The boards a user may use, a page at a time; creating and editing boards (administrators)."""
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from crud import boards as boards_crud
+from crud import pages
 from errors import Conflict
-from models import Board
-from schemas import BoardCreate, BoardUpdate
+from models import Board, User
+from schemas import BoardCreate, BoardPublic, BoardUpdate, Page
+from services import access
+
+
+def list_usable(session: Session, *, user: User, offset: int, limit: int) -> Page[BoardPublic]:
+    """The boards the user may use (services/access.py's rule), by id."""
+    listing = access.usable_boards_listing(user)
+    rows, total = pages.fetch_listing(session, listing, offset=offset, limit=limit)
+    return Page[BoardPublic](
+        items=[BoardPublic.model_validate(board) for board in rows], total=total, offset=offset, limit=limit
+    )
 
 
 def create(session: Session, data: BoardCreate) -> Board:

@@ -31,6 +31,7 @@ from schemas import (
     ChatSessionSummary,
     ChatSessionUpdate,
     ChatUser,
+    MessageHistory,
     Page,
 )
 from services.broker import Audience, LiveEvents
@@ -138,12 +139,43 @@ def history(
     before_id: int | None,
     after_id: int | None,
     limit: int,
-) -> list[ChatMessagePublic]:
-    """Messages in order, deleted ones as tombstones in their place (see message_public)."""
-    messages = chat_crud.history(
+) -> MessageHistory:
+    """Messages in order, deleted ones as tombstones in their place (see message_public), with
+    the cursors to read on either way: null on a side where nothing more is stored. The side
+    read is known from the page itself; the other side, when a cursor bounds it, costs one
+    statement more (the first page, with no cursor, costs none)."""
+    messages, more = chat_crud.history(
         session, conversation_id=conversation.id, before_id=before_id, after_id=after_id, limit=limit
     )
-    return [message_public(message, viewer=user) for message in messages]
+    forward = after_id is not None
+    # Older than an after_id page: anything at or before after_id. Newer than any page bounded
+    # by before_id (and not already known to have more): anything at or after before_id.
+    older_id, newer_id = chat_crud.neighbour_ids(
+        session,
+        conversation_id=conversation.id,
+        at_most=after_id if forward else None,
+        at_least=None if forward and more else before_id,
+    )
+    has_older = older_id is not None if forward else more
+    has_newer = (more and forward) or newer_id is not None
+    # A page's cursors are its own first and last ids. An empty page (`more` implies items, so
+    # only a neighbour found can point on from it) points just past the neighbour.
+    next_before_id: int | None = None
+    if has_older:
+        next_before_id = messages[0].id if messages else _known(older_id) + 1
+    next_after_id: int | None = None
+    if has_newer:
+        next_after_id = messages[-1].id if messages else _known(newer_id) - 1
+    return MessageHistory(
+        items=[message_public(message, viewer=user) for message in messages],
+        next_before_id=next_before_id,
+        next_after_id=next_after_id,
+    )
+
+
+def _known(message_id: int | None) -> int:
+    assert message_id is not None, "a side with more but no items has a neighbour"
+    return message_id
 
 
 @dataclass(frozen=True)

@@ -19,14 +19,7 @@ def list_comments(
     session: Session, *, post: Post, user: User, offset: int, limit: int
 ) -> Page[CommentPublic]:
     listing = comments_crud.listing(post_id=post.id, include_hidden=access.sees_hidden(user))
-    rows, total = pages.fetch_page(
-        session,
-        listing.query,
-        count_query=listing.count_query,
-        params=listing.params,
-        offset=offset,
-        limit=limit,
-    )
+    rows, total = pages.fetch_listing(session, listing, offset=offset, limit=limit)
     return Page[CommentPublic].model_validate(
         {"items": with_author(rows), "total": total, "offset": offset, "limit": limit}
     )

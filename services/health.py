@@ -11,10 +11,24 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from config import settings
+from schemas import Readiness, ReembeddingProgress
 from services import redis_client
 from services.ai.runtime import AIRuntime
 
 log = logging.getLogger(__name__)
+
+
+def readiness(session: Session, ai: AIRuntime) -> Readiness:
+    """/ready's answer: the problems (none: ready) and the re-embedding's progress, if any."""
+    problems = readiness_problems(session, ai)
+    progress = ai.reembedding.running if ai.reembedding is not None else None
+    return Readiness(
+        status="fail" if problems else "ok",
+        problems=problems,
+        reembedding=ReembeddingProgress(model=progress.model, done=progress.done, total=progress.total)
+        if progress is not None
+        else None,
+    )
 
 
 def readiness_problems(session: Session, ai: AIRuntime) -> list[str]:

@@ -74,14 +74,7 @@ async def list_posts(
 
 
 def _list_page(session: Session, *, listing: Listing, offset: int, limit: int) -> Page[PostSummary]:
-    rows, total = pages.fetch_page(
-        session,
-        listing.query,
-        count_query=listing.count_query,
-        params=listing.params,
-        offset=offset,
-        limit=limit,
-    )
+    rows, total = pages.fetch_listing(session, listing, offset=offset, limit=limit)
     _end_reading(session)
     # One validation call for the whole page.
     return Page[PostSummary].model_validate(

@@ -1,10 +1,11 @@
 """What a running process holds for its lifetime, in one object: the broker (and its Hub of
-sockets) and the AI side (the backend, the job events, the model registry). main.py's lifespan
-builds it (`running()`) and keeps it on `app.state.runtime`; requests reach it through
-deps.RuntimeDep, the live socket through its route, background code through the object it was
-handed when it was built (the runner's lanes, the training threads). Code that runs without an
-app gets the null parts: services/broker.NO_BROKER, services/ai/runtime.NO_APP. A Celery worker
-has no app: services/ai/celery_app.py builds what its tasks need when the worker starts.
+sockets), the AI side (the backend, the job events, the model registry) and the metrics
+(METRICS_ENABLED). main.py's lifespan builds it (`running()`) and keeps it on
+`app.state.runtime`; requests reach it through deps.RuntimeDep, the live socket through its
+route, background code through the object it was handed when it was built (the runner's lanes,
+the training threads). Code that runs without an app gets the null parts:
+services/broker.NO_BROKER, services/ai/runtime.NO_APP. A Celery worker has no app:
+services/ai/celery_app.py builds what its tasks need when the worker starts.
 
 What stays per process rather than per app is the sentence encoder (ml/encoder.get_encoder):
 its weights load once per process however many apps a test suite starts, and its model
@@ -17,10 +18,11 @@ from dataclasses import dataclass
 
 from config import Settings
 from ml.base import AIModel
-from services import broker
+from services import broker, metrics
 from services.ai import runtime as ai_runtime
 from services.ai.runtime import AIRuntime
 from services.broker import Broker, Hub
+from services.metrics import Metrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +30,7 @@ class Runtime:
     config: Settings  # what the app was built with (main.create_app); the parts below were built from it
     broker: Broker  # live events between processes; broker.hub holds this process's sockets
     ai: AIRuntime  # the AI backend, the job events and the model registry
+    metrics: Metrics | None = None  # GET /metrics' counts (METRICS_ENABLED), else None
 
     @property
     def hub(self) -> Hub:
@@ -43,5 +46,6 @@ async def running(config: Settings, *, extra_models: Iterable[AIModel] = ()) -> 
     async with (
         broker.running(config) as live,
         ai_runtime.running(config, live, extra_models=extra_models) as ai,
+        metrics.running(config, ai) as measured,
     ):
-        yield Runtime(config=config, broker=live, ai=ai)
+        yield Runtime(config=config, broker=live, ai=ai, metrics=measured)

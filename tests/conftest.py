@@ -263,6 +263,17 @@ def make_board() -> Callable[..., models.Board]:
     return make
 
 
+def job_result(client: TestClient, person: Person, model: str, text: str) -> Any:
+    """Runs a job of this model on this text as the person, and its result once it succeeded."""
+    response = client.post(
+        f"{settings.API_PREFIX}/ai/models/{model}/jobs", json={"input": text}, headers=person.headers
+    )
+    assert response.status_code == 202, response.text
+    job = ended(client, person, response.json()["id"])
+    assert job["status"] == "succeeded", job
+    return job["result"]
+
+
 def ended(client: TestClient, person: Person, job_id: int) -> dict[str, Any]:
     """The AI job once it has ended, long-polled as a client would (up to 30 s a poll)."""
     job: dict[str, Any] = {"is_finished": False}

@@ -121,7 +121,7 @@ def test_a_deleted_users_conversation_stays_for_administrators(
     delete_account(client, user)
     history = client.get(f"{API}/chat/sessions/{opened['id']}/messages", headers=admin.headers)
     assert history.status_code == 200
-    assert [m["content"] for m in history.json()] == ["안녕하세요"]
+    assert [m["content"] for m in history.json()["items"]] == ["안녕하세요"]
 
 
 def test_deleting_my_account_closes_my_sockets_with_4401(client: TestClient, user: Person) -> None:

@@ -381,7 +381,7 @@ def test_admin_creates_a_restricted_board(client: TestClient, admin: Person) -> 
 
 def test_new_board_appears_in_a_users_board_list(client: TestClient, admin: Person, user: Person) -> None:
     board_id = create_board(client, admin, name="news").json()["id"]
-    listed = client.get(f"{API}/boards", headers=user.headers).json()
+    listed = client.get(f"{API}/boards", headers=user.headers).json()["items"]
     assert [board["id"] for board in listed] == [board_id]
 
 
@@ -454,7 +454,7 @@ def test_admin_hides_a_board_from_users(
     board = make_board("free")
     assert edit_board(client, admin, board, is_visible=False).json()["is_visible"] is False
     assert client.get(f"{API}/boards/{board.id}", headers=user.headers).status_code == 404
-    assert client.get(f"{API}/boards", headers=user.headers).json() == []
+    assert client.get(f"{API}/boards", headers=user.headers).json()["items"] == []
 
 
 def test_admin_makes_a_board_restricted(

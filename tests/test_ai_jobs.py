@@ -119,7 +119,7 @@ def test_models_are_listed_with_their_information(start_app: StartApp, user: Per
     client = start_app()
     response = client.get(f"{API}/ai/models", headers=user.headers)
     assert response.status_code == 200
-    names = {model["name"] for model in response.json()}
+    names = {model["name"] for model in response.json()["items"]}
     assert {"similar-posts", "board-suggest"} <= names
     assert "post-index" not in names  # internal, takes no jobs
 
@@ -508,7 +508,7 @@ def test_a_canceled_job_can_be_deleted(start_app: StartApp, gate: GateModel, use
 
 
 def model_id(client: TestClient, person: Person, name: str) -> int:
-    models = client.get(f"{API}/ai/models", headers=person.headers).json()
+    models = client.get(f"{API}/ai/models", headers=person.headers).json()["items"]
     return next(m["id"] for m in models if m["name"] == name)
 
 
@@ -521,7 +521,8 @@ def test_a_hidden_model_is_not_found_for_users_but_administrators_still_use_it(
         f"{API}/admin/ai/models/{echo_id}", json={"is_visible": False}, headers=admin.headers
     )
     assert response.status_code == 200 and response.json()["is_visible"] is False
-    assert "test-echo" not in {m["name"] for m in client.get(f"{API}/ai/models", headers=user.headers).json()}
+    listed = client.get(f"{API}/ai/models", headers=user.headers).json()["items"]
+    assert "test-echo" not in {m["name"] for m in listed}
     assert submit(client, user, "test-echo").status_code == 404
     assert submit(client, admin, "test-echo").status_code == 202
 
@@ -536,7 +537,7 @@ def test_an_administrator_edits_a_models_information(
         client.patch(f"{API}/admin/ai/models/{echo_id}", json=changes, headers=admin.headers).status_code
         == 200
     )
-    models = client.get(f"{API}/ai/models", headers=user.headers).json()
+    models = client.get(f"{API}/ai/models", headers=user.headers).json()["items"]
     assert next(m for m in models if m["id"] == echo_id)["information"] == "대문자로 돌려줍니다"
 
 

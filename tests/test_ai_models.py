@@ -1,10 +1,7 @@
-"""The shipped models with the real all-MiniLM-L6-v2 (loaded once per session): similar-posts
-and board-suggest rank by meaning, and show each user only what they may read.
-
-all-MiniLM-L6-v2 was trained on English. It reads Korean only through the word pieces a
-Korean text shares with another (its tokenizer splits Hangul into letters), so the Korean
-cases here share their topic's words, as a Korean question about the same thing does; a
-multilingual model would be needed to match Korean paraphrases.
+"""The shipped models with the real multilingual-e5-small, the default EMBEDDING_MODEL (loaded
+once per session): similar-posts and board-suggest rank by meaning, in Korean, in English and
+across the two, and show each user only what they may read. (bench/ai_eval_set.json holds the
+larger evaluation: tests/test_ai_eval.py.)
 """
 
 import asyncio
@@ -25,7 +22,7 @@ import cli
 from config import settings
 from database import UNLIMITED, SessionLocal
 from ml.base import AIModel
-from ml.encoder import DIMENSIONS, MODEL_NAME, from_bytes, get_encoder
+from ml.encoder import DIMENSIONS, MULTILINGUAL_E5_SMALL, from_bytes, get_encoder
 from models import Board, Post, PostEmbedding, User
 from schemas import JobPublic
 from services.ai import jobs as ai_service
@@ -130,6 +127,39 @@ def test_similar_posts_ranks_the_korean_post_on_the_same_topic_first(
         ],
     )
     assert similar_titles(client, user, "파이썬을 설치하는데 오류가 나요")[0] == "파이썬 설치 오류"
+
+
+KOREAN_POSTS = [
+    ("오늘 날씨 정말 좋네요", "하늘이 맑고 바람도 시원해서 산책하기 딱 좋은 날이에요."),
+    ("파이썬 설치 오류", "윈도우에 파이썬을 설치하면 경로 오류가 납니다."),
+    ("김치찌개 레시피", "돼지고기와 신김치로 김치찌개를 끓이는 법을 공유합니다."),
+]
+
+
+@pytest.mark.db
+def test_a_posts_exact_korean_title_finds_that_post_first(
+    client: TestClient, make_board: MakeBoard, make_post: MakePost, user: Person
+) -> None:
+    """What a newcomer saw with all-MiniLM-L6-v2: "파이썬 설치 오류" ranked the weather first."""
+    write_posts(make_post, make_board("자유게시판"), user, KOREAN_POSTS)
+    assert similar_titles(client, user, "파이썬 설치 오류")[0] == "파이썬 설치 오류"
+
+
+@pytest.mark.db
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("I get an error installing python on windows", "파이썬 설치 오류"),
+        ("how do I cook kimchi stew with pork", "김치찌개 레시피"),
+        ("빵을 집에서 굽는 방법", "Sourdough bread baking tips"),
+        ("서울 근처 등산로 추천", "Best hiking trails near Seoul"),
+    ],
+)
+def test_a_question_finds_the_post_on_its_subject_in_the_other_language(
+    client: TestClient, make_board: MakeBoard, make_post: MakePost, user: Person, question: str, expected: str
+) -> None:
+    write_posts(make_post, make_board("general"), user, KOREAN_POSTS + ENGLISH_POSTS)
+    assert similar_titles(client, user, question)[0] == expected
 
 
 @pytest.mark.db
@@ -490,7 +520,7 @@ def test_writing_and_editing_a_post_embeds_it(
     assert edited.status_code == 200, edited.text
     wait_for_vector(post_id, other_than=first)
     with SessionLocal() as session:
-        assert session.get(PostEmbedding, post_id).model_name == MODEL_NAME  # type: ignore[union-attr]
+        assert session.get(PostEmbedding, post_id).model_name == MULTILINGUAL_E5_SMALL  # type: ignore[union-attr]
 
 
 @pytest.mark.db

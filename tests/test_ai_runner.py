@@ -122,3 +122,24 @@ def test_with_one_worker_the_next_batch_takes_what_queued_meanwhile(
         runner.submit(lane, item)
     held.release.set()
     assert held.wait_for_batches(2, timeout=2) == [[1], [2, 3]]
+
+
+def test_background_work_waits_while_a_job_is_ready(start_runner: StartRunner, held: HeldLane) -> None:
+    """The re-embedding after a change of model queued first; a user's job queued after it
+    still goes first once the one worker is free."""
+    runner, lane = one_computing(start_runner, held, workers=1)
+    background = runner.lane(
+        "background",
+        lambda: Lane(name="background", run=held.run, timed_out=lambda _i, _s: None, background=True),
+    )
+    assert runner.submit_many(background, [10, 11, 12]) == 3
+    runner.submit(lane, 2)
+    held.release.set()
+    assert held.wait_for_batches(3)[1:] == [[2], [10, 11, 12]]
+
+
+def test_submit_many_queues_ids_for_one_batch(start_runner: StartRunner, held: HeldLane) -> None:
+    runner, lane = one_computing(start_runner, held, workers=1)
+    assert runner.submit_many(lane, [2, 3, 4]) == 3
+    held.release.set()
+    assert held.wait_for_batches(2)[1] == [2, 3, 4]

@@ -141,7 +141,7 @@ def versions(client: TestClient, person: Person, name: str = "price") -> list[di
 
 
 def listed_names(client: TestClient, person: Person) -> set[str]:
-    return {model["name"] for model in client.get(f"{API}/ai/models", headers=person.headers).json()}
+    return {model["name"] for model in client.get(f"{API}/ai/models", headers=person.headers).json()["items"]}
 
 
 def stored_things() -> tuple[int, int, int, list[str]]:
@@ -285,7 +285,8 @@ def test_the_model_is_listed_for_users_once_its_first_version_succeeded(
     client: TestClient, admin: Person, user: Person
 ) -> None:
     trained(client, admin)
-    listed = {model["name"]: model for model in client.get(f"{API}/ai/models", headers=user.headers).json()}
+    models = client.get(f"{API}/ai/models", headers=user.headers).json()["items"]
+    listed = {model["name"]: model for model in models}
     assert listed["price"]["kind"] == "tabular-regression"
     assert listed["price"]["is_ready"] is True
 
@@ -545,7 +546,8 @@ def test_an_untrained_model_is_not_listed_for_users(client: TestClient, admin: P
 
 def test_administrators_see_an_untrained_model_as_not_ready(client: TestClient, admin: Person) -> None:
     ended(client, admin, train(client, admin, small_csv(), epochs=100, learning_rate=10).json()["id"])
-    listed = {model["name"]: model for model in client.get(f"{API}/ai/models", headers=admin.headers).json()}
+    models = client.get(f"{API}/ai/models", headers=admin.headers).json()["items"]
+    listed = {model["name"]: model for model in models}
     assert listed["price"]["is_ready"] is False
 
 

@@ -34,7 +34,7 @@ def boards(make_board: MakeBoard, user: Person, other_user: Person) -> dict[str,
 def listed(client: TestClient, url: str, person: Person) -> list[int]:
     response = client.get(url, headers=person.headers)
     assert response.status_code == 200
-    return [board["id"] for board in response.json()]
+    return [board["id"] for board in response.json()["items"]]
 
 
 @pytest.mark.parametrize("url", BOARD_LISTS)
@@ -68,7 +68,7 @@ def test_board_list_and_my_boards_answer_the_same(
 
 def test_board_list_answers_the_board_fields(client: TestClient, user: Person, make_board: MakeBoard) -> None:
     board = make_board("free")
-    assert client.get(f"{API}/boards", headers=user.headers).json() == [
+    assert client.get(f"{API}/boards", headers=user.headers).json()["items"] == [
         {"id": board.id, "name": "free", "information": "about free", "is_public": True, "is_visible": True}
     ]
 

@@ -134,3 +134,85 @@ def test_the_page_refreshes_its_token_and_hands_it_to_the_open_socket(browser, s
     assert fresh_token != first_token
     assert [event for event in sent if event["type"] == "auth"] == [{"type": "auth", "token": fresh_token}]
     expect(page.locator("#status")).to_have_text("online")
+
+
+# What #typing said at the moment each message appeared on the page: a MutationObserver reads it
+# in the same turn of the page's event loop as the message was added, so no timing is involved.
+RECORD_TYPING_AT_EACH_MESSAGE = """() => {
+  window.typingAtMessage = [];
+  new MutationObserver((changes) => {
+    for (const change of changes) {
+      for (const node of change.addedNodes) {
+        if (node.classList?.contains("message") && !node.classList.contains("pending")) {
+          window.typingAtMessage.push(document.querySelector("#typing").textContent);
+        }
+      }
+    }
+  }).observe(document.querySelector("#messages"), { childList: true });
+}"""
+
+
+def open_the_same_conversation(browser: Browser, server: ApiProcess) -> tuple[Page, Page]:
+    """minji's page with a conversation open, and root_admin's page with it open too."""
+    user_page = signed_in_page(browser, server, "minji")
+    user_page.fill("#new-conversation-name", "I forgot my password")
+    user_page.click("#new-conversation-form button")
+    expect(user_page.locator("#conversation-title")).to_have_text("I forgot my password")
+    admin_page = signed_in_page(browser, server, "root_admin")
+    admin_page.locator("#conversation-list li").first.click()
+    expect(admin_page.locator("#conversation-title")).to_have_text("I forgot my password")
+    return user_page, admin_page
+
+
+def test_the_typing_indicator_shows_while_the_administrator_types_and_goes_with_their_message(
+    browser, server, make_user
+):
+    make_user("minji")
+    make_user("root_admin", is_superuser=True)
+    user_page, admin_page = open_the_same_conversation(browser, server)
+    user_page.evaluate(RECORD_TYPING_AT_EACH_MESSAGE)
+
+    admin_page.fill("#message-input", "One moment, I will look")  # typing: an input event
+    expect(user_page.locator("#typing")).to_have_text("root_admin is typing…")
+    admin_page.press("#message-input", "Enter")
+    expect(user_page.locator("#messages .message .content")).to_have_text(["One moment, I will look"])
+    assert user_page.evaluate("window.typingAtMessage") == [""]
+    expect(user_page.locator("#typing")).to_have_text("")
+
+
+def test_the_typing_indicator_goes_by_itself_when_no_message_follows(browser, server, make_user):
+    """The typist may close the tab mid-sentence: nothing says they stopped. The page's clock is
+    Playwright's: it runs on past the indicator's lifetime without waiting for it."""
+    make_user("minji")
+    make_user("root_admin", is_superuser=True)
+    user_page, admin_page = open_the_same_conversation(browser, server)
+    user_page.clock.install()
+
+    admin_page.fill("#message-input", "Let me s")
+    expect(user_page.locator("#typing")).to_have_text("root_admin is typing…")
+    user_page.clock.run_for(10_000)
+    expect(user_page.locator("#typing")).to_have_text("")
+
+
+def test_the_page_loads_older_messages_until_the_first(browser, server, make_user):
+    """The history's cursor page: the latest messages first, then older ones while next_before_id
+    says there are more, each message once, in order."""
+    import httpx2
+
+    user = make_user("minji")
+    with httpx2.Client(base_url=f"{server.http}/api/v1", headers=user.headers) as api:
+        conversation = api.post("/chat/sessions", json={"name": "a long story"}).json()
+        for number in range(60):  # more than the page's PAGE_SIZE (50)
+            sent = api.post(
+                f"/chat/sessions/{conversation['id']}/messages", json={"content": f"part {number}"}
+            )
+            assert sent.status_code == 201, sent.text
+    page = signed_in_page(browser, server, "minji")
+    page.locator("#conversation-list li").first.click()
+    shown = page.locator("#messages .message .content")
+    expect(shown).to_have_count(50)
+    expect(shown.first).to_have_text("part 10")
+
+    page.click("#load-older")
+    expect(shown).to_have_text([f"part {number}" for number in range(60)])
+    expect(page.locator("#load-older")).to_have_count(0)

@@ -20,7 +20,7 @@ def conversation(client, user) -> dict[str, Any]:
 def history(client, person, session_id: int, **params: int) -> list[dict[str, Any]]:
     response = client.get(f"{API}/chat/sessions/{session_id}/messages", params=params, headers=person.headers)
     assert response.status_code == 200, response.text
-    return list(response.json())
+    return list(response.json()["items"])
 
 
 def listing(client, person, **params: Any) -> list[dict[str, Any]]:

@@ -275,7 +275,7 @@ def test_a_delivered_message_is_already_stored(client, user, admin, conversation
         sender.send(send(conversation, "stored first"))
         event = listener.wait_for("chat.message")
         response = client.get(f"{API}/chat/sessions/{conversation['id']}/messages", headers=admin.headers)
-    assert [m["id"] for m in response.json()] == [event["message"]["id"]]
+    assert [m["id"] for m in response.json()["items"]] == [event["message"]["id"]]
 
 
 @pytest.mark.db
@@ -364,7 +364,7 @@ def test_the_live_tombstone_is_what_the_history_shows(client, user, admin, conve
         delete(client, admin, message["id"])
         deleted = socket.wait_for("chat.deleted")["message"]
     history = client.get(f"{API}/chat/sessions/{conversation['id']}/messages", headers=user.headers).json()
-    assert history == [deleted]
+    assert history["items"] == [deleted]
 
 
 def test_each_member_hears_of_a_deletion_once(client, user, admin, conversation):

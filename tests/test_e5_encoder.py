@@ -92,3 +92,33 @@ def test_a_long_text_is_cut_to_512_tokens(encoder: Any) -> None:
     (ids,) = encoder.tokenizer.encode(["passage: " + "hello world " * 300])
     assert len(ids) == 512
     assert (ids[0], ids[-1]) == (0, 2)
+
+
+def test_the_shipped_language_means_are_what_the_calibration_texts_give(encoder: Any) -> None:
+    """ml/data/language_means.json spares every load 480 forward passes; it must stay what
+    measuring would give for the packaged file (`python -m ml.e5` writes it again)."""
+    import hashlib
+
+    from ml.language import stored_means
+    from ml.model_files import packaged_e5_path
+
+    stored = stored_means(hashlib.sha256(packaged_e5_path().read_bytes()).hexdigest())
+    assert stored is not None, "no means stored for the packaged model file"
+    measured = encoder.measure_language_means()
+    assert stored.keys() == measured.keys() == {"query", "passage"}
+    for kind in ("query", "passage"):
+        assert stored[kind].means.keys() == measured[kind].means.keys() == {"ko", "en"}
+        for language in ("ko", "en"):
+            np.testing.assert_allclose(
+                stored[kind].means[language], measured[kind].means[language], atol=1e-4
+            )
+
+
+def test_a_model_file_without_stored_means_has_them_measured(tmp_path: Path) -> None:
+    from ml.e5 import E5Encoder
+    from ml.model_files import packaged_e5_path
+
+    copy = tmp_path / "e5-small-q4.bin"
+    copy.write_bytes(packaged_e5_path().read_bytes() + b"\0")  # another digest, the same model
+    loaded = E5Encoder.load(copy)
+    assert loaded.query_means is not None and loaded.passage_means is not None

@@ -205,7 +205,7 @@ def test_board_name_in_korean_with_emoji_round_trips(client: TestClient, admin: 
         json={"name": "🍕 맛집 게시판", "information": "먹방 🎉"},
         headers=admin.headers,
     )
-    listed = client.get(f"{API}/boards", headers=admin.headers).json()
+    listed = client.get(f"{API}/boards", headers=admin.headers).json()["items"]
     assert [(board["name"], board["information"]) for board in listed] == [("🍕 맛집 게시판", "먹방 🎉")]
 
 

@@ -50,7 +50,7 @@ def test_health_answers_while_the_process_is_up(client: TestClient) -> None:
 def test_ready_when_the_database_answers_and_the_models_can_load(client: TestClient) -> None:
     response = client.get("/ready")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "problems": []}
+    assert response.json() == {"status": "ok", "problems": [], "reembedding": None}
 
 
 def test_ready_names_the_models_whose_files_are_missing(model_files_gone: Path) -> None:
@@ -59,7 +59,7 @@ def test_ready_names_the_models_whose_files_are_missing(model_files_gone: Path) 
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "fail"
-    reason = f"no all-MiniLM-L6-v2 model files in {model_files_gone}"
+    reason = f"no multilingual-e5-small model files at {model_files_gone}"
     assert f"model similar-posts cannot load: {reason}" in body["problems"]
     assert f"model board-suggest cannot load: {reason}" in body["problems"]
 

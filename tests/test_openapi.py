@@ -4,6 +4,7 @@ that the API accepts; and every error an operation answers declared with the bod
 
 import re
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 import jsonschema
@@ -16,7 +17,9 @@ from pydantic import BaseModel
 import models
 import schemas
 from config import settings
+from errors import request_path
 from main import app
+from tests import raised_codes
 from tests.conftest import MakeUser, Person
 
 API = settings.API_PREFIX
@@ -128,17 +131,36 @@ def test_every_parameter_or_body_can_answer_the_apps_422(
     assert "#/components/schemas/ValidationErrorBody" in references
 
 
+VALIDATION_ERROR_BODY = {"$ref": "#/components/schemas/ValidationErrorBody"}
+
+
+def is_error_body(schema: dict[str, Any]) -> bool:
+    """The {detail, code} object (routers/responses.ErrorBody), its `code` narrowed to an enum."""
+    code = schema.get("properties", {}).get("code", {})
+    return (
+        schema.get("type") == "object"
+        and schema["properties"].keys() == {"detail", "code"}
+        and set(schema.get("required", [])) == {"detail", "code"}
+        and schema.get("additionalProperties") is False
+        and schema["properties"]["detail"].get("type") == "string"
+        and code.get("type") == "string"
+        and bool(code.get("enum"))
+    )
+
+
 @operations()
 def test_error_answers_use_the_apps_error_bodies(method: str, path: str, operation: dict[str, Any]) -> None:
     for status, response in operation["responses"].items():
         if status.startswith(("4", "5")) and path != "/ready":
             assert status in ERROR_STATUSES
             schema = response["content"]["application/json"]["schema"]
-            allowed = [{"$ref": "#/components/schemas/ErrorBody"}]
-            if status == "422":
-                allowed = [{"$ref": "#/components/schemas/ValidationErrorBody"}]
-                allowed.append({"anyOf": [*allowed, {"$ref": "#/components/schemas/ErrorBody"}]})
-            assert {key: value for key, value in schema.items() if key != "title"} in allowed
+            if status != "422":
+                assert is_error_body(schema), schema
+            elif "anyOf" in schema:
+                first, second = schema["anyOf"]
+                assert first == VALIDATION_ERROR_BODY and is_error_body(second), schema
+            else:
+                assert schema == VALIDATION_ERROR_BODY
 
 
 @operations()
@@ -178,6 +200,161 @@ def test_every_request_body_declares_its_errors_and_has_valid_examples(
             model = getattr(schemas, schema.get("title", ""), None)
             if media == "application/json" and isinstance(model, type) and issubclass(model, BaseModel):
                 model.model_validate(example)  # the API's own rules, not only the JSON Schema's
+
+
+# --- the codes each operation answers ---------------------------------------------------------------
+# A frontend switches on `code`: each error answer lists, as an enum, every code its operation can
+# answer with that status. What the operation's code can raise is read from the source
+# (tests/raised_codes.py: the endpoint, its dependencies and everything they reach); the rest is
+# the framework's, for a request it could not take (FRAMEWORK_DETAILS).
+
+ROUTES = {
+    (next(iter(route.methods)), route.path): route
+    for route in raised_codes.api_routes(app.routes)
+    if route.include_in_schema
+}
+ROUTE_NAMES = [f"{method} {path}" for method, path in ROUTES]
+# The framework's codes, by the detail it writes: an unreadable body (400), a body over the
+# route's limit (413, main.TooLargeAsJSON); 422's invalid_input lists the problems instead.
+FRAMEWORK_DETAILS = {
+    "bad_request": "There was an error parsing the body",
+    "payload_too_large": "request body too large",
+}
+# Where codes are made for no documented operation: the command line (cli.py promote), and
+# GET /metrics (an operator's page, kept out of /openapi.json).
+NOT_THROUGH_THE_API = {"promote_to_superuser", "admitted_metrics", "Metrics.admit"}
+
+
+def routes() -> pytest.MarkDecorator:
+    return pytest.mark.parametrize(("method", "path"), list(ROUTES), ids=ROUTE_NAMES)
+
+
+def declared_codes(operation: dict[str, Any], status: str) -> set[str]:
+    """The codes the operation's answer with this status may carry, from its schema."""
+    response = operation["responses"].get(status)
+    if response is None:
+        return set()
+    schema = response["content"]["application/json"]["schema"]
+    codes: set[str] = set()
+    for option in schema.get("anyOf", [schema]):
+        code = resolve(option).get("properties", {}).get("code", {})
+        codes.update(code.get("enum", []), [code["const"]] if "const" in code else [])
+    return codes
+
+
+def error_statuses(operation: dict[str, Any]) -> list[str]:
+    return [status for status in operation["responses"] if status in ERROR_STATUSES]
+
+
+@cache
+def raised_by_the_source() -> dict[str, set[raised_codes.Raised]]:
+    """Every code the app's modules make, with where and how."""
+    found: dict[str, set[raised_codes.Raised]] = {}
+    for function in raised_codes.project_functions():
+        for raised in raised_codes.raised_in(function):
+            found.setdefault(raised.code, set()).add(raised)
+    return found
+
+
+@operations()
+def test_every_error_answer_lists_its_codes(method: str, path: str, operation: dict[str, Any]) -> None:
+    for status in error_statuses(operation):
+        assert declared_codes(operation, status), f"{status} lists no code"
+
+
+@routes()
+def test_every_code_the_route_can_raise_is_listed(method: str, path: str) -> None:
+    operation = operation_of(method, path)
+    missing = {
+        f"{raised.status} {raised.code} ({raised.where})"
+        for raised in raised_codes.route_raises(ROUTES[method, path])
+        if raised.code not in declared_codes(operation, str(raised.status))
+    }
+    assert not missing, f"{method} {path} can answer codes its document does not list"
+
+
+@routes()
+def test_the_framework_codes_are_listed_where_they_can_happen(method: str, path: str) -> None:
+    operation, route = operation_of(method, path), ROUTES[method, path]
+    if route.body_field is not None:  # a body FastAPI parses
+        assert "bad_request" in declared_codes(operation, "400")
+    if "requestBody" in operation:
+        assert "payload_too_large" in declared_codes(operation, "413")
+    if operation.get("parameters") or "requestBody" in operation:
+        assert "invalid_input" in declared_codes(operation, "422")
+
+
+@routes()
+def test_no_route_lists_a_code_it_cannot_answer(method: str, path: str) -> None:
+    operation, route = operation_of(method, path), ROUTES[method, path]
+    possible = {(raised.status, raised.code) for raised in raised_codes.route_raises(route)}
+    possible |= {(400, "bad_request"), (413, "payload_too_large"), (422, "invalid_input")}
+    listed = {
+        (int(status), code)
+        for status in error_statuses(operation)
+        for code in declared_codes(operation, status)
+    }
+    assert listed - possible == set()
+
+
+def test_a_code_always_comes_with_one_status() -> None:
+    statuses = {code: {raised.status for raised in found} for code, found in raised_by_the_source().items()}
+    assert {code: status for code, status in statuses.items() if len(status) != 1} == {}
+    assert None not in set().union(*statuses.values())
+
+
+def test_the_source_reading_reaches_every_code_made() -> None:
+    """A check of tests/raised_codes.py itself: every function that makes a code is reached from
+    some route (or is the command line's), so a way of reaching one it misses shows here."""
+    reached = set().union(*(raised_codes.reached(raised_codes.dependency_calls(r)) for r in ROUTES.values()))
+    makers = {function for function in raised_codes.project_functions() if raised_codes.raised_in(function)}
+    assert {function.__qualname__ for function in makers - reached} == NOT_THROUGH_THE_API
+
+
+@operations()
+def test_every_listed_code_has_an_example_that_fits(
+    method: str, path: str, operation: dict[str, Any]
+) -> None:
+    """One example per code, named by it, that the answer's schema accepts; its detail is one the
+    source (or the framework) writes for that code."""
+    for status in error_statuses(operation):
+        content = operation["responses"][status]["content"]["application/json"]
+        examples = content.get("examples", {})
+        assert examples.keys() == declared_codes(operation, status), status
+        for code, example in examples.items():
+            body = example["value"]
+            validator(content["schema"]).validate(body)
+            assert body["code"] == code
+            if isinstance(body["detail"], str):
+                written = [raised.detail for raised in raised_by_the_source().get(code, ()) if raised.detail]
+                assert body["detail"] == FRAMEWORK_DETAILS.get(code) or any(
+                    pattern.fullmatch(body["detail"]) for pattern in written
+                ), f"{status} {code}: {body['detail']!r} is not a detail the app writes"
+
+
+def test_a_401_lists_and_shows_not_authenticated() -> None:
+    unauthorized = operation_of("GET", f"{API}/users/me")["responses"]["401"]["content"]["application/json"]
+    assert unauthorized["examples"]["not_authenticated"]["value"] == {
+        "detail": "not authenticated",
+        "code": "not_authenticated",
+    }
+    assert declared_codes(operation_of("GET", f"{API}/users/me"), "401") == {
+        "not_authenticated",
+        "invalid_token",
+        "token_expired",
+        "token_revoked",
+    }
+
+
+def test_a_board_routes_403_lists_banned_and_no_board_access_and_its_404_a_missing_board() -> None:
+    operation = operation_of("GET", f"{API}/boards/{{board_id}}/posts")
+    assert declared_codes(operation, "403") == {"banned", "no_board_access"}
+    not_found = operation["responses"]["404"]["content"]["application/json"]["examples"]
+    assert not_found == {"not_found": {"value": {"detail": "board not found", "code": "not_found"}}}
+
+
+def test_the_login_401_lists_only_wrong_credentials() -> None:
+    assert declared_codes(operation_of("POST", f"{API}/auth/login"), "401") == {"invalid_credentials"}
 
 
 # --- real answers against their declarations ----------------------------------------------------
@@ -362,3 +539,74 @@ def test_the_chat_page_is_declared_as_html(client: TestClient) -> None:
     response = client.get("/chat")
     assert response.status_code == 200
     assert_declared(response, "GET", "/chat")
+
+
+# --- 422s name where the problem is -------------------------------------------------------------
+# A union field (a job's input: text, a row or rows of numbers) is tried against each choice;
+# Pydantic names the choice in `loc` (`function-after[_storable_text(), constrained-str]`),
+# which is no place in the request.
+
+
+def submit_input(client: TestClient, person: Person, value: object) -> Response:
+    return client.post(f"{API}/ai/models/board-suggest/jobs", json={"input": value}, headers=person.headers)
+
+
+def test_a_wrong_type_in_a_union_field_is_located_at_the_field(client: TestClient, user: Person) -> None:
+    response = submit_input(client, user, 5)
+    assert response.status_code == 422
+    assert_declared(response, "POST", f"{API}/ai/models/{{name}}/jobs")
+    assert {tuple(issue["loc"]) for issue in response.json()["detail"]} == {("body", "input")}
+
+
+def test_a_bad_value_inside_a_union_field_is_located_at_the_value(client: TestClient, user: Person) -> None:
+    in_a_row = submit_input(client, user, {"x0": "one"})
+    assert ("body", "input", "x0") in {tuple(issue["loc"]) for issue in in_a_row.json()["detail"]}
+    in_rows = submit_input(client, user, [{"x0": 1.0}, {"x0": "two"}])
+    assert ("body", "input", 1, "x0") in {tuple(issue["loc"]) for issue in in_rows.json()["detail"]}
+    for response in (in_a_row, in_rows):
+        assert response.status_code == 422
+        locations = [issue["loc"] for issue in response.json()["detail"]]
+        assert all(isinstance(part, int) or "[" not in part for loc in locations for part in loc), locations
+
+
+def test_a_missing_field_keeps_its_name_in_loc(client: TestClient, user: Person) -> None:
+    response = client.post(f"{API}/ai/models/board-suggest/jobs", json={}, headers=user.headers)
+    assert response.status_code == 422
+    assert [issue["loc"] for issue in response.json()["detail"]] == [["body", "input"]]
+
+
+@pytest.mark.parametrize(
+    ("loc", "body", "missing", "path"),
+    [
+        (
+            ["body", "input", "function-after[_storable_text(), constrained-str]"],
+            {"input": 5},
+            False,
+            ["body", "input"],
+        ),
+        (
+            ["body", "input", "list[dict[str,float]]", 1, "x0"],
+            {"input": [{}, {"x0": "a"}]},
+            False,
+            ["body", "input", 1, "x0"],
+        ),
+        (["body", "input", "Row", "x0"], {"input": {}}, True, ["body", "input", "x0"]),
+        (["body", "name"], {}, True, ["body", "name"]),
+        (["body", 17], b'{"name": "minji",', False, ["body", 17]),
+        (["body"], [1], False, ["body"]),
+        (["query", "limit"], None, False, ["query", "limit"]),
+    ],
+    ids=[
+        "union-choice",
+        "union-list-item",
+        "missing-in-a-choice",
+        "missing",
+        "unreadable-json",
+        "not-an-object",
+        "query",
+    ],
+)
+def test_a_422_loc_is_a_path_in_the_request(
+    loc: list[str | int], body: object, missing: bool, path: list[str | int]
+) -> None:
+    assert request_path(loc, body, missing=missing) == path

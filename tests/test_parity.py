@@ -174,7 +174,8 @@ def test_a_deleted_users_chat_messages_show_the_placeholder_name(
     opened = client.post(f"{API}/chat/sessions", json={"name": "help"}, headers=user.headers).json()
     client.post(f"{API}/chat/sessions/{opened['id']}/messages", json={"content": "hi"}, headers=user.headers)
     delete_account(client, user)
-    (message,) = client.get(f"{API}/chat/sessions/{opened['id']}/messages", headers=admin.headers).json()
+    history = client.get(f"{API}/chat/sessions/{opened['id']}/messages", headers=admin.headers).json()
+    (message,) = history["items"]
     assert message["user"] == {"id": user.id, "name": f"deleted-user-{user.id}"}
 
 

@@ -329,3 +329,35 @@ def test_an_administrator_reads_a_result_with_no_check(
     [job_id] = stored_jobs(user, "similar-posts", [similar_posts_result(ids, board)])
     client.get(f"{API}/ai/jobs/{job_id}", headers=admin.headers)
     assert request_verbs(statements_for(client, admin, f"{API}/ai/jobs/{job_id}")) == ["SELECT"]
+
+
+@pytest.mark.parametrize("url", [f"{API}/boards", f"{API}/users/me/boards"])
+def test_a_board_page_is_the_user_a_select_and_a_count_for_1_or_100_boards(
+    client: TestClient, make_board: MakeBoard, user: Person, url: str
+) -> None:
+    make_board("first")
+    client.get(url, headers=user.headers)  # warm up the connection pool
+    one = statements_for(client, user, url, limit=1)
+    for n in range(99):
+        make_board(f"board {n}")
+    hundred = statements_for(client, user, url, limit=100)
+    # Full pages both (each counts its total).
+    assert request_verbs(one) == request_verbs(hundred) == ["SELECT"] * 3
+
+
+def test_a_history_page_costs_the_same_for_1_and_100_messages(
+    client: TestClient, user: Person, admin: Person
+) -> None:
+    conversation = client.post(f"{API}/chat/sessions", json={"name": "help"}, headers=user.headers).json()
+    url = f"{API}/chat/sessions/{conversation['id']}/messages"
+    ids = [
+        client.post(url, json={"content": f"m{n}"}, headers=(user, admin)[n % 2].headers).json()["id"]
+        for n in range(102)
+    ]
+    client.get(url, headers=user.headers)  # warm up the connection pool
+    # The user, the conversation, the page; one more for a cursor's other side.
+    assert request_verbs(statements_for(client, user, url, limit=1)) == ["SELECT"] * 3
+    assert request_verbs(statements_for(client, user, url, limit=100)) == ["SELECT"] * 3
+    for cursor in ({"before_id": ids[-1]}, {"after_id": ids[0]}):
+        assert request_verbs(statements_for(client, user, url, limit=1, **cursor)) == ["SELECT"] * 4
+        assert request_verbs(statements_for(client, user, url, limit=100, **cursor)) == ["SELECT"] * 4

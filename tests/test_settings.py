@@ -162,3 +162,16 @@ def test_tokens_signed_before_a_restart_still_verify_after_it(
     token = security.create_access_token(7, 0)
     monkeypatch.setattr(security, "settings", make_settings(SECRET_KEY="", SECRET_KEY_FILE=key_file))
     assert security.decode_access_token(token).user_id == 7
+
+
+def test_the_embedding_model_is_multilingual_by_default() -> None:
+    assert make_settings().EMBEDDING_MODEL == "multilingual-e5-small"
+
+
+def test_the_embedding_model_is_named_in_any_case() -> None:
+    assert make_settings(EMBEDDING_MODEL=" All-MiniLM-L6-v2 ").EMBEDDING_MODEL == "all-minilm-l6-v2"
+
+
+def test_an_unknown_embedding_model_refuses_to_start() -> None:
+    with pytest.raises(ValidationError, match="EMBEDDING_MODEL"):
+        make_settings(EMBEDDING_MODEL="bert-base-uncased")

@@ -56,8 +56,9 @@ class Backend(Protocol):
     def resubmit_job(self, model_name: str, job_id: int) -> None:
         """Runs a job again after a restart (no reservation: it was admitted long ago)."""
 
-    def submit_index(self, post_ids: Sequence[int]) -> None:
-        """Embeds these posts, best effort."""
+    def submit_index(self, post_ids: Sequence[int], *, background: bool = False) -> None:
+        """Embeds these posts, best effort; background: behind users' jobs (the re-embedding
+        after a change of model), else in turn with them (a post just written)."""
 
     def submit_training(self, job_id: int) -> None:
         """Runs a stored training job, on the training queue (never the inference one)."""
@@ -86,7 +87,7 @@ class ThreadBackend:
         self._loader: threading.Thread | None = None
 
     def start(self) -> None:
-        self.models.check_loadable()  # for /ready, before anything loads
+        self.models.check_loadable(self.config)  # for /ready, before anything loads
         one_blas_thread()
         registry.start_model_processes(self.config)
         self.runner.start()
@@ -127,11 +128,12 @@ class ThreadBackend:
     def resubmit_job(self, model_name: str, job_id: int) -> None:
         self.runner.submit(self._job_lane(model_name), job_id)
 
-    def submit_index(self, post_ids: Sequence[int]) -> None:
-        lane = self.runner.lane(PostIndex.name, partial(_index_lane, self.models))
-        for post_id in post_ids:
-            if not self.runner.submit(lane, post_id):
-                log.warning("post index queue full; post %d waits for `cli.py reindex`", post_id)
+    def submit_index(self, post_ids: Sequence[int], *, background: bool = False) -> None:
+        name = f"{PostIndex.name} (background)" if background else PostIndex.name
+        lane = self.runner.lane(name, partial(_index_lane, self.models, name=name, background=background))
+        queued = self.runner.submit_many(lane, list(post_ids))
+        if queued < len(post_ids):
+            log.warning("post index queue full; %d post(s) wait for `cli.py reindex`", len(post_ids) - queued)
 
     def submit_training(self, job_id: int) -> None:
         self.trainer.submit(job_id)
@@ -156,17 +158,18 @@ def _job_lane(model_name: str, models: Registry, events: Publisher) -> Lane:
     )
 
 
-def _index_lane(models: Registry) -> Lane:
+def _index_lane(models: Registry, *, name: str, background: bool) -> Lane:
     def run(post_ids: list[int], computed: Callable[[], None]) -> None:
         worker.index_posts(post_ids, models=models, computed=computed)
 
     return Lane(
-        name=PostIndex.name,
+        name=name,
         run=run,
         timed_out=lambda post_ids, seconds: log.warning(
             "embedding %d posts took over %g s", len(post_ids), seconds
         ),
         counts_toward_limit=False,
+        background=background,
     )
 
 
@@ -206,7 +209,8 @@ class CeleryBackend:
     def resubmit_job(self, model_name: str, job_id: int) -> None:
         self.submit_job(model_name, job_id)
 
-    def submit_index(self, post_ids: Sequence[int]) -> None:
+    def submit_index(self, post_ids: Sequence[int], *, background: bool = False) -> None:
+        # Every index task is background work on Celery: users' jobs never wait behind them.
         self.celery.send_task(
             "madang.ai.index_posts",
             args=[list(post_ids)],

@@ -3,9 +3,11 @@
 A board's profile mixes what it says it is with what is posted there: the embedding of its
 "name: information" (30%) and the centroid of the embeddings of its latest posts (70%). The
 description alone would leave a board whose description shares no words with a draft far
-behind (all-MiniLM-L6-v2 scores short labels against questions poorly); the posts alone would
-leave a new board invisible. Descriptions are embedded once and cached (keyed by their text,
-so an edit is embedded afresh); centroids are read per batch.
+behind (a sentence encoder scores short labels against questions poorly); the posts alone would
+leave a new board invisible. The draft is read as a question, descriptions and posts as what is
+searched in (multilingual-e5-small's query and passage). Descriptions are embedded once and
+cached (keyed by the model and their text, so an edit is embedded afresh); centroids are read
+per batch.
 """
 
 import threading
@@ -19,7 +21,7 @@ from sqlalchemy.orm import Session
 from crud import boards as boards_crud
 from crud import embeddings as embeddings_crud
 from ml.embedding import EmbeddingModel, cosine_scores
-from ml.encoder import MODEL_NAME, get_encoder
+from ml.encoder import PASSAGE, get_encoder
 from models import Board, User
 from services import access
 from services.ai.apps import ModelApp
@@ -39,7 +41,7 @@ class BoardSuggest(EmbeddingModel, ModelApp):
     )
 
     def __init__(self) -> None:
-        self._descriptions: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._descriptions: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
 
     def batch_memo(self, session: Session, *, owners: Sequence[User]) -> dict[Any, Any]:
@@ -73,7 +75,7 @@ class BoardSuggest(EmbeddingModel, ModelApp):
         centroids = embeddings_crud.board_centroids(
             session,
             board_ids=[board.id for board in boards],
-            model_name=MODEL_NAME,
+            model_name=self.vector_model,
             per_board=POSTS_PER_BOARD,
         )
         profiles = []
@@ -88,14 +90,15 @@ class BoardSuggest(EmbeddingModel, ModelApp):
         return np.stack(profiles)
 
     def _description_vectors(self, texts: list[str]) -> list[np.ndarray]:
+        model = self.vector_model
         with self._cache_lock:
-            found = {t: self._descriptions[t] for t in texts if t in self._descriptions}
+            found = {t: self._descriptions[(model, t)] for t in texts if (model, t) in self._descriptions}
         missing = [t for t in dict.fromkeys(texts) if t not in found]
         if missing:
-            for text, vector in zip(missing, get_encoder().encode(missing), strict=True):
+            for text, vector in zip(missing, get_encoder().encode(missing, kind=PASSAGE), strict=True):
                 found[text] = vector
             with self._cache_lock:
-                self._descriptions.update((t, found[t]) for t in missing)
+                self._descriptions.update(((model, t), found[t]) for t in missing)
                 while len(self._descriptions) > CACHE_SIZE:
                     self._descriptions.popitem(last=False)
         return [found[t] for t in texts]

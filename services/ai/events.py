@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 from collections import OrderedDict, defaultdict
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any, Protocol
@@ -61,6 +61,9 @@ class JobEvents:
         self.closed = False  # the app stopped: nobody is listening any more
         self._waiters: dict[int, set[asyncio.Event]] = defaultdict(set)
         self._finished: OrderedDict[int, dict[str, Any]] = OrderedDict()
+        # Called with every batch of updates this process publishes (services/metrics.py counts
+        # the endings), on the thread that publishes them.
+        self.observers: list[Callable[[list[JobUpdate]], None]] = []
 
     @contextlib.contextmanager
     def watch(self, job_id: int) -> Iterator[asyncio.Event]:
@@ -101,6 +104,8 @@ class JobEvents:
     def publish(self, updates: list[JobUpdate]) -> None:
         if not updates or self.closed:
             return  # an app shutting down: nobody is listening
+        for observe in self.observers:
+            observe(updates)
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: the app is gone
             self.loop.call_soon_threadsafe(partial(self.deliver, updates))
 

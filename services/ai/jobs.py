@@ -27,7 +27,6 @@ from crud import pages
 from database import UNLIMITED, RequestSlots, session_scope, utcnow, write_turns
 from errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from ml import tabular
-from ml.encoder import MODEL_NAME
 from ml.runner import QueueFull
 from models import AI, AIlog, User
 from schemas import AIModelPublic, AIModelUpdate, JobPublic, JobStatus, Page
@@ -52,15 +51,24 @@ REINDEX_BATCH = 64
 # --- models ---------------------------------------------------------------------------------
 
 
-def list_models(session: Session, *, user: User, models: Registry) -> list[AI]:
+def list_models(
+    session: Session, *, user: User, models: Registry, offset: int, limit: int
+) -> Page[AIModelPublic]:
     """The models this process runs (its registry's), and the trained ones with a version that
-    succeeded; hidden ones (and trained ones without a version yet) only for administrators."""
+    succeeded; hidden ones (and trained ones without a version yet) only for administrators.
+    Two short lists merged by id, so the page is cut here rather than in SQL."""
     names = [model.name for model in models.listed()]
     rows = ai_crud.model_list(session, names=names, include_hidden=user.is_superuser)
     trained = training_crud.trained_models(
         session, kind=tabular.KIND, include_unready=user.is_superuser, include_hidden=user.is_superuser
     )
-    return sorted([*rows, *trained], key=lambda row: row.id)
+    listed = sorted([*rows, *trained], key=lambda row: row.id)
+    return Page[AIModelPublic](
+        items=[AIModelPublic.model_validate(row) for row in listed[offset : offset + limit]],
+        total=len(listed),
+        offset=offset,
+        limit=limit,
+    )
 
 
 def get_model_row(session: Session, model_id: int) -> AI:
@@ -489,11 +497,12 @@ def reindex(*, everything: bool = False) -> int:
     """Embeds, in this process, every post without a current embedding (all posts with
     everything=True), with the models of a registry of its own. Returns how many were stored."""
     models = registry.load()
+    model_name = models.vector_model
     stored, after_id = 0, 0
     while True:
         with session_scope() as session:
             post_ids = embeddings_crud.ids_to_index(
-                session, model_name=MODEL_NAME, everything=everything, after_id=after_id, limit=REINDEX_BATCH
+                session, model_name=model_name, everything=everything, after_id=after_id, limit=REINDEX_BATCH
             )
         if not post_ids:
             return stored

@@ -61,10 +61,15 @@ class Registry:
         assert model is not None, "the post-index model ships with the registry"
         return model
 
-    def check_loadable(self) -> None:
+    @property
+    def vector_model(self) -> str:
+        """The model the post vectors of this process's encoder are stored and compared under."""
+        return get_encoder().model_name
+
+    def check_loadable(self, config: Settings = settings) -> None:
         """Notes on each listed model what would stop it from loading (ml.base.AIModel.load_error),
         without loading it: what this process learns when it starts running models."""
-        encoder()  # with the settings as they are now
+        encoder(config)
         for model in self.listed():
             model.load_error = model.missing()
             if model.load_error:
@@ -74,7 +79,7 @@ class Registry:
 def load(extra: Iterable[AIModel] = (), *, config: Settings = settings) -> Registry:
     """A registry of the shipped models, then those of AI_MODEL_MODULES, then `extra` (an app
     a test builds with models of its own); a later model replaces one of the same name."""
-    encoder()
+    encoder(config)
     models = Registry([SimilarPosts(), BoardSuggest(), PostIndex()])
     for name in filter(None, (name.strip() for name in config.AI_MODEL_MODULES.split(","))):
         # A module of AI_MODEL_MODULES (e.g. the test suite's failing and slow models, in a
@@ -87,11 +92,15 @@ def load(extra: Iterable[AIModel] = (), *, config: Settings = settings) -> Regis
     return models
 
 
-def encoder() -> SentenceEncoder:
-    """The process's sentence encoder, set up with AI_EMBEDDING_MODEL_PATH and AI_TORCH_THREADS
-    as they are now (a loaded model keeps what it was loaded with)."""
+def encoder(config: Settings = settings) -> SentenceEncoder:
+    """The process's sentence encoder, set up with EMBEDDING_MODEL, AI_EMBEDDING_MODEL_PATH and
+    AI_TORCH_THREADS (another model is loaded afresh on next use)."""
     shared = get_encoder()
-    shared.configure(model_path=settings.AI_EMBEDDING_MODEL_PATH, torch_threads=settings.AI_TORCH_THREADS)
+    shared.configure(
+        model=config.EMBEDDING_MODEL,
+        model_path=config.AI_EMBEDDING_MODEL_PATH,
+        torch_threads=config.AI_TORCH_THREADS,
+    )
     return shared
 
 
@@ -101,4 +110,4 @@ def start_model_processes(config: Settings = settings) -> None:
     this process, at least one."""
     processes = max(1, config.ai_workers)
     threads = config.AI_TORCH_THREADS or max(1, usable_cores() // (processes + 1))
-    encoder().run_in_child_process(config.AI_MODEL_PROCESS, processes=processes, torch_threads=threads)
+    encoder(config).run_in_child_process(config.AI_MODEL_PROCESS, processes=processes, torch_threads=threads)

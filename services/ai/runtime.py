@@ -20,6 +20,7 @@ from services.ai import backends, events, registry
 from services.ai.backends import Backend
 from services.ai.events import NOBODY, JobEvents, Publisher
 from services.ai.recovery import recover
+from services.ai.reembed import Reembedding
 from services.ai.registry import Registry
 from services.broker import Broker
 
@@ -38,6 +39,8 @@ class AIRuntime:
     models: Registry = field(default_factory=Registry)
     # The app's settings (main.create_app): its backend's, and the per-user job limit.
     config: Settings = field(default_factory=lambda: settings)
+    # Posts re-embedded after a change of EMBEDDING_MODEL (None without a backend).
+    reembedding: Reembedding | None = None
 
     @property
     def publisher(self) -> Publisher:
@@ -57,10 +60,15 @@ async def running(
     async with events.running(live, listen_to_workers=config.AI_BACKEND == "celery") as job_events:
         backend = backends.create_backend(config, job_events, models)
         backend.start()
+        reembedding = Reembedding(config, backend, models)
         try:
             await to_thread.run_sync(partial(recover, backend, job_events))
-            yield AIRuntime(backend=backend, events=job_events, models=models, config=config)
+            reembedding.start()
+            yield AIRuntime(
+                backend=backend, events=job_events, models=models, config=config, reembedding=reembedding
+            )
         finally:
+            await to_thread.run_sync(reembedding.stop)
             await to_thread.run_sync(backend.stop)
 
 

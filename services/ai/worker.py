@@ -20,7 +20,7 @@ from config import settings
 from crud import ai as ai_crud
 from crud import embeddings as embeddings_crud
 from database import session_scope, utcnow, write_turns
-from ml.encoder import MODEL_NAME, to_bytes
+from ml.encoder import to_bytes
 from ml.post_index import post_text
 from models import AIlog
 from schemas import JobPublic
@@ -197,6 +197,7 @@ def index_posts(
     if not rows:
         return 0
     model = models.post_index()
+    model_name = models.vector_model  # what made the vectors, stored with them
     try:
         vectors = model.run_batch([post_text(row.name, row.content) for row in rows])
     finally:
@@ -204,13 +205,13 @@ def index_posts(
     encoded = {row.id: to_bytes(vector) for row, vector in zip(rows, vectors, strict=True)}
     with session_scope() as session:
         try:
-            embeddings_crud.upsert(session, model_name=MODEL_NAME, vectors=encoded, now=utcnow())
+            embeddings_crud.upsert(session, model_name=model_name, vectors=encoded, now=utcnow())
             session.commit()
         except IntegrityError:
             # A post was deleted between reading and writing: store the others.
             session.rollback()
             still_there = {row.id for row in embeddings_crud.texts(session, list(encoded))}
             encoded = {post_id: v for post_id, v in encoded.items() if post_id in still_there}
-            embeddings_crud.upsert(session, model_name=MODEL_NAME, vectors=encoded, now=utcnow())
+            embeddings_crud.upsert(session, model_name=model_name, vectors=encoded, now=utcnow())
             session.commit()
     return len(encoded)
