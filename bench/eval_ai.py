@@ -135,22 +135,25 @@ def _unit(vector: np.ndarray) -> np.ndarray:
     return vector / norm if norm > 0 else vector
 
 
-def multilingual_e5_small() -> Encoder:
-    from ml.e5 import E5Encoder  # torch loads with the model
+def app_encoder(setting: str) -> Encoder:
+    """The model of this EMBEDDING_MODEL value, as the app runs it (ml/encoder.SentenceEncoder,
+    in this process): questions and drafts read as queries, posts and descriptions as passages."""
+    from ml.encoder import PASSAGE, QUERY, SentenceEncoder  # torch loads with the model
 
-    model = E5Encoder.load()
-    return Encoder("multilingual-e5-small", model.encode_queries, model.encode_passages)
+    model = SentenceEncoder(model=setting)
+    return Encoder(
+        setting,
+        lambda texts: model.encode(list(texts), kind=QUERY),
+        lambda texts: model.encode(list(texts), kind=PASSAGE),
+    )
+
+
+def multilingual_e5_small() -> Encoder:
+    return app_encoder("multilingual-e5-small")
 
 
 def all_minilm_l6_v2() -> Encoder:
-    from ml.encoder import SentenceEncoder  # torch loads with the model
-
-    model = SentenceEncoder()
-
-    def encode(texts: Sequence[str]) -> np.ndarray:
-        return model.encode(list(texts))
-
-    return Encoder("all-minilm-l6-v2", encode, encode)
+    return app_encoder("all-minilm-l6-v2")
 
 
 MODELS: dict[str, Callable[[], Encoder]] = {

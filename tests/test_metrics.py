@@ -200,6 +200,7 @@ def test_jobs_queued_and_running_are_read_from_the_database_and_the_queue(
 
 def test_the_encoders_model_processes_alive_are_counted(sentence_encoder: object, serve: Serve) -> None:
     client = serve()
+    get_encoder().load()  # started again if a test before set the encoder up otherwise
     alive = get_encoder().child_pids
     assert alive  # the session's encoder runs in model processes (AI_MODEL_PROCESS)
     assert value(scrape(client), "madang_ai_model_processes") == len(alive)
