@@ -13,6 +13,7 @@ from errors import Conflict
 from ml import tabular
 from schemas import Email, Password, UserName
 from services import admin as admin_service
+from services import search as search_service
 from services.ai import jobs as ai_service
 from serving import WS_MAX_BYTES
 
@@ -82,6 +83,21 @@ def reindex(
     """Compute the similar-posts embeddings of posts that have none (or an outdated one)."""
     stored = ai_service.reindex(everything=everything)
     typer.echo(f"{stored} post(s) embedded")
+
+
+search_app = typer.Typer(help="The search index.", no_args_is_help=True)
+app.add_typer(search_app, name="search")
+
+
+@search_app.command("reindex")
+def search_reindex() -> None:
+    """Write every post's and comment's search terms again, a batch at a time (searching goes on
+    meanwhile): after a change to the analyzer (search_text.py), or when rows went missing."""
+    with session_scope() as session:
+        total = search_service.to_reindex(session)
+        with typer.progressbar(length=total, label="indexing posts and comments", file=sys.stderr) as bar:
+            posts, comments = search_service.reindex(session, progress=bar.update)
+    typer.echo(f"{posts} post(s) and {comments} comment(s) indexed")
 
 
 @app.command("sample-dataset")

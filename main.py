@@ -26,6 +26,7 @@ from logs import RequestLogMiddleware, configure_logging
 from ml.base import AIModel
 from routers import admin, ai, ai_training, attachments, auth, boards, chat, comments, health, posts, users
 from routers import metrics as metrics_router
+from routers import search as search_router
 from routers.docs import serve_docs
 from services import runtime, security
 
@@ -207,6 +208,7 @@ def create_app(config: Settings = settings, *, models: Sequence[AIModel] = ()) -
     app.add_exception_handler(Exception, server_error_handler)
     for module in (auth, users, boards, posts, comments, attachments, chat, admin, ai, ai_training):
         app.include_router(module.router, prefix=settings.API_PREFIX)
+    app.include_router(search_router.router, prefix=settings.API_PREFIX)  # GET /search
     app.include_router(ai.admin_router, prefix=settings.API_PREFIX)  # /admin/ai/...
     app.include_router(health.router)
     app.include_router(chat.page_router)  # GET /chat, the example chat client

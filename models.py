@@ -22,6 +22,7 @@ from sqlalchemy import (
     false,
     true,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 import names
@@ -386,3 +387,39 @@ class PostEmbedding(Base):
     model_name: Mapped[str] = mapped_column(String(64))
     vector: Mapped[bytes] = mapped_column(LargeBinary)
     update_date: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# The search index (search_text.py makes the terms, crud/search.py reads them). Each database reads
+# these two tables through a full-text index of its own, made by migration 0007 and named with
+# FULL_TEXT_PREFIX: SQLite's FTS5 tables (kept in step by triggers), InnoDB's FULLTEXT indexes. They
+# are no models (SQLAlchemy describes neither), and the migrations' comparison leaves them out.
+FULL_TEXT_PREFIX = "fts_"
+# Terms are compared exactly on MariaDB (its _ci collation would take "qwcafe" for "qwcafé", which
+# SQLite's tokenizer keeps apart): the analyzer has folded case already.
+SEARCH_TERMS = Text().with_variant(mysql.TEXT(collation="utf8mb4_bin"), "mysql", "mariadb")
+# A post's content terms can outgrow TEXT's 64 KB: 10,000 characters of Hangul make 20,000 terms.
+LONG_SEARCH_TERMS = Text().with_variant(mysql.MEDIUMTEXT(collation="utf8mb4_bin"), "mysql", "mariadb")
+
+
+class PostSearch(Base):
+    """A post's terms: its title's and its content's, each separated by spaces. Written in the
+    transaction that writes the title or content; visibility and access are the post's and its
+    board's, applied when searching."""
+
+    __tablename__ = "post_search"
+    __table_args__ = table_args()
+
+    post_id: Mapped[int] = mapped_column(ForeignKey("post.id", ondelete="CASCADE"), primary_key=True)
+    title_terms: Mapped[str] = mapped_column(SEARCH_TERMS)
+    content_terms: Mapped[str] = mapped_column(LONG_SEARCH_TERMS)
+
+
+class CommentSearch(Base):
+    """A comment's terms, written with its content. A comment is searched on its own: its post is
+    found when one visible comment holds every word of the query."""
+
+    __tablename__ = "comment_search"
+    __table_args__ = table_args()
+
+    comment_id: Mapped[int] = mapped_column(ForeignKey("comment.id", ondelete="CASCADE"), primary_key=True)
+    terms: Mapped[str] = mapped_column(SEARCH_TERMS)

@@ -6,7 +6,7 @@ declare optional fields with a non-null type: a field may be left out, never set
 
 import re
 import unicodedata
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Generic, Literal, TypeAlias, TypeVar
 
 from fastapi import UploadFile
@@ -434,6 +434,69 @@ class CommentUpdate(RequestBody):
 
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"content": "Thanks, that answers it."}, {"is_visible": False}]}
+    )
+
+
+# --- search -------------------------------------------------------------------------------
+
+SearchSort = Literal["relevance", "latest"]
+SearchMode = Literal["keyword", "semantic", "hybrid"]
+SEARCH_QUERY_MAX_CHARS = 100
+
+
+class SearchRequest(BaseModel):
+    """GET /search's query (its page's offset and limit are every list's)."""
+
+    q: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=SEARCH_QUERY_MAX_CHARS)
+    ] = Field(
+        description="Words to find, 1-100 characters: a post matches when its title and content "
+        "together, or one of its comments, hold all of them. Korean words are found inside "
+        "longer ones (김치 in 김치찌개, 파이썬 in 파이썬은); English ignores case and plurals."
+    )
+    board_id: DbId | None = Field(None, description="Only this board's posts.")
+    author: (
+        Annotated[
+            str,
+            BeforeValidator(compatible_form),
+            StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+            AfterValidator(single_line_text),
+        ]
+        | None
+    ) = Field(None, description="Only the posts of the user of this name (ignoring case).")
+    since: date | None = Field(None, description="Only posts written on this day (UTC) or later.")
+    until: date | None = Field(None, description="Only posts written on this day (UTC) or earlier.")
+    sort: SearchSort = Field(
+        "relevance", description="Best match first (title above content above comment), or newest first."
+    )
+    mode: SearchMode = Field(
+        "hybrid",
+        description="keyword: words as written; semantic: by meaning; hybrid: both. Semantic and hybrid "
+        "are not available yet: they answer by keyword, saying so in `fallback`.",
+    )
+
+
+class SearchHit(PostSummary):
+    """A post a search found: as a list shows it, with its board's name and where it matched."""
+
+    board_name: str
+    matched_in: Literal["title", "content", "comment", "meaning"] = Field(
+        description="Where the words are: the title; the content (with the title); a comment; or "
+        "nowhere: found by meaning (semantic and hybrid search)."
+    )
+    snippet: str = Field(
+        description="HTML: a short window of the matched text around its first match, the matched "
+        "words in <mark>...</mark>, everything else escaped."
+    )
+
+
+class SearchPage(Page[SearchHit]):
+    """A page of search results, best first (or newest first), and how they were found."""
+
+    mode: SearchMode = Field(description="How this answer was ranked.")
+    fallback: str | None = Field(
+        description="Why the answer is not in the mode asked for (e.g. the semantic model is not "
+        "available); null when it is."
     )
 
 

@@ -338,6 +338,17 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def resident_mib(pid: int) -> float:
+    """A process's resident memory (VmRSS), in MiB; 0 if it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 # --- report ---------------------------------------------------------------------------------
 
 
@@ -446,6 +457,14 @@ def main(argv: list[str] | None = None) -> int:
             print_round(number, result)
             rounds.append(result)
         passed = report(rounds, lone, args)
+        from services.ai import registry
+
+        model_processes = [resident_mib(pid) for pid in descendants(world.pid)]
+        print(
+            f"memory (resident, {registry.encoder().model_name}): API process "
+            f"{resident_mib(world.pid):.0f} MiB; model processes "
+            f"{', '.join(f'{mib:.0f}' for mib in model_processes) or 'none'} MiB"
+        )
         if args.json:
             args.json.write_text(json.dumps({"lone": lone, "rounds": rounds}, indent=2))
         return 0 if passed else 1

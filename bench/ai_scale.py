@@ -12,7 +12,7 @@ every board but one, a similar-posts batch both ways, side by side in one run:
 - after (services/ai/post_vectors.py, what the app does now): the vectors in memory, synced with
   what was written since the last batch (nothing here: one indexed query), one matrix product
   over every post, the readers' boards masked, argpartition for the best, and the best twenty
-  checked against the rule in the database (services/ai/similar_posts._search). Also printed:
+  checked against the rule in the database (services/ai/similar_posts.search). Also printed:
   the first, full load of the vectors, and the "partial" check (does a readable post lack a
   vector? once per 10 s per reading scope).
 
@@ -102,7 +102,7 @@ def measure(posts: int, folder: Path, repeats: int) -> dict[str, float]:
 
         def after(batch: int) -> None:
             snapshot = memory.synced(session, model_name=MODEL)
-            similar_posts._search(session, snapshot, scope, condition, queries[:batch], MODEL)
+            similar_posts.search(session, snapshot, scope, condition, queries[:batch], MODEL)
 
         figures = {
             "readable posts": float(len(candidates.ids)),

@@ -3,7 +3,7 @@ transaction. Statements that load no ORM objects (the detail row, counters, like
 the session's connection, as in crud/pages.py: the same rows and row counts without the ORM's
 execution machinery, which costs more CPU than the statement's round trip (~100 µs each)."""
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -13,24 +13,27 @@ from sqlalchemy import (
     Integer,
     Row,
     Select,
+    Subquery,
     Update,
     bindparam,
     delete,
     exists,
     func,
+    null,
     select,
     true,
     update,
 )
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from crud import search as search_crud
 from crud.authors import AUTHOR_NAME
 from crud.inserts import insert_if_absent
 from crud.pages import Listing
-from crud.search import contains_pattern, like_pattern
+from crud.search import Keywords
 from database import UTCDateTime
 from models import Board, Post, PostLike, PostView, User
-from schemas import PostSort
+from schemas import PostSort, SearchSort
 
 Counter = InstrumentedAttribute[int]
 
@@ -107,32 +110,150 @@ def get_with_reader(
     return None if row is None else (row[0], row[1], bool(row[2]), bool(row[3]))
 
 
-def listing(*, board_id: int, include_hidden: bool, sort: PostSort, q: str | None) -> Listing:
+def listing(*, board_id: int, include_hidden: bool, sort: PostSort, keywords: Keywords | None) -> Listing:
     """A board's posts as list rows (no content, author joined) in a stable order: ties broken
-    by id, newest first. Hidden posts only when include_hidden. q: title or content contains it."""
-    query, count_query = _listing_statements(sort, include_hidden, q is not None)
+    by id, newest first. Hidden posts only when include_hidden. keywords: only the posts the
+    search index matches (crud/search.py)."""
+    kind = None if keywords is None else keywords.kind
+    query, count_query = _listing_statements(sort, include_hidden, kind)
     params: dict[str, Any] = {"board_id": board_id}
-    if q is not None:
-        params["pattern"] = like_pattern(q)
+    if keywords is not None:
+        params.update(keywords.params)
     return Listing(query, count_query, params)
 
 
-@cache  # 4 sorts x 2 x 2: sixteen statements, built on first use
+@cache  # 4 sorts x 2 x (no search, or the database's search): built on first use
 def _listing_statements(
-    sort: PostSort, include_hidden: bool, searching: bool
+    sort: PostSort, include_hidden: bool, searching_in: str | None
 ) -> tuple[Select[*tuple[Any, ...]], Select[int]]:
     filters: list[ColumnElement[bool]] = [Post.board_id == bindparam("board_id")]
     if not include_hidden:
         # "= true", not "IS TRUE": MariaDB uses an index for the first only.
         filters.append(Post.is_visible == true())
-    if searching:
-        filters.append(contains_pattern(bindparam("pattern"), Post.name, Post.content))
+    if searching_in is not None:
+        filters.append(Post.id.in_(search_crud.matching_post_ids(searching_in)))
     query = select(*LISTING_COLUMNS).join(User, User.id == Post.user_id).where(*filters)
     sort_column = SORT_COLUMNS[sort]
     if sort_column is not None:
         query = query.order_by(sort_column.desc())
     # The COUNT needs no author join.
     return query.order_by(Post.id.desc()), select(func.count()).select_from(Post).where(*filters)
+
+
+SCORE = "score"
+BOARD_NAME = "board_name"
+TOTAL = "total"
+
+
+def search_listing(
+    keywords: Keywords,
+    *,
+    readable: ColumnElement[bool],
+    sort: SearchSort,
+    board_id: int | None = None,
+    author: str | None = None,
+    since: datetime | None = None,
+    before: datetime | None = None,
+) -> Listing:
+    """The posts the search index matches (crud/search.py) that meet `readable` (a condition on
+    Post and Board: the access rule) and the filters, as list rows with their board's name
+    (BOARD_NAME), content and SCORE: best first (ties newest first), or newest first (no score).
+    author: the author's name (as names compare: ignoring case); since / before: the creation
+    date's bounds, the first included."""
+    ranked = sort == "relevance"
+    # Newest first needs no score (a relevance costs a little per match), and neither does the count.
+    found = search_crud.matches(keywords.kind)
+    matches = search_crud.scored_matches(keywords.kind) if ranked else found
+    filters, params = _search_filters(readable, board_id=board_id, author=author, since=since, before=before)
+    params.update(keywords.params)
+
+    def joined(statement: Select[Any], hits: Subquery) -> Select[Any]:
+        return (
+            statement.select_from(hits)
+            .join(Post, Post.id == hits.c.post_id)
+            .join(Board, Board.id == Post.board_id)
+            .join(User, User.id == Post.user_id)
+            .where(*filters)
+        )
+
+    score = matches.c.score if ranked else null()
+    # The total comes with every row (a window COUNT over the matches): a full-text search is the
+    # costly part, and a separate COUNT would run it again. (The count_query is for a page past the end.)
+    total = func.count().over()
+    columns = (
+        *LISTING_COLUMNS,
+        Board.name.label(BOARD_NAME),
+        Post.content,
+        score.label(SCORE),
+        total.label(TOTAL),
+    )
+    order = (matches.c.score.desc(), Post.id.desc()) if ranked else (Post.id.desc(),)
+    query = joined(select(*columns), matches).order_by(*order)
+    return Listing(query, joined(select(func.count()), found), params)
+
+
+def search_rows_among(
+    session: Session,
+    post_ids: Sequence[int],
+    *,
+    readable: ColumnElement[bool],
+    board_id: int | None = None,
+    author: str | None = None,
+    since: datetime | None = None,
+    before: datetime | None = None,
+) -> list[Any]:
+    """Of these posts (found some other way: by meaning), those that meet `readable` and the
+    filters, as search_listing's rows (no score), in the order of post_ids."""
+    if not post_ids:
+        return []
+    filters, params = _search_filters(readable, board_id=board_id, author=author, since=since, before=before)
+    query = (
+        select(*LISTING_COLUMNS, Board.name.label(BOARD_NAME), Post.content, null().label(SCORE))
+        .join(Board, Board.id == Post.board_id)
+        .join(User, User.id == Post.user_id)
+        .where(Post.id.in_(list(post_ids)), *filters)
+    )
+    rows = {row.id: row for row in session.connection().execute(query, params)}
+    return [rows[post_id] for post_id in post_ids if post_id in rows]
+
+
+def _search_filters(
+    readable: ColumnElement[bool],
+    *,
+    board_id: int | None,
+    author: str | None,
+    since: datetime | None,
+    before: datetime | None,
+) -> tuple[list[ColumnElement[bool]], dict[str, Any]]:
+    """The access rule and a search's filters, as conditions on Post, Board and User, and their
+    parameters. author: the author's name (as names compare: ignoring case); since / before: the
+    creation date's bounds, the first included."""
+    filters = [readable]
+    params: dict[str, Any] = {}
+    if board_id is not None:
+        filters.append(Post.board_id == bindparam("board_id"))
+        params["board_id"] = board_id
+    if author is not None:
+        filters.append(User.name == bindparam("author"))
+        params["author"] = author
+    if since is not None:
+        filters.append(Post.create_date >= bindparam("since", type_=UTCDateTime()))
+        params["since"] = since
+    if before is not None:
+        filters.append(Post.create_date < bindparam("before", type_=UTCDateTime()))
+        params["before"] = before
+    return filters, params
+
+
+def search_page(session: Session, listing: Listing, *, offset: int, limit: int) -> tuple[list[Any], int]:
+    """A page of search_listing's rows and the total of the matches: from the rows themselves
+    (TOTAL), or, for a page past the end, from the listing's COUNT."""
+    query, count_query, params = listing
+    connection = session.connection()
+    rows = list(connection.execute(query.offset(offset).limit(limit), params))
+    if rows:
+        return rows, int(rows[0].total)
+    return [], 0 if offset == 0 else int(connection.execute(count_query, params).scalar() or 0)
 
 
 VIEWER_LAST_VIEWED = "viewer_last_viewed"

@@ -84,6 +84,14 @@ class SentenceEncoder:
         return self._model is not None
 
     @property
+    def ready(self) -> bool:
+        """Whether a forward would run now, without loading anything first: the model loaded
+        here, or every model process started (each loads its model before it answers)."""
+        if self._child is not None:
+            return len(self._child.pids) == len(self._child.processes)
+        return self._model is not None
+
+    @property
     def child_pids(self) -> list[int]:
         """The model processes' ids, while there are any."""
         return self._child.pids if self._child is not None else []

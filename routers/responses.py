@@ -152,6 +152,8 @@ EXAMPLE_DETAILS = {
     "missing_features": "feature column(s) not in the file: floor (its columns: area, rooms, price)",
     "non_numeric_cell": "row 2 (line 3), column 'area' is not a number: 'big'",
     "rate_limited": "too many login attempts; try again in 60 s",
+    "no_search_terms": "the query has no words to search for",
+    "invalid_date_range": "since is after until",
 }
 
 

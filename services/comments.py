@@ -1,12 +1,14 @@
 """Comments: list, write, edit, soft delete. The post's number_of_comment counts its visible
 comments; it moves in one UPDATE, only when a comment's visibility really changed, with the
-post row locked first (see services/posts.py)."""
+post row locked first (see services/posts.py). A comment's content goes into the search index in
+the transaction that writes it (services/search.py); its visibility is read when searching."""
 
 from sqlalchemy.orm import Session
 
 from crud import comments as comments_crud
 from crud import pages
 from crud import posts as posts_crud
+from crud import search as search_crud
 from crud.authors import with_author
 from database import utcnow, write_turns
 from errors import Forbidden
@@ -31,6 +33,8 @@ def create(session: Session, *, post: Post, user: User, data: CommentCreate) -> 
         posts_crud.add_to_counter(session, post.id, Post.number_of_comment, +1)
         comment = Comment(post_id=post.id, user_id=user.id, content=data.content)
         session.add(comment)
+        session.flush()  # its id, for its search terms
+        search_crud.index_comment(session, comment_id=comment.id, content=comment.content)
         session.commit()
     # Every field of the answer is known here (its id and times were set on insert): nothing to
     # read back, and the transaction has ended with the commit.
@@ -61,6 +65,7 @@ def update(session: Session, *, comment: Comment, user: User, changes: CommentUp
     if "content" in values:
         comment.content = values["content"]
         comment.update_date = utcnow()
+        search_crud.index_comment(session, comment_id=comment.id, content=comment.content)
     session.commit()
     return describe(session, comment_id=comment.id)
 

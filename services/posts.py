@@ -1,5 +1,9 @@
 """Posts: list and search a board, read (counting the view), write, delete, like.
 
+A post's title and content go into the search index in the transaction that writes them
+(services/search.py); hiding or restoring it changes nothing there, visibility being read when
+searching.
+
 Counters move only in SQL (UPDATE ... SET n = n + 1), and only when the row that justifies
 the change (a like, a view) was really inserted or deleted. The counter's UPDATE comes first in
 its transaction: on MariaDB it locks the post row, so concurrent likes and views of one post
@@ -19,6 +23,7 @@ from config import settings
 from crud import attachments as attachments_crud
 from crud import pages
 from crud import posts as posts_crud
+from crud import search as search_crud
 from crud.authors import with_author
 from crud.pages import Listing
 from database import RequestSlots, read_then_write, utcnow, write_turns
@@ -34,15 +39,15 @@ from schemas import (
     PostSummary,
     PostUpdate,
 )
-from services import access
+from services import access, search
 from services.ai import jobs as ai
 from services.ai.backends import Backend
 
 # A list page may run on the event loop (database.on_database's `inline`) when the indexes
 # serve it and the database is in-process: a page of a board without search, near the top, on
-# SQLite. It is then a few index reads, cheaper than the trip to a worker thread. Search reads
-# the text of every post of the board and OFFSET walks that many index entries: time that grows
-# with the data. (Administrators' lists, hidden posts included, sort a board's posts without an
+# SQLite. It is then a few index reads, cheaper than the trip to a worker thread. A search reads
+# the full-text index for every board's matches, and OFFSET walks that many index entries: time
+# that grows with the data. (Administrators' lists, hidden posts included, sort a board's posts without an
 # index: on SQLite about a millisecond for a board of 2,000 posts, and administrators are few.)
 # A database server makes the caller wait on the network, so with one everything runs in a
 # worker thread: the token's user, the access rule and the page in one trip.
@@ -61,13 +66,17 @@ async def list_posts(
 ) -> Page[PostSummary]:
     """One page of the board's posts for the reader the token names: one COUNT and one SELECT
     (authors joined), whatever the page size, after the access rule has passed. Hidden posts
-    are left out, and not counted, except for administrators."""
+    are left out, and not counted, except for administrators. q: only the posts GET /search would
+    find on this board (services/search.py), in the list's order."""
     q = (q or "").strip() or None
 
     def page(session: Session) -> Page[PostSummary]:
         user, board = access.token_reader_and_board(session, token=token, board_id=board_id)
         include_hidden = access.sees_hidden(user)
-        listing = posts_crud.listing(board_id=board.id, include_hidden=include_hidden, sort=sort, q=q)
+        keywords = search.board_keywords(session, q)
+        listing = posts_crud.listing(
+            board_id=board.id, include_hidden=include_hidden, sort=sort, keywords=keywords
+        )
         return _list_page(session, listing=listing, offset=offset, limit=limit)
 
     return await db.run(page, inline=q is None and offset < INLINE_MAX_OFFSET)
@@ -147,6 +156,8 @@ def create(
 ) -> PostDetail:
     post = Post(board_id=board.id, user_id=user.id, name=data.name, content=data.content)
     session.add(post)
+    session.flush()  # its id, for its search terms
+    search_crud.index_post(session, post_id=post.id, title=post.name, content=post.content)
     session.commit()
     ai.post_changed(ai_backend, post.id)  # similar-posts: its embedding is computed in the background
     return describe(session, post_id=post.id, viewer_id=user.id)
@@ -163,6 +174,8 @@ def update(
         post.update_date = utcnow()
     for field, value in values.items():
         setattr(post, field, value)
+    if text_changed:
+        search_crud.index_post(session, post_id=post.id, title=post.name, content=post.content)
     session.commit()
     if text_changed:
         ai.post_changed(ai_backend, post.id)  # similar-posts: its embedding is computed again

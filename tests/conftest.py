@@ -51,6 +51,7 @@ from sqlalchemy.exc import OperationalError  # noqa: E402
 
 import models  # noqa: E402
 from config import BASE_DIR, settings  # noqa: E402
+from crud import search as search_crud  # noqa: E402
 from database import SessionLocal, engine  # noqa: E402
 from main import app, create_app  # noqa: E402
 from ml.base import AIModel  # noqa: E402
@@ -332,7 +333,8 @@ def smtp_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Mailbox]:
 
 @pytest.fixture
 def make_post() -> Callable[..., models.Post]:
-    """A post written straight to the database (counters and visibility as the test needs)."""
+    """A post written straight to the database (counters and visibility as the test needs), with
+    its search terms, as the posts service writes them."""
 
     def make(
         board: models.Board,
@@ -345,6 +347,8 @@ def make_post() -> Callable[..., models.Post]:
         with SessionLocal() as session:
             post = models.Post(board_id=board.id, user_id=author.id, name=name, content=content, **columns)
             session.add(post)
+            session.flush()
+            search_crud.index_post(session, post_id=post.id, title=name, content=content)
             session.commit()
             return post
 
@@ -353,8 +357,8 @@ def make_post() -> Callable[..., models.Post]:
 
 @pytest.fixture
 def make_comment() -> Callable[..., models.Comment]:
-    """A comment written straight to the database; a visible one also counts on its post, as
-    the API would count it."""
+    """A comment written straight to the database, with its search terms; a visible one also
+    counts on its post, as the API would count it."""
 
     def make(
         post: models.Post, author: Person, *, content: str = "a comment", is_visible: bool = True
@@ -364,6 +368,8 @@ def make_comment() -> Callable[..., models.Comment]:
                 post_id=post.id, user_id=author.id, content=content, is_visible=is_visible
             )
             session.add(comment)
+            session.flush()
+            search_crud.index_comment(session, comment_id=comment.id, content=content)
             if is_visible:
                 session.execute(
                     update(models.Post)

@@ -376,6 +376,10 @@ def training_form(**fields: str) -> Body:
     }
 
 
+def searches(q: str) -> Body:
+    return lambda world, role: {"params": {"q": q}}
+
+
 def a_file(world: World, role: str) -> dict[str, Any]:
     return {"files": [("files", ("hello.txt", b"hello from the matrix\n", "text/plain"))]}
 
@@ -548,6 +552,8 @@ ROWS: list[Row] = [
     Row("GET", f"{API}/boards", "app", signed_in(200)),
     *board_rows("GET", f"{API}/boards/{{board_id}}", public=readers(200), status=200),
     *board_rows("GET", f"{API}/boards/{{board_id}}/posts", public=readers(200), status=200),
+    # Search: every signed-in user; what they may not read is left out of the answer (200 all the same).
+    Row("GET", f"{API}/search", "app", signed_in(200), searches("post")),
     *board_rows(
         "POST",
         f"{API}/boards/{{board_id}}/posts",

@@ -2,13 +2,17 @@
 workers (AI_BACKEND=celery). The job service talks to either through the same few calls, to the
 backend of the running app, which services/ai/runtime.py builds into the app's Runtime."""
 
+import itertools
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from functools import partial
 from typing import Any, Protocol
 
+import numpy as np
 from sqlalchemy.orm import Session
 
 from config import Settings
@@ -63,6 +67,10 @@ class Backend(Protocol):
     def submit_training(self, job_id: int) -> None:
         """Runs a stored training job, on the training queue (never the inference one)."""
 
+    def embed_query(self, text: str, *, timeout: float) -> np.ndarray | str:
+        """A search question's vector (as similar-posts reads its text), computed here with
+        other work in the model processes, or why it cannot be now (the search says so)."""
+
     def retry_after(self) -> int: ...
 
 
@@ -85,6 +93,7 @@ class ThreadBackend:
             workers=config.AI_TRAIN_WORKERS, run=partial(run_training, events=events)
         )
         self._loader: threading.Thread | None = None
+        self.queries = QueryEmbeddings(self.runner, models)
 
     def start(self) -> None:
         self.models.check_loadable(self.config)  # for /ready, before anything loads
@@ -95,11 +104,17 @@ class ThreadBackend:
         if self.config.AI_LOAD_AT_START:
             # The models (and their model processes) load now, in the background, rather than
             # in the first job (a 22 s wait after a restart); /ready says "models loading".
+            self._load_in_background()
+
+    def _load_in_background(self) -> None:
+        if self._loader is None or not self._loader.is_alive():
             self._loader = threading.Thread(target=self._load_models, name="madang-ai-load", daemon=True)
             self._loader.start()
 
     def models_loading(self) -> bool:
-        return self._loader is not None and self._loader.is_alive()
+        # A load a search asked for (AI_LOAD_AT_START off) keeps the process ready: it serves
+        # meanwhile, searching by keyword.
+        return self.config.AI_LOAD_AT_START and self._loader is not None and self._loader.is_alive()
 
     def _load_models(self) -> None:
         started = time.perf_counter()
@@ -137,6 +152,15 @@ class ThreadBackend:
 
     def submit_training(self, job_id: int) -> None:
         self.trainer.submit(job_id)
+
+    def embed_query(self, text: str, *, timeout: float) -> np.ndarray | str:
+        model = self.models.builtin(SIMILAR_POSTS)
+        if model is None or model.load_error is not None:
+            return "the embedding model cannot load here"
+        if not registry.encoder(self.config).ready:
+            self._load_in_background()  # a search never waits for it; the next ones use it
+            return "the embedding model is loading"
+        return self.queries.embed(text, timeout=timeout)
 
     def retry_after(self) -> int:
         return self.runner.retry_after()
@@ -218,6 +242,9 @@ class CeleryBackend:
             priority=INDEX_TASK_PRIORITY,
         )
 
+    def embed_query(self, text: str, *, timeout: float) -> np.ndarray | str:
+        return "semantic search runs where the models run in the API process (AI_BACKEND=thread)"
+
     def submit_training(self, job_id: int) -> None:
         self.celery.send_task("madang.ai.train_model", args=[job_id], queue=self.config.CELERY_TRAIN_QUEUE)
 
@@ -227,3 +254,65 @@ class CeleryBackend:
 
 def create_backend(config: Settings, events: Publisher, models: Registry) -> Backend:
     return CeleryBackend(config) if config.AI_BACKEND == "celery" else ThreadBackend(config, events, models)
+
+
+SIMILAR_POSTS = "similar-posts"  # the model whose way of reading a question search shares
+QUERY_LANE = "search queries"
+
+
+class QueryEmbeddings:
+    """Search questions embedded in the model processes: several waiting at once go through one
+    forward, on a runner lane of their own, beside the jobs (a search is a request, not a job:
+    nothing is stored)."""
+
+    def __init__(self, runner: BatchRunner, models: Registry) -> None:
+        self.runner = runner
+        self.models = models
+        self._waiting: dict[int, tuple[str, Future[np.ndarray]]] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def embed(self, text: str, *, timeout: float) -> np.ndarray | str:
+        future: Future[np.ndarray] = Future()
+        with self._lock:
+            item = next(self._ids)
+            self._waiting[item] = (text, future)
+        lane = self.runner.lane(QUERY_LANE, self._lane)
+        try:
+            if not self.runner.submit_many(lane, [item]):
+                return "the model processes are busy"
+            return future.result(timeout)
+        except FutureTimeout:
+            return f"the query was not embedded within {timeout:g} s"
+        except Exception as exc:
+            log.warning("a search query could not be embedded", exc_info=True)
+            return f"the query could not be embedded ({type(exc).__name__})"
+        finally:
+            with self._lock:
+                self._waiting.pop(item, None)
+
+    def _lane(self) -> Lane:
+        return Lane(name=QUERY_LANE, run=self._run, timed_out=self._fail, counts_toward_limit=False)
+
+    def _run(self, items: list[int], computed: Callable[[], None]) -> None:
+        with self._lock:
+            waiting = [self._waiting[item] for item in items if item in self._waiting]
+        try:
+            model = self.models.builtin(SIMILAR_POSTS)
+            assert model is not None
+            vectors = model.run_batch([text for text, _ in waiting]) if waiting else []
+        except Exception as exc:
+            for _, future in waiting:
+                future.set_exception(exc)
+            return
+        finally:
+            computed()
+        for (_, future), vector in zip(waiting, vectors, strict=True):
+            future.set_result(np.asarray(vector, dtype=np.float32))
+
+    def _fail(self, items: list[int], seconds: float) -> None:
+        with self._lock:
+            waiting = [self._waiting[item][1] for item in items if item in self._waiting]
+        for future in waiting:
+            if not future.done():
+                future.set_exception(TimeoutError(f"embedding took over {seconds:g} s"))

@@ -63,7 +63,7 @@ class SimilarPosts(EmbeddingModel, ModelApp):
             # Any of these users stands for all: they may read the same posts.
             condition = access.post_readable_by(jobs[indexes[0]][0])
             queries = np.stack([np.asarray(jobs[i][2], dtype=np.float32) for i in indexes])
-            found = _search(session, snapshot, scope, condition, queries, model_name)
+            found = search(session, snapshot, scope, condition, queries, model_name)
             partial = self._partial_for(session, scope, condition, model_name)
             for column, index in enumerate(indexes):
                 results[index] = {"posts": found[column], "partial": partial}
@@ -92,21 +92,24 @@ class SimilarPosts(EmbeddingModel, ModelApp):
         return partial
 
 
-def _search(
+def search(
     session: Session,
     snapshot: Snapshot,
     scope: Scope,
     condition: ColumnElement[bool],
     queries: np.ndarray,
     model_name: str,
+    *,
+    limit: int = RESULT_LIMIT,
 ) -> list[list[dict[str, Any]]]:
-    """Each question's best readable posts: the best of the scope's boards checked against the
-    rule, FIRST_CHECK at first, eight times more for a question that kept too few."""
+    """Each question's `limit` best readable posts (of the scope's boards, meeting `condition`),
+    best first: the best checked against the rule, 4 x limit at first, eight times more for a
+    question that kept too few."""
     scores = snapshot.vectors @ queries.T  # (posts, questions): cosines, the rows being unit
     scores[~np.isin(snapshot.board_ids, scope[1])] = -np.inf
     found: list[list[dict[str, Any]] | None] = [None] * len(queries)
     checked: dict[int, Any] = {}  # post id -> (id, board_id, title) if readable, else None
-    open_questions, count = list(range(len(queries))), FIRST_CHECK
+    open_questions, count = list(range(len(queries))), max(FIRST_CHECK, 4 * limit)
     while open_questions and count <= MAX_CHECKED:
         picks = {column: best_rows(scores[:, column], snapshot.post_ids, count) for column in open_questions}
         unknown = {int(snapshot.post_ids[row]) for rows in picks.values() for row in rows} - checked.keys()
@@ -121,8 +124,8 @@ def _search(
                 _post(checked[int(snapshot.post_ids[row])], scores[row, column])
                 for row in rows
                 if checked[int(snapshot.post_ids[row])] is not None
-            ][:RESULT_LIMIT]
-            if len(posts) == RESULT_LIMIT or len(rows) < count:  # enough, or every post checked
+            ][:limit]
+            if len(posts) == limit or len(rows) < count:  # enough, or every post checked
                 found[column] = posts
             else:
                 still_open.append(column)
@@ -133,7 +136,7 @@ def _search(
         )
         fallback = candidates.vectors @ queries[open_questions].T
         for position, column in enumerate(open_questions):
-            found[column] = _best(candidates, fallback[:, position])
+            found[column] = _best(candidates, fallback[:, position], limit)
     return [posts or [] for posts in found]
 
 
@@ -141,8 +144,8 @@ def _post(row: Any, score: float) -> dict[str, Any]:
     return {"id": row.id, "board_id": row.board_id, "title": row.name, "score": round(float(score), 4)}
 
 
-def _best(candidates: Candidates, scores: np.ndarray) -> list[dict[str, Any]]:
-    best = np.argsort(-scores, kind="stable")[:RESULT_LIMIT]
+def _best(candidates: Candidates, scores: np.ndarray, limit: int) -> list[dict[str, Any]]:
+    best = np.argsort(-scores, kind="stable")[:limit]
     return [
         {
             "id": candidates.ids[i],

@@ -1,0 +1,256 @@
+"""Search: the posts a user may read that hold the words of a query (GET /search, and a board
+list's `q`), and the index it reads, kept in step with every write of a title, content or comment.
+
+Matching is keyword matching on the search index (search_text.py says what a word is,
+crud/search.py how each database finds them). The access rule is services/access.post_readable_by,
+applied by the same statement that matches: what a user may not read is never in the answer, nor
+in its total. Visibility is read from the posts and comments when searching, so hiding, deleting or
+restoring one needs no change to the index.
+
+By meaning (`mode=semantic`) the posts nearest the query in the sentence encoder's space are
+found among the readable ones (services/search_semantic.py); `hybrid` (the default) fuses that
+ranking with the keyword one by reciprocal rank fusion, so a query that shares no word with a post
+still finds it, and one that does ranks it high. Both look at the best CANDIDATES of each ranking,
+so their `total` counts those the filters keep. When the model cannot embed the query now (still
+loading; the models run on Celery workers), the answer is by keyword and `fallback` says why.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+import search_text
+from crud import posts as posts_crud
+from crud import search as search_crud
+from crud.authors import with_author
+from crud.pages import Listing
+from crud.search import Keywords
+from errors import Unprocessable
+from models import User
+from schemas import SearchHit, SearchPage, SearchRequest, SearchSort
+from search_text import Query
+from services import access, search_semantic
+from services.ai.runtime import NO_APP, AIRuntime
+
+DAY = timedelta(days=1)
+CANDIDATES = search_semantic.CANDIDATES  # the best of each ranking a hybrid answer fuses
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What narrows a search besides its words."""
+
+    board_id: int | None = None
+    author: str | None = None
+    since: date | None = None  # written on this day (UTC) or later
+    until: date | None = None  # written on this day (UTC) or earlier
+
+
+def parsed(q: str) -> Query:
+    """The query's terms; 422 for a query with nothing to search for (only spaces and marks)."""
+    query = search_text.query(q)
+    if not query:
+        raise Unprocessable("the query has no words to search for", code="no_search_terms")
+    return query
+
+
+def search(
+    session: Session,
+    *,
+    user: User,
+    request: SearchRequest,
+    offset: int,
+    limit: int,
+    ai: AIRuntime = NO_APP,
+) -> SearchPage:
+    """One page of the posts the user may read that match the request, best first or newest
+    first, each with a snippet of where it matched."""
+    query = parsed(request.q)
+    filters = Filters(request.board_id, request.author, request.since, request.until)
+    if filters.since is not None and filters.until is not None and filters.since > filters.until:
+        raise Unprocessable("since is after until", code="invalid_date_range")
+    fallback = None
+    if request.mode != "keyword":
+        nearest = search_semantic.nearest_post_ids(
+            session, ai=ai, reader=user, q=request.q, board_id=filters.board_id
+        )
+        if not isinstance(nearest, str):
+            return _by_meaning(
+                session,
+                user=user,
+                query=query,
+                request=request,
+                filters=filters,
+                nearest=nearest,
+                offset=offset,
+                limit=limit,
+            )
+        fallback = f"answered by keyword: {nearest}"
+    listing = _keyword_listing(session, user=user, query=query, filters=filters, sort=request.sort)
+    rows, total = posts_crud.search_page(session, listing, offset=offset, limit=limit)
+    return SearchPage(
+        items=hits(session, query=query, rows=rows),
+        total=total,
+        offset=offset,
+        limit=limit,
+        mode="keyword",
+        fallback=fallback,
+    )
+
+
+def _by_meaning(
+    session: Session,
+    *,
+    user: User,
+    query: Query,
+    request: SearchRequest,
+    filters: Filters,
+    nearest: list[int],
+    offset: int,
+    limit: int,
+) -> SearchPage:
+    """A semantic or hybrid page: the nearest posts by meaning (fused with the best keyword
+    matches for hybrid) that meet the filters, best first or newest first."""
+    keyword: list[int] = []
+    if request.mode == "hybrid":
+        best = keyword_candidates(session, user=user, query=query, filters=filters, limit=CANDIDATES)
+        keyword = [post_id for post_id, _ in best]
+    ranked = search_semantic.fuse([keyword, nearest]) if keyword else nearest
+    rows = posts_crud.search_rows_among(
+        session, ranked, readable=access.post_readable_by(user), **_filter_values(filters)
+    )
+    if request.sort == "latest":
+        rows.sort(key=lambda row: row.id, reverse=True)
+    return SearchPage(
+        items=hits(session, query=query, rows=rows[offset : offset + limit], keyword_ids=set(keyword)),
+        total=len(rows),
+        offset=offset,
+        limit=limit,
+        mode=request.mode,
+        fallback=None,
+    )
+
+
+def keyword_candidates(
+    session: Session, *, user: User, query: Query, filters: Filters, limit: int
+) -> list[tuple[int, float]]:
+    """The `limit` best keyword matches the user may read, best first: (post id, score), the score
+    on the database's own scale (compare ranks, not scores, across databases or rankings)."""
+    listing = _keyword_listing(session, user=user, query=query, filters=filters, sort="relevance")
+    rows, _ = posts_crud.search_page(session, listing, offset=0, limit=limit)
+    return [(row.id, float(row.score)) for row in rows]
+
+
+def _keyword_listing(
+    session: Session, *, user: User, query: Query, filters: Filters, sort: SearchSort
+) -> Listing:
+    return posts_crud.search_listing(
+        Keywords(search_crud.database_kind(session), query),
+        readable=access.post_readable_by(user),
+        sort=sort,
+        **_filter_values(filters),
+    )
+
+
+def _filter_values(filters: Filters) -> dict[str, Any]:
+    """The filters as crud/posts.py's search statements take them."""
+    return {
+        "board_id": filters.board_id,
+        "author": filters.author,
+        "since": None if filters.since is None else _midnight(filters.since),
+        "before": None
+        if filters.until is None or filters.until == date.max
+        else _midnight(filters.until + DAY),
+    }
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
+
+
+def hits(
+    session: Session, *, query: Query, rows: Sequence[Any], keyword_ids: set[int] | None = None
+) -> list[SearchHit]:
+    """Search results from crud/posts.search_listing's rows: where each matched (its title, its
+    content, or else one of its comments: one more query for those) and a snippet of it.
+    keyword_ids: the posts the keywords matched, when the rows were found by meaning too; a post
+    not among them whose title and content lack the words matched by meaning alone ("meaning",
+    the snippet its beginning)."""
+    found = with_author(rows)
+    matched_in = [_matched_in(query, fields["name"], fields["content"]) for fields in found]
+    if keyword_ids is not None:
+        matched_in = [
+            "meaning" if where == "comment" and fields["id"] not in keyword_ids else where
+            for fields, where in zip(found, matched_in, strict=True)
+        ]
+    in_comments = [
+        fields["id"] for fields, where in zip(found, matched_in, strict=True) if where == "comment"
+    ]
+    comments = search_crud.matching_comments(session, query=query, post_ids=in_comments)
+    results = []
+    for fields, where in zip(found, matched_in, strict=True):
+        if where == "title":
+            text = fields["name"]
+        elif where in ("content", "meaning"):
+            text = fields["content"]
+        else:
+            text = comments.get(fields["id"], "")
+        snippet = search_text.snippet(text, query)
+        results.append(SearchHit.model_validate({**fields, "matched_in": where, "snippet": snippet}))
+    return results
+
+
+def _matched_in(query: Query, title: str, content: str) -> str:
+    """Where the query matches the post: the title alone, else title and content together (the
+    match the index made), else (the index found it in one) a comment."""
+    title_terms = [token.term for token in search_text.tokens(title)]
+    if query.found_in(title_terms):
+        return "title"
+    if query.found_in(title_terms + [token.term for token in search_text.tokens(content)]):
+        return "content"
+    return "comment"
+
+
+def board_keywords(session: Session, q: str | None) -> Keywords | None:
+    """A board list's `q` as the index takes it; None (the whole board) for a blank one, or one
+    with nothing to search for."""
+    query = search_text.query(q or "")
+    return Keywords(search_crud.database_kind(session), query) if query else None
+
+
+# --- keeping the index in step -------------------------------------------------------------------
+
+REINDEX_BATCH = 500
+
+
+def reindex(session: Session, *, progress: Callable[[int], None] = lambda done: None) -> tuple[int, int]:
+    """Writes every post's and comment's terms again (after a change to the analyzer, or to fill
+    an index whose rows went missing), a batch to a transaction, so searches go on meanwhile;
+    `progress` hears how many rows each batch wrote. How many posts and comments it wrote."""
+    posts = _rewrite(session, search_crud.posts_after, search_crud.index_posts, progress)
+    comments = _rewrite(session, search_crud.comments_after, search_crud.index_comments, progress)
+    return posts, comments
+
+
+def _rewrite(
+    session: Session,
+    read: Callable[..., Sequence[Any]],
+    write: Callable[[Session, Sequence[Any]], None],
+    progress: Callable[[int], None],
+) -> int:
+    written = last_id = 0
+    while batch := read(session, after_id=last_id, limit=REINDEX_BATCH):
+        write(session, batch)
+        session.commit()
+        last_id = batch[-1][0]
+        written += len(batch)
+        progress(len(batch))
+    return written
+
+
+def to_reindex(session: Session) -> int:
+    """How many rows reindex will write (posts and comments): a progress bar's length."""
+    return sum(search_crud.counts(session))
