@@ -1,5 +1,5 @@
 # `make run` serves the API on the embedded defaults; `make test` runs the whole suite
-# (SQLite pass, then MariaDB pass). Both set up the virtual environment first: `make run` with the
+# (the SQLite pass and the MariaDB pass, side by side). Both set up the virtual environment first: `make run` with the
 # runtime's requirements only (plus the MariaDB driver when DATABASE_URL names it), `make test`
 # with everything.
 PYTHON ?= python3
@@ -78,7 +78,11 @@ migrate: install-runtime
 run: migrate
 	$(BIN)/python cli.py serve --host $(HOST) --port $(PORT)
 
-test: test-sqlite test-mariadb
+# The two passes run side by side: each is mostly one Python process waiting on its database, its
+# servers and its model processes, so together they take about the time of the longer one (their
+# Redis keys, channels, ports and databases are their own). Each pass's output comes when it ends.
+test: install
+	@$(MAKE) --no-print-directory -j2 --output-sync=target test-sqlite test-mariadb
 
 # The short soak (tests/test_soak.py) runs on MariaDB and Redis whatever the pass; once is enough.
 test-sqlite: install

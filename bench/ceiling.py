@@ -19,17 +19,21 @@ from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
+from sqlalchemy import bindparam, func, select, true
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from config import settings
+from crud.search import contains_pattern, like_pattern
 from database import make_engine
+from models import Post, User
 
 LIST_SQL: dict[str, Any] = json.loads(Path(os.environ["BENCH_LIST_SQL"]).read_text())
 engine = make_engine(settings.DATABASE_URL)
 MAX_LIMIT = 100
+LIKE_SEARCH_PATH = "/bench/like-search"
 
 
 def bind(statement: dict[str, Any], values: dict[str, int]) -> list[Any] | dict[str, Any]:
@@ -97,6 +101,31 @@ def list_posts(request: Request) -> Response:
     )
 
 
+# Today's alternative to the search index, for the search scenario to be set beside: the LIKE
+# '%q%' over title and content that board lists used before it (crud/search.contains_pattern,
+# lower() on both sides), here over every board: newest first, a page of 20 and the COUNT of all
+# matches, as a list page answers. Visible posts only; no comments, no ranking, no snippet.
+_LIKE_MATCH = contains_pattern(bindparam("pattern"), Post.name, Post.content)
+_LIKE_VISIBLE = (Post.is_visible == true(), _LIKE_MATCH)
+LIKE_PAGE = (
+    select(Post.id, Post.board_id, Post.name, User.name.label("author_name"), Post.create_date)
+    .join(User, User.id == Post.user_id)
+    .where(*_LIKE_VISIBLE)
+    .order_by(Post.id.desc())
+    .limit(bindparam("limit"))
+)
+LIKE_COUNT = select(func.count()).select_from(Post).where(*_LIKE_VISIBLE)
+
+
+def like_search(request: Request) -> Response:
+    params = {"pattern": like_pattern(request.query_params["q"]), "limit": 20}
+    with engine.connect() as conn:
+        rows = conn.execute(LIKE_PAGE, params).all()
+        total = conn.execute(LIKE_COUNT, params).scalar_one()
+    items = [{"id": row.id, "board_id": row.board_id, "name": row.name} for row in rows]
+    return JSONResponse({"items": items, "total": total, "offset": 0, "limit": 20})
+
+
 def health(_: Request) -> Response:
     return PlainTextResponse("ok")
 
@@ -113,6 +142,7 @@ async def lifespan(_: Starlette) -> AsyncIterator[None]:
 app = Starlette(
     routes=[
         Route(f"{settings.API_PREFIX}/boards/{{board_id:int}}/posts", list_posts),
+        Route(LIKE_SEARCH_PATH, like_search),
         Route("/health", health),
     ],
     lifespan=lifespan,

@@ -245,3 +245,29 @@ def comment_content(rng: random.Random) -> str:
     pool = KO_COMMENTS if rng.random() < 0.7 else EN_COMMENTS
     text = " ".join(rng.choices(pool, k=rng.choice((1, 1, 1, 2, 3))))
     return text[:256]
+
+
+# The search scenario's queries, taken in turn at random (the same list every run): topic words in
+# Korean and English (each in a few percent of the posts), two-word queries, words inside compounds
+# and behind particles, a word no post holds, and common words that most posts and comments hold
+# (their match sets are the costly ones).
+SEARCH_QUERIES = [
+    "떡볶이",
+    "제주도",
+    "고양이",
+    "라면",  # also inside 라면은-style phrases
+    "부산 여행",
+    "코딩 테스트",
+    "중고 노트북",
+    "sourdough",
+    "Docker",
+    "mechanical keyboard",  # the plural folds: keyboards
+    "job interviews",
+    "film cameras",
+    "에러 메시지",
+    "우주선",  # in no post
+    "추천",  # common: in most posts' sentences and many comments
+    "사진",  # common
+    "the",  # common English
+    "감사합니다",  # common in comments
+]

@@ -52,13 +52,19 @@ NO_MAIL = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": "9"}
 CAPTURE_PAGE = {"board_id": 3, "offset": 60, "limit": 20}
 LIST_TARGET = 0.5
 READ_P99_TARGET_MS = 100.0
-SCENARIOS = ("ceiling", "list", "read", "comment", "floor")
+SEARCH_P99_TARGET_MS = {"search": 100.0, "hybrid": 150.0}
+SCENARIOS = ("ceiling", "list", "read", "comment", "floor", "search", "like", "hybrid")
+# hybrid needs the sentence encoder loaded and every post embedded: asked for by name only.
+DEFAULT_SCENARIOS = ("ceiling", "list", "read", "comment", "floor", "search", "like")
 SCENARIO_TITLES = {
     "floor": "GET /health (floor)",
     "ceiling": "list page, ceiling",
     "list": "list page",
     "read": "read post",
     "comment": "create comment",
+    "search": "search, keyword",
+    "hybrid": "search, hybrid",
+    "like": "LIKE search (old)",
 }
 
 
@@ -80,7 +86,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "(ceiling, list, read, comment, ceiling, ...), so that other work on the machine weighs on "
         "each alike; the first slice of each gets the full warm-up, later ones a short one",
     )
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated subset")
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(DEFAULT_SCENARIOS),
+        help=f"comma-separated, of {', '.join(SCENARIOS)} (hybrid loads the model: not by default)",
+    )
+    parser.add_argument(
+        "--posts",
+        type=int,
+        default=20_000,
+        help="posts to seed, with 10 comments and 3 likes per post (default 20,000)",
+    )
     parser.add_argument(
         "--profile",
         choices=("auto", "always", "never"),
@@ -320,6 +336,7 @@ class Setup:
 def configure_environment(args: argparse.Namespace, workdir: Path) -> str:
     """Settings for this process and both servers, set before any app module is imported."""
     url = args.database_url or f"sqlite:///{workdir / 'bench.sqlite3'}"
+    hybrid = "hybrid" in args.scenarios.split(",")
     os.environ.update(
         {
             "ENV": "production",
@@ -331,6 +348,11 @@ def configure_environment(args: argparse.Namespace, workdir: Path) -> str:
             "UPLOAD_DIR": str(workdir / "uploads"),
             "MODEL_DIR": str(workdir / "models"),
             "REDIS_URL": "",
+            # No model loads and no post is embedded unless the hybrid search is measured: the
+            # seeded posts have no vectors, and embedding 20,000 of them in the background would
+            # take the cores from what is measured (and add its statements to the captured list SQL).
+            "AI_LOAD_AT_START": "true" if hybrid else "false",
+            "AI_INDEX_POSTS": "true" if hybrid else "false",
             **NO_MAIL,
             "PYTHONDONTWRITEBYTECODE": "1",
         }
@@ -347,7 +369,8 @@ def prepare(args: argparse.Namespace, workdir: Path) -> Setup:
     from services import security
 
     backend = "MariaDB" if url.startswith("mysql") else "SQLite"
-    seeded = seed.reuse(url) if args.reuse_seeded and backend == "MariaDB" else None
+    sizes = seed.Sizes(posts=args.posts, comments=10 * args.posts, likes=3 * args.posts)
+    seeded = seed.reuse(url, sizes=sizes) if args.reuse_seeded and backend == "MariaDB" else None
     if seeded is not None:
         rows = ", ".join(f"{count:,} {name}" for name, count in seeded.rows.items())
         print(f"reused  {rows} seeded by an earlier run; its additions removed in {seeded.seconds:.1f} s")
@@ -355,18 +378,78 @@ def prepare(args: argparse.Namespace, workdir: Path) -> Setup:
         started = time.perf_counter()
         seed.fresh_database(url)
         migrated = time.perf_counter() - started
-        seeded = seed.seed(url, password_hash=security.hash_password(BENCH_PASSWORD))
+        seeded = seed.seed(url, password_hash=security.hash_password(BENCH_PASSWORD), sizes=sizes)
         rows = ", ".join(f"{count:,} {name}" for name, count in seeded.rows.items())
         print(
-            f"seeded  {rows} in {seeded.seconds:.1f} s "
-            f"(fresh schema by alembic upgrade head in {migrated:.1f} s)"
+            f"seeded  {rows} in {seeded.seconds:.1f} s, of which {seeded.search_index_seconds:.1f} s "
+            f"filling the search index (fresh schema by alembic upgrade head in {migrated:.1f} s)"
         )
     engine = make_engine(url)
     with engine.connect() as conn:
         names = dict(conn.execute(text("SELECT id, name FROM user")).all())  # type: ignore[arg-type]
     engine.dispose()
     tokens = [security.create_access_token(user_id, 0) for user_id in seeded.user_ids]
+    if "hybrid" in args.scenarios.split(","):
+        started = time.perf_counter()
+        count = give_random_vectors(url)
+        print(f"vectors {count:,} random post vectors stored in {time.perf_counter() - started:.1f} s")
     return Setup(url, backend, workdir, tokens, names, seeded.board_ids, seeded.visible_post_ids)
+
+
+VECTOR_CHUNK = 5_000
+
+
+def give_random_vectors(url: str) -> int:
+    """A random unit vector for every post, stored under the configured encoder's name (as
+    bench/ai_scale.py does): what a search by meaning costs does not depend on what the vectors
+    mean, and embedding 20,000 posts would take minutes. The question is still embedded by the model."""
+    from datetime import timedelta
+
+    import numpy as np
+    from sqlalchemy import delete, insert, select
+
+    from config import settings
+    from database import make_engine, utcnow
+    from ml.encoder import DIMENSIONS, stored_model_name
+    from models import Post, PostEmbedding
+
+    model_name = stored_model_name(settings.EMBEDDING_MODEL)
+    rng = np.random.default_rng(20261206)
+    written = utcnow() - timedelta(hours=1)  # before any post changes the run makes
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(delete(PostEmbedding).where(PostEmbedding.model_name == model_name))
+            ids = list(conn.scalars(select(Post.id).order_by(Post.id)))
+            for start in range(0, len(ids), VECTOR_CHUNK):
+                chunk = ids[start : start + VECTOR_CHUNK]
+                vectors = rng.standard_normal((len(chunk), DIMENSIONS)).astype("<f4")
+                vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+                rows = [
+                    {
+                        "post_id": post_id,
+                        "model_name": model_name,
+                        "vector": vector.tobytes(),
+                        "update_date": written,
+                    }
+                    for post_id, vector in zip(chunk, vectors, strict=True)
+                ]
+                conn.execute(insert(PostEmbedding), rows)
+    finally:
+        engine.dispose()
+    return len(ids)
+
+
+def wait_ready(app: Server, seconds: float = 300) -> str | None:
+    """Waits for /ready (the model loaded); what still keeps the app from it after `seconds`, or None."""
+    deadline = time.monotonic() + seconds
+    body: Any = None
+    while time.monotonic() < deadline:
+        status, body = http(f"{app.base}/ready")
+        if status == 200:
+            return None
+        time.sleep(1)
+    return f"/ready after {seconds:.0f} s: {body}"
 
 
 def sanity_checks(setup: Setup, app: Server, ceiling: Server) -> None:
@@ -433,10 +516,11 @@ def load_spec(args: argparse.Namespace, setup: Setup, scenario: str, server: Ser
     watch = {"server": server.process.pid}
     if setup.backend == "MariaDB" and (pid := process_id_of("mariadbd") or process_id_of("mysqld")):
         watch["mariadbd"] = pid
+    paths = {"search": search_paths("keyword"), "hybrid": search_paths("hybrid"), "like": like_paths()}
     return {
         "port": server.port,
-        "scenario": {"ceiling": "list", "floor": "get"}.get(scenario, scenario),
-        "paths": [FLOOR_PATH],
+        "scenario": "get" if scenario in ("floor", *paths) else {"ceiling": "list"}.get(scenario, scenario),
+        "paths": paths.get(scenario, [FLOOR_PATH]),
         "connections": args.connections,
         "warmup": args.warmup,
         "duration": args.duration,
@@ -449,10 +533,37 @@ def load_spec(args: argparse.Namespace, setup: Setup, scenario: str, server: Ser
     }
 
 
+def search_paths(mode: str) -> list[str]:
+    """GET /search for each of the bench's queries (bench/corpus.py), the first page of 20, best first."""
+    from bench import corpus
+
+    return [
+        f"/api/v1/search?{urllib.parse.urlencode({'q': q, 'mode': mode, 'limit': 20})}"
+        for q in corpus.SEARCH_QUERIES
+    ]
+
+
+def hybrid_unavailable(setup: Setup, app: Server) -> str | None:
+    """Why a hybrid search would be answered by keyword (no model loaded, posts not embedded),
+    or None: a fallback measured as hybrid would flatter it."""
+    status, body = http(app.base + search_paths("hybrid")[0], token=setup.tokens[0])
+    if status != 200:
+        return f"status {status}: {body}"
+    return body.get("fallback") if body.get("mode") != "hybrid" else None
+
+
+def like_paths() -> list[str]:
+    """The ceiling's LIKE '%q%' search (bench/ceiling.py) for each of the same queries."""
+    from bench import corpus
+
+    return [f"{LIKE_SEARCH_PATH}?{urllib.parse.urlencode({'q': q})}" for q in corpus.SEARCH_QUERIES]
+
+
 # The floor: the app's cheapest route, a sync FastAPI route that returns a constant (the app's
 # middleware, routing and one thread-pool hop; no token, no database). What any route of the app
 # costs before it does its own work, to set beside the ceiling's whole list page.
 FLOOR_PATH = "/health"
+LIKE_SEARCH_PATH = "/bench/like-search"  # bench/ceiling.py's
 SLICE_WARMUP = 0.5  # seconds: the servers are warm; this refills the 32 connections' pipeline
 
 
@@ -620,20 +731,7 @@ def main(argv: list[str] | None = None) -> int:
             f"using {capacity['cpu_percent'].get('loadgen', 0):.0f}% of a core"
         )
         seeded_views = total_views(setup.database_url)
-        slices: dict[str, list[dict[str, Any]]] = {}
-        for turn in range(args.rounds):
-            for scenario in args.scenarios.split(","):
-                server = ceiling if scenario == "ceiling" else app
-                log_start = server.log.stat().st_size
-                spec = load_spec(args, setup, scenario, server) | {
-                    "duration": args.duration / args.rounds,
-                    "warmup": args.warmup if turn == 0 else min(args.warmup, SLICE_WARMUP),
-                    "keep_latencies": True,
-                }
-                result = run_load(spec)
-                result["server_errors"] = server_errors(server.log, log_start)
-                slices.setdefault(scenario, []).append(result)
-        results = {scenario: merged(runs) for scenario, runs in slices.items()}
+        results = measure(args, setup, app, ceiling)
         print_results(args, setup, results)
         print(f"counts  {counts_after(setup.database_url, seeded_views)}")
         verdicts = print_verdicts(results)
@@ -655,6 +753,28 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kept    {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace, setup: Setup, app: Server, ceiling: Server) -> dict[str, Any]:
+    """Every scenario in turn, in slices (--rounds), merged into one result each."""
+    scenarios = args.scenarios.split(",")
+    if "hybrid" in scenarios and (why := wait_ready(app) or hybrid_unavailable(setup, app)):
+        print(f"hybrid  left out: the app answers by keyword ({why})")
+        scenarios.remove("hybrid")
+    slices: dict[str, list[dict[str, Any]]] = {}
+    for turn in range(args.rounds):
+        for scenario in scenarios:
+            server = ceiling if scenario in ("ceiling", "like") else app
+            log_start = server.log.stat().st_size
+            spec = load_spec(args, setup, scenario, server) | {
+                "duration": args.duration / args.rounds,
+                "warmup": args.warmup if turn == 0 else min(args.warmup, SLICE_WARMUP),
+                "keep_latencies": True,
+            }
+            result = run_load(spec)
+            result["server_errors"] = server_errors(server.log, log_start)
+            slices.setdefault(scenario, []).append(result)
+    return {scenario: merged(runs) for scenario, runs in slices.items()}
 
 
 def print_header(args: argparse.Namespace, setup: Setup, list_sql: dict[str, Any]) -> None:
@@ -744,6 +864,20 @@ def print_verdicts(results: dict[str, dict[str, Any]]) -> dict[str, bool]:
             f"{floor / ceiling:.2f} of the ceiling's whole list page ({ceiling:.2f} ms); a list page at half "
             f"the ceiling's speed may spend {2 * ceiling - floor:.2f} ms beyond the floor"
         )
+    for scenario, target in SEARCH_P99_TARGET_MS.items():
+        if scenario in results:
+            result = results[scenario]
+            verdicts[scenario] = result["p99_ms"] < target
+            beside = results.get("like")
+            old = (
+                f"; LIKE '%q%' beside it: p50 {beside['p50_ms']:.1f} ms, p99 {beside['p99_ms']:.1f} ms"
+                if beside
+                else ""
+            )
+            print(
+                f"{SCENARIO_TITLES[scenario]}: p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms "
+                f"(target p99 < {target:.0f} ms: {'met' if verdicts[scenario] else 'MISSED'}){old}"
+            )
     if "read" in results:
         p99 = results["read"]["p99_ms"]
         verdicts["read"] = p99 < READ_P99_TARGET_MS

@@ -43,6 +43,7 @@ class SeededData:
     visible_post_ids: list[int]
     rows: dict[str, int]
     seconds: float
+    search_index_seconds: float = 0.0  # of `seconds`: filling the search index after the rows
 
 
 def fresh_database(url: str) -> None:
@@ -84,11 +85,16 @@ def seed(url: str, *, password_hash: str, sizes: Sizes = Sizes(), rng_seed: int 
             _insert_posts(conn, rng, posts)
             comment_rows = _insert_comments(conn, rng, posts, user_ids, now)
             like_rows = _insert_likes(conn, rng, posts, now)
+        index_started = time.perf_counter()
+        fill_search_index(engine)
+        index_seconds = time.perf_counter() - index_started
         if engine.dialect.name == "mysql":
             # InnoDB refreshes statistics on its own after bulk changes, but in the background;
             # do it now so the first measured query does not race it.
             with engine.begin() as conn:
-                conn.execute(text("ANALYZE TABLE `user`, board, post, comment, post_like"))
+                conn.execute(
+                    text("ANALYZE TABLE `user`, board, post, comment, post_like, post_search, comment_search")
+                )
         with engine.connect() as conn:
             _check_counts(conn)
     finally:
@@ -105,11 +111,25 @@ def seed(url: str, *, password_hash: str, sizes: Sizes = Sizes(), rng_seed: int 
             "likes": like_rows,
         },
         seconds=time.perf_counter() - started,
+        search_index_seconds=index_seconds,
     )
+
+
+def fill_search_index(engine: Engine) -> None:
+    """The search index of every seeded post and comment: the rows went in with Core, past the
+    services that index what they write, so it is written here as `cli.py search reindex` does."""
+    from sqlalchemy.orm import Session
+
+    from services import search
+
+    with Session(engine) as session:
+        search.reindex(session)
 
 
 # The tables seed() fills; a run adds rows to others (views, comments, a login's refresh token).
 SEEDED_TABLES = ("board", "user", "post", "comment", "post_like")
+# Filled by seed() too, from the seeded rows (a run's comments leave with their rows: ON DELETE CASCADE).
+SEARCH_INDEX_TABLES = ("post_search", "comment_search")
 
 
 def reuse(url: str, *, sizes: Sizes = Sizes()) -> SeededData | None:
@@ -145,6 +165,9 @@ def reuse(url: str, *, sizes: Sizes = Sizes()) -> SeededData | None:
             ).scalar_one()
             expected = (rows["board"], rows["user"], rows["post"], seeded_comments)
             if expected != (sizes.boards, sizes.users, sizes.posts, sizes.comments):
+                return None
+            indexed = conn.execute(text("SELECT count(*) FROM post_search")).scalar_one()
+            if indexed != sizes.posts:  # seeded before the search index was filled by seed()
                 return None
             _undo_runs(conn, sizes)
             board_ids = list(conn.execute(text("SELECT id FROM board ORDER BY id")).scalars())
@@ -188,7 +211,7 @@ def _undo_runs(conn: Connection, sizes: Sizes) -> None:
             {"ids": touched[start : start + CHUNK_ROWS]},
         )
     for table in reversed(models.Base.metadata.sorted_tables):
-        if table.name not in SEEDED_TABLES:
+        if table.name not in (*SEEDED_TABLES, *SEARCH_INDEX_TABLES):
             conn.execute(table.delete())
 
 

@@ -3,6 +3,7 @@ transaction. Statements that load no ORM objects (the detail row, counters, like
 the session's connection, as in crud/pages.py: the same rows and row counts without the ORM's
 execution machinery, which costs more CPU than the statement's round trip (~100 µs each)."""
 
+from collections import namedtuple
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from functools import cache
@@ -250,10 +251,27 @@ def search_page(session: Session, listing: Listing, *, offset: int, limit: int) 
     (TOTAL), or, for a page past the end, from the listing's COUNT."""
     query, count_query, params = listing
     connection = session.connection()
-    rows = list(connection.execute(query.offset(offset).limit(limit), params))
-    if rows:
-        return rows, int(rows[0].total)
-    return [], 0 if offset == 0 else int(connection.execute(count_query, params).scalar() or 0)
+    # The matches are sorted carrying only their id, score and the total, then the page's rows
+    # are read by id: sorting thousands of matches with their content (as one statement would)
+    # cost as much again as finding them, for a common word.
+    found = query.with_only_columns(Post.id, query.selected_columns[SCORE], query.selected_columns[TOTAL])
+    page = connection.execute(found.offset(offset).limit(limit), params).all()
+    if not page:
+        return [], 0 if offset == 0 else int(connection.execute(count_query, params).scalar() or 0)
+    by_id = {row.id: row for row in connection.execute(_SEARCH_ROWS, {"ids": [row.id for row in page]})}
+    rows = [_SearchRow(*by_id[post_id], score, total) for post_id, score, total in page]
+    return rows, int(page[0].total)
+
+
+_SEARCH_ROWS = (
+    select(*LISTING_COLUMNS, Board.name.label(BOARD_NAME), Post.content)
+    .join(Board, Board.id == Post.board_id)
+    .join(User, User.id == Post.user_id)
+    .where(Post.id.in_(bindparam("ids", expanding=True)))
+)
+# A page's rows as search_listing's statement gives them (attributes and _fields).
+_ROW_TYPE: Any = namedtuple  # the fields come from the statement: no type checker can know them
+_SearchRow = _ROW_TYPE("_SearchRow", [*_SEARCH_ROWS.selected_columns.keys(), SCORE, TOTAL])
 
 
 VIEWER_LAST_VIEWED = "viewer_last_viewed"

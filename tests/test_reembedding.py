@@ -9,6 +9,7 @@ the test can look while the re-embedding is half done."""
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -162,14 +163,15 @@ def test_an_app_whose_posts_all_have_current_vectors_does_not_reembed(
 
 
 def test_one_process_at_a_time_reembeds_where_several_share_a_redis() -> None:
-    redis_or_skip().delete(f"madang:reembed:{MULTILINGUAL_E5_SMALL}")
+    redis_or_skip().close()
     from config import settings
 
+    model = f"test-model-{uuid.uuid4().hex}"  # a lock of its own: other runs may share the Redis
     config = settings.model_copy(update={"REDIS_URL": TEST_REDIS_URL})
     first, second = (Reembedding(config, backend=None, models=None) for _ in range(2))  # type: ignore[arg-type]
-    assert first._take_lock(MULTILINGUAL_E5_SMALL)
-    assert not second._take_lock(MULTILINGUAL_E5_SMALL)
-    assert first._take_lock(MULTILINGUAL_E5_SMALL)  # renewing its own
-    first._release_lock(MULTILINGUAL_E5_SMALL)
-    assert second._take_lock(MULTILINGUAL_E5_SMALL)
-    second._release_lock(MULTILINGUAL_E5_SMALL)
+    assert first._take_lock(model)
+    assert not second._take_lock(model)
+    assert first._take_lock(model)  # renewing its own
+    first._release_lock(model)
+    assert second._take_lock(model)
+    second._release_lock(model)
