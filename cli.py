@@ -15,7 +15,7 @@ from schemas import Email, Password, UserName
 from services import admin as admin_service
 from services import search as search_service
 from services.ai import jobs as ai_service
-from serving import WS_MAX_BYTES
+from serving import KEEP_ALIVE_SECONDS, WS_MAX_BYTES
 
 app = typer.Typer(help="Madang server administration.", no_args_is_help=True)
 
@@ -118,13 +118,15 @@ def serve(
 ) -> None:
     """Serve the API with uvicorn (what `make run` does): the client address is the socket's
     peer, or the one TRUSTED_PROXIES forward, never a header uvicorn believed on its own; a
-    WebSocket message over 64 KiB closes the socket. The app logs each request itself."""
+    WebSocket message over 64 KiB closes the socket; an idle connection stays open 75 s (longer
+    than clients and proxies keep theirs). The app logs each request itself."""
     uvicorn.run(
         "main:app",
         host=host,
         port=port,
         proxy_headers=False,  # see serving.py
         ws_max_size=WS_MAX_BYTES,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         log_config=None,  # the app sets logging up (logs.py) when main is imported
         access_log=False,  # the app writes its own access line
     )

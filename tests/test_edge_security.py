@@ -6,6 +6,8 @@ buffered. Then the address resolution itself (edge.client_ip) case by case."""
 import json
 import os
 import re
+import socket
+import time
 from collections.abc import Iterator
 from ipaddress import ip_network
 from pathlib import Path
@@ -38,6 +40,28 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiProcess]:
 def access_lines(api: ApiProcess) -> list[dict[str, object]]:
     entries = [json.loads(line) for line in api.log.read_text().splitlines() if line.startswith("{")]
     return [entry for entry in entries if entry["logger"] == "madang.access"]
+
+
+def get_health(connection: socket.socket) -> bytes:
+    """One GET /health on this kept-alive connection; its answer, or b"" if the server closed it."""
+    connection.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    answer = b""
+    while b'{"status":"ok"}' not in answer:
+        chunk = connection.recv(4096)
+        if not chunk:
+            return answer
+        answer += chunk
+    return answer
+
+
+def test_a_kept_alive_connection_outlives_a_clients_idle_timeout(server: ApiProcess) -> None:
+    """A client (httpx's pool, a proxy's upstream connections) keeps an idle connection ~5 s and
+    then reuses it: a server closing it at the same moment answered a soak's request with nothing
+    (RemoteProtocolError). The server keeps idle connections longer than such clients."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as connection:
+        assert get_health(connection).startswith(b"HTTP/1.1 200")
+        time.sleep(6)  # past httpx's 5 s keep-alive expiry (and uvicorn's default of 5 s)
+        assert get_health(connection).startswith(b"HTTP/1.1 200")
 
 
 def test_a_forged_x_forwarded_for_gets_around_no_login_limit(server: ApiProcess) -> None:
