@@ -115,7 +115,7 @@ def any_without_vector(session: Session, *, condition: ColumnElement[bool], mode
         select(Post.id)
         .join(Board, Board.id == Post.board_id)
         .outerjoin(PostEmbedding, PostEmbedding.post_id == Post.id)
-        .where(condition, or_(PostEmbedding.post_id.is_(None), PostEmbedding.model_name != model_name))
+        .where(condition, _without_vector(model_name))
         .order_by(Post.id.desc())
         .limit(1)
     )
@@ -128,7 +128,7 @@ def ids_without_vector(session: Session, *, model_name: str, before_id: int | No
     query = (
         select(Post.id)
         .outerjoin(PostEmbedding, PostEmbedding.post_id == Post.id)
-        .where(or_(PostEmbedding.post_id.is_(None), PostEmbedding.model_name != model_name))
+        .where(_without_vector(model_name))
         .order_by(Post.id.desc())
         .limit(limit)
     )
@@ -142,7 +142,7 @@ def count_without_vector(session: Session, *, model_name: str) -> int:
         select(func.count())
         .select_from(Post)
         .outerjoin(PostEmbedding, PostEmbedding.post_id == Post.id)
-        .where(or_(PostEmbedding.post_id.is_(None), PostEmbedding.model_name != model_name))
+        .where(_without_vector(model_name))
     )
     return int(session.scalar(query) or 0)
 
@@ -156,10 +156,16 @@ def still_without_vector(session: Session, post_ids: Sequence[int], *, model_nam
         .outerjoin(PostEmbedding, PostEmbedding.post_id == Post.id)
         .where(
             Post.id.in_(list(post_ids)),
-            or_(PostEmbedding.post_id.is_(None), PostEmbedding.model_name != model_name),
+            _without_vector(model_name),
         )
     )
     return list(session.scalars(query))
+
+
+def _without_vector(model_name: str) -> ColumnElement[bool]:
+    """On Post outer-joined to its PostEmbedding: the post has no vector of this model (none
+    yet, or another model's)."""
+    return or_(PostEmbedding.post_id.is_(None), PostEmbedding.model_name != model_name)
 
 
 def texts(session: Session, post_ids: Sequence[int]) -> list[Row[int, str, str]]:
@@ -177,11 +183,7 @@ def ids_to_index(
     query = select(Post.id).where(Post.id > after_id).order_by(Post.id).limit(limit)
     if not everything:
         query = query.outerjoin(PostEmbedding, PostEmbedding.post_id == Post.id).where(
-            or_(
-                PostEmbedding.post_id.is_(None),
-                PostEmbedding.model_name != model_name,
-                PostEmbedding.update_date < Post.update_date,
-            )
+            or_(_without_vector(model_name), PostEmbedding.update_date < Post.update_date)
         )
     return list(session.scalars(query))
 

@@ -53,6 +53,7 @@ class Reembedding:
         self.progress: Progress | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lock_owner = f"{os.getpid()}@{id(self)}"  # what this process writes in the lock
 
     def start(self) -> None:
         if not self.config.AI_INDEX_POSTS:
@@ -142,11 +143,11 @@ class Reembedding:
         process) or with Redis down, this process goes on."""
         if not self.config.REDIS_URL:
             return True
-        me = f"{os.getpid()}@{id(self)}"
         try:
             client = redis_client.connect(self.config.REDIS_URL)
             key = self._lock_key(model)
-            if client.set(key, me, nx=True, ex=LOCK_SECONDS) or client.get(key) == me.encode():
+            owner = self._lock_owner
+            if client.set(key, owner, nx=True, ex=LOCK_SECONDS) or client.get(key) == owner.encode():
                 client.expire(key, LOCK_SECONDS)
                 return True
         except redis.RedisError:
@@ -159,7 +160,7 @@ class Reembedding:
             return
         try:
             client = redis_client.connect(self.config.REDIS_URL)
-            if client.get(self._lock_key(model)) == f"{os.getpid()}@{id(self)}".encode():
+            if client.get(self._lock_key(model)) == self._lock_owner.encode():
                 client.delete(self._lock_key(model))
         except redis.RedisError:
             return  # it expires by itself
