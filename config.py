@@ -105,6 +105,22 @@ class Settings(BaseSettings):
     MAX_UPLOAD_MB: int = 10
     UPLOAD_QUOTA_MB: int = 1024  # stored attachment bytes per user; deleting one frees its bytes
     UPLOAD_LIMIT_PER_HOUR: int = 200  # files one user may upload an hour
+    # Where new attachments are stored (services/storage.py): "local" under UPLOAD_DIR, "s3" in
+    # a bucket of any S3-compatible service (AWS S3, MinIO, Ceph RGW, Cloudflare R2). Each row
+    # names its own backend, so rows stored before a switch are still served from theirs.
+    STORAGE_BACKEND: Literal["local", "s3"] = "local"
+    S3_ENDPOINT_URL: str = ""  # empty: AWS S3 of S3_REGION; else e.g. http://127.0.0.1:9000 (MinIO)
+    S3_BUCKET: str = ""
+    S3_REGION: str = "us-east-1"  # R2: "auto"
+    # Empty: boto3's own lookup (AWS_* environment variables, ~/.aws, an instance role).
+    S3_ACCESS_KEY_ID: str = ""
+    S3_SECRET_ACCESS_KEY: str = ""
+    S3_PREFIX: str = ""  # keys go under it ("madang/"), so one bucket may serve several things
+    # Path-style URLs (endpoint/bucket/key): what MinIO and Ceph RGW answer without wildcard DNS.
+    S3_FORCE_PATH_STYLE: bool = False
+    # Downloads answer 302 to a presigned GET URL (valid 60 s) once the reader's access is checked,
+    # so the bytes go from the bucket to the browser instead of through the API process.
+    S3_PRESIGNED_DOWNLOADS: bool = False
     POST_CONTENT_MAX_CHARS: int = 10_000
     VIEW_DEDUPE_MINUTES: int = 480
 
@@ -134,6 +150,9 @@ class Settings(BaseSettings):
     AI_SHUTDOWN_GRACE_SECONDS: float = 10.0
     AI_MAX_JOBS_PER_USER: int = 16  # queued or running at once; RATE_LIMIT_ENABLED=false lifts it
     AI_MAX_ATTEMPTS: int = 3  # runs of one job (crash recovery, lost workers) before it is failed
+    # The embedded runner's hold on the jobs it queued or runs, renewed every third of it: another
+    # API process takes them over (recovery) only once it has run out.
+    AI_LEASE_SECONDS: float = 30.0
     AI_INDEX_POSTS: bool = True  # embed posts for similar-posts when they are written
     # similar-posts' and board-suggest's sentence encoder (ml/encoder.py): the multilingual
     # default reads Korean and English into one space; all-minilm-l6-v2 is the smaller English
@@ -211,6 +230,14 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _metrics_allow_is_addresses(self) -> "Settings":
         parse_networks(self.METRICS_ALLOW, "METRICS_ALLOW")  # a typo stops the start
+        return self
+
+    @model_validator(mode="after")
+    def _s3_needs_a_bucket(self) -> "Settings":
+        if self.STORAGE_BACKEND == "s3" and not self.S3_BUCKET.strip():
+            raise ValueError("S3_BUCKET must name the bucket when STORAGE_BACKEND=s3")
+        if bool(self.S3_ACCESS_KEY_ID) != bool(self.S3_SECRET_ACCESS_KEY):
+            raise ValueError("S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY are set together, or neither")
         return self
 
     @model_validator(mode="after")

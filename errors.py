@@ -81,6 +81,13 @@ class TooManyRequests(DomainError):
         return {"Retry-After": str(self.retry_after)}
 
 
+class ServiceUnavailable(DomainError):
+    """503: a service the request needs (the object storage) failed; the request may be retried."""
+
+    status = 503
+    code = "service_unavailable"
+
+
 def banned() -> Forbidden:
     return Forbidden("this account is banned", code="banned")
 

@@ -216,6 +216,8 @@ class Attachment(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     create_date: Mapped[datetime] = mapped_column(default=utcnow)
+    # Which backend holds the object ("local" or "s3"): a row moves only once its copy is verified.
+    storage_backend: Mapped[str] = mapped_column(String(16), default="local", server_default="local")
 
 
 class ChatSession(Base):
@@ -340,6 +342,9 @@ class AIlog(Base):
     is_finished: Mapped[bool] = mapped_column(default=False, server_default=false())
     # False once the owner clears it from their history; administrators still see it.
     is_visible: Mapped[bool] = mapped_column(default=True, server_default=true())
+    # The embedded runner's claim on a running job: which process, and until when without a renewal.
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None]
 
     ai: Mapped[AI] = relationship(lazy="raise")
 

@@ -493,6 +493,10 @@ class SearchHit(PostSummary):
 class SearchPage(Page[SearchHit]):
     """A page of search results, best first (or newest first), and how they were found."""
 
+    total_exact: bool = Field(
+        description="False when `total` is a lower bound: a word in thousands of posts is ranked "
+        "among its newest matches (1,000 of the posts and 1,000 of the comments), and there are more."
+    )
     mode: SearchMode = Field(description="How this answer was ranked.")
     fallback: str | None = Field(
         description="Why the answer is not in the mode asked for (e.g. the semantic model is not "

@@ -195,6 +195,18 @@ class Query:
             any(term.startswith(prefix) for term in present) for prefix in self.prefixes
         )
 
+    def found_in_texts(self, *texts: str) -> bool:
+        """found_in for the terms of these texts together, read only as far as it takes to find
+        every term (a long post holding a common word early is not read to its end)."""
+        wanted, prefixes = set(self.terms), list(self.prefixes)
+        for text in texts:
+            for token in _tokens(normalized(text)):
+                wanted.discard(token.term)
+                prefixes = [prefix for prefix in prefixes if not token.term.startswith(prefix)]
+                if not wanted and not prefixes:
+                    return True
+        return not wanted and not prefixes
+
     def span(self, token: Token) -> tuple[int, int] | None:
         """What of the token the query matches: all of it for one of its terms, its first
         character for a prefix (the lone character the query names); None for nothing."""
@@ -258,9 +270,12 @@ def snippet(text: str, query: Query) -> str:
 
 
 def _marked_spans(text: str, query: Query) -> list[tuple[int, int]]:
-    """Where the query matches in the (normalized) text, overlapping and touching spans merged."""
+    """Where the query matches in the (normalized) text, overlapping and touching spans merged, up
+    to SNIPPET_CHARS past the first."""
     spans: list[tuple[int, int]] = []
     for token in _tokens(text):
+        if spans and token.start >= spans[0][0] + SNIPPET_CHARS:
+            break  # past any window around the first match: the rest is not shown
         span = query.span(token)
         if span is None:
             continue

@@ -6,14 +6,17 @@ to see that nothing was lost.
    be named madang_soak..., is dropped and created again), seeded small (bench/seed.py), with
    an administrator.
 2. Two API processes (uvicorn, bench/run.py's start_server) on that database, sharing Redis
-   (live events, and the rate limits: see below), one temporary UPLOAD_DIR, and one Celery
-   worker process for AI jobs (AI_BACKEND=celery; the embedded runner would run in each API
-   process, and one process starting up would take the other's queued jobs for lost).
+   (live events, and the rate limits: see below), one S3 bucket for attachments
+   (STORAGE_BACKEND=s3, on moto's S3 server started for the run, bench/s3_server.py; or one
+   temporary UPLOAD_DIR with --storage local), and one Celery worker process for AI jobs
+   (AI_BACKEND=celery; the embedded runner would run in each API process, and one process
+   starting up would take the other's queued jobs for lost).
 3. The load generator (bench/soak_load.py) in its own process for --seconds: sign-ups, logins,
    token refresh, boards, posts, comments, likes, views, uploads and downloads, chat over REST
    and WebSocket across the two processes, AI jobs; it records every acknowledged write.
 4. AI jobs drain (bounded), the servers and the worker get SIGTERM, and the database is
-   checked against the recorded writes: rows, counters, attachments and their files, jobs.
+   checked against the recorded writes: rows, counters, attachments and their bytes, jobs; and
+   the storage against the database: every attachment row has its object, every object its row.
 
 Rate limits stay on, in Redis, as in production: every process counts against one total (a
 probe proves it). Only the per-IP login limit is raised, because every simulated user comes
@@ -38,11 +41,13 @@ import tempfile
 import time
 import urllib.parse
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.run import NO_MAIL, PYTHON, REPO, Server, run_load, server_errors, start_server
+from bench.s3_server import S3Server, create_bucket, start_s3_server
 
 DEFAULT_DATABASE_URL = "mysql+pymysql://root@127.0.0.1:3306/madang_soak?charset=utf8mb4"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -89,6 +94,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="Argon2 at its default cost (default: a light cost, see LIGHT_HASHING)",
     )
+    parser.add_argument(
+        "--storage",
+        choices=["s3", "local"],
+        default="s3",
+        help="where attachments go: a bucket on moto's S3 server started for the run, or UPLOAD_DIR",
+    )
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, uploads)")
     args = parser.parse_args(argv)
@@ -114,6 +125,7 @@ class World:
     board_ids: list[int]
     post_ids: list[int]
     seeded_views: dict[int, int]  # post id -> number_of_view before the load
+    storage: str  # STORAGE_BACKEND: "s3" or "local"
     servers: list[Server] = field(default_factory=list)
     worker: "Worker | None" = None
 
@@ -122,9 +134,11 @@ class World:
         return Path(self.environment["UPLOAD_DIR"])
 
 
-def configure_environment(args: argparse.Namespace, workdir: Path, run_id: str) -> dict[str, str]:
+def configure_environment(
+    args: argparse.Namespace, workdir: Path, run_id: str, s3: S3Server | None
+) -> dict[str, str]:
     """Settings for this process, both API processes and the worker, set before any app module
-    is imported. Channels, queue and broker keys are this run's own."""
+    is imported. Channels, queue and broker keys, and the bucket, are this run's own."""
     os.environ.update(
         {
             "ENV": "production",
@@ -139,6 +153,7 @@ def configure_environment(args: argparse.Namespace, workdir: Path, run_id: str) 
             "RATE_LIMIT_KEY_PREFIX": f"madang-soak-{run_id}:rl:",
             "LOG_FORMAT": "text",  # tracebacks as lines, for the look at the logs afterwards
             "UPLOAD_DIR": str(workdir / "uploads"),
+            "STORAGE_BACKEND": "local",
             "MODEL_DIR": str(workdir / "models"),
             **NO_MAIL,
             "AI_BACKEND": "celery",
@@ -157,6 +172,10 @@ def configure_environment(args: argparse.Namespace, workdir: Path, run_id: str) 
             "PYTHONDONTWRITEBYTECODE": "1",
         }
     )
+    if s3 is not None:
+        bucket = f"madang-soak-{run_id}"
+        create_bucket(s3.endpoint_url, bucket)
+        os.environ.update(s3.settings(bucket))
     for name, value in LIGHT_HASHING.items():
         if args.production_hashing:
             os.environ.pop(name, None)
@@ -165,8 +184,8 @@ def configure_environment(args: argparse.Namespace, workdir: Path, run_id: str) 
     return dict(os.environ)
 
 
-def prepare(args: argparse.Namespace, workdir: Path, run_id: str) -> World:
-    environment = configure_environment(args, workdir, run_id)
+def prepare(args: argparse.Namespace, workdir: Path, run_id: str, s3: S3Server | None) -> World:
+    environment = configure_environment(args, workdir, run_id, s3)
     from sqlalchemy import text
 
     from bench import seed
@@ -198,6 +217,7 @@ def prepare(args: argparse.Namespace, workdir: Path, run_id: str) -> World:
         board_ids=seeded.board_ids,
         post_ids=seeded.visible_post_ids,
         seeded_views=views,
+        storage=environment["STORAGE_BACKEND"],
     )
 
 
@@ -389,8 +409,8 @@ def database_checks(url: str, world: World, writes: dict[str, Any]) -> list[Chec
             attachments = {
                 row.id: row
                 for row in rows(
-                    "SELECT id, post_id, comment_id, uploader_id, storage_key, content_type, size, sha256 "
-                    "FROM attachment"
+                    "SELECT id, post_id, comment_id, uploader_id, storage_backend, storage_key, "
+                    "content_type, size, sha256 FROM attachment"
                 )
             }
             jobs = {row.id: row for row in rows("SELECT id, status FROM ai_log")}
@@ -408,7 +428,7 @@ def database_checks(url: str, world: World, writes: dict[str, Any]) -> list[Chec
         check_likes(likes, writes["likes"]),
         check_views(view_rows, writes["views"]),
         check_messages(messages, writes["chat_messages"]),
-        check_attachments(attachments, writes["attachments"], world.upload_dir),
+        check_attachments(attachments, writes["attachments"], world.storage, read_object),
     ]
     for name, wrong in wrong_counters.items():
         checks.append(
@@ -416,7 +436,7 @@ def database_checks(url: str, world: World, writes: dict[str, Any]) -> list[Chec
         )
     checks.append(check_view_counters(posts, view_rows, world.seeded_views))
     checks.append(check_file_flags(posts, comments, attachments))
-    checks.append(check_upload_dir(attachments, world.upload_dir))
+    checks.append(check_stored_objects(attachments, listed_objects(), unfinished_uploads()))
     checks.append(check_jobs(jobs, writes["ai_jobs"]))
     checks.append(
         Check(
@@ -501,13 +521,24 @@ def check_messages(messages: dict[int, Any], written: dict[str, Any]) -> Check:
     )
 
 
-def stored_file(upload_dir: Path, key: str) -> Path:
-    from services.storage import LocalStorage
+def read_object(backend: str, key: str) -> bytes | None:
+    """The object's bytes, from the backend a row names (None if it is not there)."""
+    from services.storage import ObjectMissing, get_storage
 
-    return LocalStorage(upload_dir).path(key)
+    try:
+        return b"".join(get_storage(backend).open(key).chunks)
+    except ObjectMissing:
+        return None
 
 
-def check_attachments(attachments: dict[int, Any], written: dict[str, Any], upload_dir: Path) -> Check:
+def check_attachments(
+    attachments: dict[int, Any],
+    written: dict[str, Any],
+    backend: str,
+    read: Callable[[str, str], bytes | None],
+) -> Check:
+    """Every acknowledged upload has its row, on the run's backend, and its object holds the
+    bytes uploaded; every deleted one is gone."""
     problems = []
     for attachment_id, attachment in written.items():
         row = attachments.get(int(attachment_id))
@@ -519,23 +550,31 @@ def check_attachments(attachments: dict[int, Any], written: dict[str, Any], uplo
         want_owner = (owner_id, None) if attachment["owner"] == "post" else (None, owner_id)
         if row is None:
             problems.append(f"attachment {attachment_id}: missing")
-        elif ((row.post_id, row.comment_id), row.uploader_id, row.content_type, row.size, row.sha256) != (
+        elif (
+            (row.post_id, row.comment_id),
+            row.uploader_id,
+            row.content_type,
+            row.size,
+            row.sha256,
+            row.storage_backend,
+        ) != (
             want_owner,
             attachment["uploader_id"],
             attachment["content_type"],
             attachment["size"],
             attachment["sha256"],
+            backend,
         ):
             problems.append(f"attachment {attachment_id}: row differs")
         else:
-            path = stored_file(upload_dir, row.storage_key)
-            if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != attachment["sha256"]:
+            data = read(row.storage_backend, row.storage_key)
+            if data is None or hashlib.sha256(data).hexdigest() != attachment["sha256"]:
                 problems.append(
-                    f"attachment {attachment_id}: file {'missing' if not path.is_file() else 'differs'}"
+                    f"attachment {attachment_id}: object {'missing' if data is None else 'differs'}"
                 )
     deleted = sum(1 for attachment in written.values() if attachment["deleted"])
     return Check(
-        "every upload stored with its bytes; every deleted one gone",
+        f"every upload stored in {backend} with its bytes; every deleted one gone",
         not problems,
         problems_text(problems, len(written), f"attachments ({deleted} deleted)"),
     )
@@ -574,20 +613,62 @@ def check_file_flags(posts: dict[int, Any], comments: dict[int, Any], attachment
     )
 
 
-def check_upload_dir(attachments: dict[int, Any], upload_dir: Path) -> Check:
-    """The files in UPLOAD_DIR are exactly the attachment rows' objects: no orphan, no row
-    without its file, nothing half-written left in .partial."""
-    on_disk = {path.name for path in upload_dir.glob("??/*") if path.is_file()}
-    partial = [path.name for path in (upload_dir / ".partial").glob("*")]
-    keys = {row.storage_key for row in attachments.values()}
-    orphans, missing = sorted(on_disk - keys), sorted(keys - on_disk)
-    ok = not orphans and not missing and not partial
-    detail = f"{len(on_disk):,} files = {len(keys):,} attachment rows"
+def listed_objects() -> dict[str, set[str]]:
+    """The keys of the committed objects of each backend the run's settings reach."""
+    from config import settings
+    from services.storage import BACKENDS, get_storage
+
+    backends = [name for name in BACKENDS if name != "s3" or settings.S3_BUCKET]
+    return {name: {info.key for info in get_storage(name).iter_objects()} for name in backends}
+
+
+def unfinished_uploads() -> list[str]:
+    """What uploads left half-written: files under UPLOAD_DIR/.partial, multipart uploads of the
+    bucket neither completed nor aborted."""
+    from config import settings
+    from services.storage import LocalStorage, S3Storage, get_storage
+
+    local = get_storage("local")
+    assert isinstance(local, LocalStorage)
+    found = [f"partial file {path.name}" for path in local.partial_dir.glob("*")]
+    if settings.S3_BUCKET:
+        bucket = get_storage("s3")
+        assert isinstance(bucket, S3Storage)
+        uploads = bucket.client.list_multipart_uploads(Bucket=bucket.bucket).get("Uploads", [])
+        found += [f"multipart upload of {upload['Key']}" for upload in uploads]
+    return found
+
+
+def check_stored_objects(
+    attachments: dict[int, Any], listed: dict[str, set[str]], unfinished: list[str]
+) -> Check:
+    """The storage holds exactly the attachment rows' objects: each row's object where the row
+    says (`storage_backend`), no object that no row names, no upload left half-written."""
+    named: dict[str, set[str]] = {backend: set() for backend in listed}
+    without_object = []
+    for attachment_id, row in sorted(attachments.items()):
+        named.setdefault(row.storage_backend, set()).add(row.storage_key)
+        if row.storage_key not in listed.get(row.storage_backend, set()):
+            without_object.append(f"attachment {attachment_id} ({row.storage_backend})")
+    orphans = [
+        f"{backend} object {key[:4]}"
+        for backend, keys in sorted(listed.items())
+        for key in sorted(keys - named[backend])
+    ]
+    ok = not orphans and not without_object and not unfinished
+    detail = "; ".join(
+        f"{backend}: {len(listed.get(backend, set())):,} objects = {len(keys):,} rows"
+        for backend, keys in sorted(named.items())
+    )
     if not ok:
         detail = (
-            f"{len(orphans)} orphaned files, {len(missing)} rows without a file, {len(partial)} partial files"
+            f"{len(orphans)} objects without a row, {len(without_object)} rows without their object, "
+            f"{len(unfinished)} uploads left unfinished, e.g. "
+            + "; ".join((orphans + without_object + unfinished)[:4])
         )
-    return Check("UPLOAD_DIR holds exactly the attachments' files", ok, detail)
+    return Check(
+        "every attachment row has its object and every object its row; no upload left unfinished", ok, detail
+    )
 
 
 def check_jobs(jobs: dict[int, Any], written: dict[str, Any]) -> Check:
@@ -749,12 +830,20 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="madang-soak-"))
     run_id = secrets.token_hex(4)
     world: World | None = None
+    s3: S3Server | None = None
     started = time.monotonic()
     try:
-        world = prepare(args, workdir, run_id)
+        if args.storage == "s3":
+            s3 = start_s3_server(log=workdir / "s3.log")
+        world = prepare(args, workdir, run_id, s3)
+        storage = (
+            f"STORAGE_BACKEND=s3 (bucket {world.environment['S3_BUCKET']} on moto at {s3.endpoint_url})"
+            if s3 is not None
+            else f"STORAGE_BACKEND=local (UPLOAD_DIR {world.upload_dir})"
+        )
         print(
             f"soak    MariaDB {args.database_url}; Redis {args.redis_url} (live events, rate limits, Celery "
-            f"broker); AI_BACKEND=celery; UPLOAD_DIR {world.upload_dir}; ENV=production; Argon2 "
+            f"broker); AI_BACKEND=celery; {storage}; ENV=production; Argon2 "
             f"{'default' if args.production_hashing else 'light'} cost; {os.cpu_count()} CPUs"
         )
         start_processes(world)
@@ -780,12 +869,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             payload = {key: value for key, value in result.items() if key != "writes"}
             payload["checks"] = [check.__dict__ for check in checks]
+            payload["storage"] = world.storage
             args.json.write_text(json.dumps(payload, indent=2, default=str))
         return 0 if not failed else 1
     finally:
         if world is not None:
             stop_processes(world)
             forget_redis_keys(args.redis_url, run_id)
+        if s3 is not None:
+            s3.stop()
         if args.keep:
             print(f"kept    {workdir}")
         else:

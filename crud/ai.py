@@ -1,7 +1,10 @@
 """Queries over the AI models table and the AI job log (AIlog). No commits.
 
 A job's status moves only by conditional UPDATEs (`... WHERE status = 'queued'`), so a cancel,
-a worker and the recovery at startup can race over one row and exactly one of them wins.
+a worker and the recovery at startup can race over one row and exactly one of them wins. So do
+the embedded runner's leases (lease_owner, lease_until: services/ai/leases.py): a lease is taken
+only where it is free (`... AND (lease_owner IS NULL OR lease_until < now)`), and an ending
+clears it.
 """
 
 from collections.abc import Iterable, Sequence
@@ -21,6 +24,9 @@ SUCCEEDED: Final = "succeeded"
 FAILED: Final = "failed"
 CANCELED: Final = "canceled"
 IN_FLIGHT = (QUEUED, RUNNING)
+
+# An embedded runner's lease on a job: its owner id and when the lease runs out unless renewed.
+Lease = tuple[str, datetime]
 
 
 def _jobs() -> Select[AIlog]:
@@ -73,6 +79,8 @@ _INSERT_JOB = insert(_AI_LOG).values(
     content=bindparam("content"),
     idempotency_key=bindparam("idempotency_key"),
     create_date=bindparam("create_date"),
+    lease_owner=bindparam("lease_owner"),
+    lease_until=bindparam("lease_until"),
     status=QUEUED,
     attempts=0,
     is_finished=False,
@@ -155,15 +163,26 @@ def submitter(
 
 
 def add_job(
-    session: Session, *, user_id: int, ai_id: int, content: str, idempotency_key: str | None, now: datetime
+    session: Session,
+    *,
+    user_id: int,
+    ai_id: int,
+    content: str,
+    idempotency_key: str | None,
+    now: datetime,
+    lease: Lease | None = None,
 ) -> int:
-    """Stores a queued job (one INSERT, no ORM unit of work); returns its id."""
+    """Stores a queued job (one INSERT, no ORM unit of work), leased to the embedded runner
+    that will queue it (None: to nobody); returns its id."""
+    lease_owner, lease_until = lease if lease is not None else (None, None)
     values = {
         "user_id": user_id,
         "ai_id": ai_id,
         "content": content,
         "idempotency_key": idempotency_key,
         "create_date": now,
+        "lease_owner": lease_owner,
+        "lease_until": lease_until,
     }
     return inserted_id(session, _INSERT_JOB, values)
 
@@ -220,13 +239,22 @@ def claim(
 
 
 def claim_with_owners(
-    session: Session, job_ids: Sequence[int], *, now: datetime, also_running: bool, max_attempts: int
+    session: Session,
+    job_ids: Sequence[int],
+    *,
+    now: datetime,
+    also_running: bool,
+    max_attempts: int,
+    lease: Lease | None = None,
 ) -> list[tuple[AIlog, User]]:
     """As claim, but returns the jobs it took (their model loaded) with their owners, by id: an
-    UPDATE and one SELECT for what a batch needs."""
+    UPDATE and one SELECT for what a batch needs. With a lease (the embedded runner), only jobs
+    whose lease is free or already this owner's are taken, and they carry the lease on."""
     if not job_ids:
         return []
-    _mark_running(session, job_ids, now=now, also_running=also_running, max_attempts=max_attempts)
+    _mark_running(
+        session, job_ids, now=now, also_running=also_running, max_attempts=max_attempts, lease=lease
+    )
     taken = (
         _jobs()
         .add_columns(User)
@@ -238,15 +266,27 @@ def claim_with_owners(
 
 
 def _mark_running(
-    session: Session, job_ids: Sequence[int], *, now: datetime, also_running: bool, max_attempts: int
+    session: Session,
+    job_ids: Sequence[int],
+    *,
+    now: datetime,
+    also_running: bool,
+    max_attempts: int,
+    lease: Lease | None = None,
 ) -> None:
     statuses = IN_FLIGHT if also_running else (QUEUED,)
-    session.execute(
+    statement = (
         update(AIlog)
         .where(AIlog.id.in_(job_ids), AIlog.status.in_(statuses), AIlog.attempts < max_attempts)
         .values(status=RUNNING, started_date=now, attempts=AIlog.attempts + 1)
         .execution_options(synchronize_session=False)
     )
+    if lease is not None:
+        owner, until = lease
+        statement = statement.where(_lease_free(now, owner=owner)).values(
+            lease_owner=owner, lease_until=until
+        )
+    session.execute(statement)
 
 
 def _taken(job_ids: Sequence[int], *, now: datetime) -> ColumnElement[bool]:
@@ -271,7 +311,7 @@ def finish(
             session,
             update(AIlog)
             .where(AIlog.id == job_id, AIlog.status.in_(list(from_statuses)))
-            .values(status=status, result=result, error=error, finish_date=now, is_finished=True)
+            .values(status=status, result=result, error=error, finish_date=now, is_finished=True, **_NO_LEASE)
             .execution_options(synchronize_session=False),
         )
         == 1
@@ -279,10 +319,15 @@ def finish(
 
 
 def finish_running(
-    session: Session, endings: Sequence[tuple[int, str, str | None, str | None]], *, now: datetime
+    session: Session,
+    endings: Sequence[tuple[int, str, str | None, str | None]],
+    *,
+    now: datetime,
+    lease_owner: str | None = None,
 ) -> int:
     """Ends many running jobs at once, each (id, status, result, error): one executemany.
-    Returns how many rows changed (fewer when some were canceled or timed out meanwhile)."""
+    Returns how many rows changed (fewer when some were canceled or timed out meanwhile, or,
+    with a lease_owner, taken over by another process once that lease had run out)."""
     table = _AI_LOG
     statement = (
         update(table)
@@ -293,8 +338,11 @@ def finish_running(
             error=bindparam("new_error"),
             finish_date=now,
             is_finished=True,
+            **_NO_LEASE,
         )
     )
+    if lease_owner is not None:
+        statement = statement.where(table.c.lease_owner == lease_owner)
     rows = [
         {"job_id": job_id, "new_status": status, "new_result": result, "new_error": error}
         for job_id, status, result, error in endings
@@ -318,14 +366,14 @@ def requeue(session: Session, job_id: int) -> bool:
 
 def unclaim(session: Session, job_ids: Sequence[int]) -> int:
     """Running jobs back to the queue as if never started, the attempt not counted (a process
-    stopping gives back what it could not finish). Returns how many."""
+    stopping gives back what it could not finish), their lease given back. Returns how many."""
     if not job_ids:
         return 0
     return changed_rows(
         session,
         update(AIlog)
         .where(AIlog.id.in_(job_ids), AIlog.status == RUNNING)
-        .values(status=QUEUED, started_date=None, attempts=AIlog.attempts - 1)
+        .values(status=QUEUED, started_date=None, attempts=AIlog.attempts - 1, **_NO_LEASE)
         .execution_options(synchronize_session=False),
     )
 
@@ -343,13 +391,83 @@ def hide_if_finished(session: Session, job_id: int) -> bool:
     )
 
 
-def left_behind(session: Session, *, started_before: datetime | None) -> list[AIlog]:
+def left_behind(
+    session: Session, *, started_before: datetime | None, lost_to: Lease | None = None
+) -> list[AIlog]:
     """Jobs queued or running; with started_before, only those queued or started before then
-    (older than any live worker could still be working on)."""
+    (older than any live worker could still be working on); with lost_to (an owner, now), only
+    those no process holds for itself: no lease, or another owner's that ran out before now."""
     query = _jobs().where(AIlog.status.in_(IN_FLIGHT)).order_by(AIlog.id)
     if started_before is not None:
         query = query.where(func.coalesce(AIlog.started_date, AIlog.create_date) < started_before)
+    if lost_to is not None:
+        owner, now = lost_to
+        query = query.where(_lease_lost(now, owner=owner))
     return list(session.scalars(query))
+
+
+# --- the embedded runner's leases (services/ai/leases.py) -------------------------------------
+
+_NO_LEASE: Final = {"lease_owner": None, "lease_until": None}
+
+
+def _lease_free(now: datetime, *, owner: str) -> ColumnElement[bool]:
+    """Nobody else holds the job: no lease, this owner's, or one that ran out."""
+    return or_(AIlog.lease_owner.is_(None), AIlog.lease_owner == owner, AIlog.lease_until < now)
+
+
+def _lease_lost(now: datetime, *, owner: str) -> ColumnElement[bool]:
+    """The job is nobody's to run: no lease, or another owner's that ran out (an owner's own
+    jobs are in its memory however late its heartbeat)."""
+    return or_(AIlog.lease_owner.is_(None), and_(AIlog.lease_owner != owner, AIlog.lease_until < now))
+
+
+def take_leases(
+    session: Session,
+    job_ids: Sequence[int],
+    *,
+    owner: str,
+    until: datetime,
+    now: datetime,
+    lost_only: bool = False,
+) -> list[int]:
+    """Leases these jobs in flight to owner where no one else holds them (lost_only: where
+    nobody holds them, as recovery takes them, not those already owner's); returns those taken.
+    On MariaDB the UPDATE locks the rows it changes, so of two processes taking one job at once,
+    the second finds it held when the first commits."""
+    if not job_ids:
+        return []
+    free = _lease_lost(now, owner=owner) if lost_only else _lease_free(now, owner=owner)
+    session.execute(
+        update(AIlog)
+        .where(AIlog.id.in_(job_ids), AIlog.status.in_(IN_FLIGHT), free)
+        .values(lease_owner=owner, lease_until=until)
+        .execution_options(synchronize_session=False)
+    )
+    held = select(AIlog.id).where(AIlog.id.in_(job_ids), AIlog.lease_owner == owner).order_by(AIlog.id)
+    return list(session.scalars(held))
+
+
+def renew_leases(session: Session, *, owner: str, until: datetime) -> int:
+    """The heartbeat: the owner's leases on jobs in flight now run until `until`."""
+    return changed_rows(
+        session,
+        update(AIlog)
+        .where(AIlog.lease_owner == owner, AIlog.status.in_(IN_FLIGHT))
+        .values(lease_until=until)
+        .execution_options(synchronize_session=False),
+    )
+
+
+def release_leases(session: Session, *, owner: str) -> int:
+    """The owner stops: its jobs in flight are nobody's (recovery may take them at once)."""
+    return changed_rows(
+        session,
+        update(AIlog)
+        .where(AIlog.lease_owner == owner, AIlog.status.in_(IN_FLIGHT))
+        .values(**_NO_LEASE)
+        .execution_options(synchronize_session=False),
+    )
 
 
 def count_in_flight(session: Session) -> list[tuple[str, str, int]]:

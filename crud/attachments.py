@@ -1,6 +1,6 @@
 """Queries over attachments and the `is_file_attached` flag of their owners."""
 
-from sqlalchemy import bindparam, delete, exists, func, select, update
+from sqlalchemy import Row, bindparam, delete, exists, func, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from models import Attachment, Comment, Post, User
@@ -91,3 +91,52 @@ def stored_bytes(session: Session, user_id: int) -> int:
 _STORED_BYTES = select(func.coalesce(func.sum(Attachment.size), 0)).where(
     Attachment.uploader_id == bindparam("user_id")
 )
+
+
+# --- storage maintenance: `cli.py storage migrate` and `storage sweep` (services/storage_maintenance.py)
+
+StoredRow = Row[int, str, str, int, str]  # id, storage_backend, storage_key, size, sha256
+_STORED = select(
+    Attachment.id, Attachment.storage_backend, Attachment.storage_key, Attachment.size, Attachment.sha256
+)
+
+
+def count_by_backend(session: Session) -> dict[str, int]:
+    """How many rows name each backend."""
+    query = select(Attachment.storage_backend, func.count()).group_by(Attachment.storage_backend)
+    return {backend: count for backend, count in session.execute(query).all()}
+
+
+def stored_not_on(session: Session, backend: str, *, after_id: int, limit: int) -> list[StoredRow]:
+    """The next rows (id, storage_backend, storage_key, size, sha256) naming another backend, by id."""
+    query = _STORED.where(Attachment.storage_backend != backend, Attachment.id > after_id)
+    return list(session.execute(query.order_by(Attachment.id).limit(limit)).all())
+
+
+def stored_on(session: Session, backend: str, *, after_id: int, limit: int) -> list[StoredRow]:
+    """The next rows (id, storage_backend, storage_key, size, sha256) naming this backend, by id."""
+    query = _STORED.where(Attachment.storage_backend == backend, Attachment.id > after_id)
+    return list(session.execute(query.order_by(Attachment.id).limit(limit)).all())
+
+
+def move_object(session: Session, attachment_id: int, *, old: tuple[str, str], new: tuple[str, str]) -> bool:
+    """Points the row at (backend, key) `new` if it still names `old`: False when the row was
+    deleted or moved meanwhile."""
+    result = session.execute(
+        update(Attachment)
+        .where(
+            Attachment.id == attachment_id,
+            Attachment.storage_backend == old[0],
+            Attachment.storage_key == old[1],
+        )
+        .values(storage_backend=new[0], storage_key=new[1])
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def named_keys(session: Session, keys: list[str]) -> set[str]:
+    """Which of these storage keys a row names (on any backend)."""
+    if not keys:
+        return set()
+    return set(session.scalars(select(Attachment.storage_key).where(Attachment.storage_key.in_(keys))))

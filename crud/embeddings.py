@@ -104,7 +104,9 @@ def readable_among(
         .join(Board, Board.id == Post.board_id)
         .where(Post.id.in_(list(post_ids)), condition, PostEmbedding.model_name == model_name)
     )
-    return {row.id: row for row in session.execute(query)}
+    # Through the connection: plain rows, without the ORM's result processing (a search checks
+    # hundreds of candidates per question).
+    return {row.id: row for row in session.connection().execute(query)}
 
 
 def any_without_vector(session: Session, *, condition: ColumnElement[bool], model_name: str) -> bool:

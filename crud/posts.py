@@ -7,16 +7,17 @@ from collections import namedtuple
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     ColumnElement,
     Integer,
     Row,
     Select,
-    Subquery,
     Update,
+    and_,
     bindparam,
+    case,
     delete,
     exists,
     func,
@@ -144,6 +145,7 @@ def _listing_statements(
 SCORE = "score"
 BOARD_NAME = "board_name"
 TOTAL = "total"
+READABLE = "readable"
 
 
 def search_listing(
@@ -151,6 +153,7 @@ def search_listing(
     *,
     readable: ColumnElement[bool],
     sort: SearchSort,
+    window: int | None,
     board_id: int | None = None,
     author: str | None = None,
     since: datetime | None = None,
@@ -159,38 +162,48 @@ def search_listing(
     """The posts the search index matches (crud/search.py) that meet `readable` (a condition on
     Post and Board: the access rule) and the filters, as list rows with their board's name
     (BOARD_NAME), content and SCORE: best first (ties newest first), or newest first (no score).
-    author: the author's name (as names compare: ignoring case); since / before: the creation
+    window: how many of the newest matches of the posts and of the comments are taken (None:
+    all). author: the author's name (as names compare: ignoring case); since / before: the creation
     date's bounds, the first included."""
     ranked = sort == "relevance"
+    windowed = window is not None
     # Newest first needs no score (a relevance costs a little per match), and neither does the count.
-    found = search_crud.matches(keywords.kind)
-    matches = search_crud.scored_matches(keywords.kind) if ranked else found
+    if ranked:
+        matches = search_crud.scored_matches(keywords.kind, windowed=windowed)
+    else:
+        matches = search_crud.matches(keywords.kind, windowed=windowed)
     filters, params = _search_filters(readable, board_id=board_id, author=author, since=since, before=before)
     params.update(keywords.params)
+    params.update(search_crud.window_params(window))
 
-    def joined(statement: Select[Any], hits: Subquery) -> Select[Any]:
-        return (
-            statement.select_from(hits)
-            .join(Post, Post.id == hits.c.post_id)
-            .join(Board, Board.id == Post.board_id)
-            .join(User, User.id == Post.user_id)
-            .where(*filters)
+    # Every match in the window is joined to its post, board and author, and whether the reader
+    # may read it is a column (not a filter), so the total of the readable ones and whether the
+    # window left matches out come with every row (window functions: a full-text search is the
+    # costly part, and a separate COUNT would run it again), and the second even when none is
+    # readable (the count_query, for a page past the end, reads them from any row).
+    readable_here = and_(*filters)
+    judged = (
+        select(
+            matches.c.post_id,
+            matches.c.score.label(SCORE),
+            readable_here.label(READABLE),
+            func.count(case((readable_here, 1))).over().label(TOTAL),
+            func.max(matches.c[search_crud.OVERFLOW]).over().label(search_crud.OVERFLOW),
         )
-
-    score = matches.c.score if ranked else null()
-    # The total comes with every row (a window COUNT over the matches): a full-text search is the
-    # costly part, and a separate COUNT would run it again. (The count_query is for a page past the end.)
-    total = func.count().over()
-    columns = (
-        *LISTING_COLUMNS,
-        Board.name.label(BOARD_NAME),
-        Post.content,
-        score.label(SCORE),
-        total.label(TOTAL),
+        .select_from(matches)
+        .join(Post, Post.id == matches.c.post_id)
+        .join(Board, Board.id == Post.board_id)
+        .join(User, User.id == Post.user_id)
+        .subquery("judged")
     )
-    order = (matches.c.score.desc(), Post.id.desc()) if ranked else (Post.id.desc(),)
-    query = joined(select(*columns), matches).order_by(*order)
-    return Listing(query, joined(select(func.count()), found), params)
+    order = (judged.c[SCORE].desc(), judged.c.post_id.desc()) if ranked else (judged.c.post_id.desc(),)
+    query = (
+        select(judged.c.post_id, judged.c[SCORE], judged.c[TOTAL], judged.c[search_crud.OVERFLOW])
+        .where(judged.c[READABLE] == true())
+        .order_by(*order)
+    )
+    count_query = select(judged.c[TOTAL], judged.c[search_crud.OVERFLOW]).limit(1)
+    return Listing(query, count_query, params)
 
 
 def search_rows_among(
@@ -246,21 +259,36 @@ def _search_filters(
     return filters, params
 
 
-def search_page(session: Session, listing: Listing, *, offset: int, limit: int) -> tuple[list[Any], int]:
-    """A page of search_listing's rows and the total of the matches: from the rows themselves
-    (TOTAL), or, for a page past the end, from the listing's COUNT."""
+class SearchResults(NamedTuple):
+    rows: list[Any]
+    total: int  # of the readable matches the window held
+    overflow: bool  # the window left older matches out: `total` is a lower bound
+
+
+def search_page(
+    session: Session, listing: Listing, *, offset: int, limit: int, read_rows: bool = True
+) -> SearchResults:
+    """A page of search_listing's rows, the total of the matches and whether the window held them
+    all: from the rows themselves (TOTAL, OVERFLOW), or, for a page past the end, from the
+    listing's COUNT. Without read_rows, the rows are (id, score) only (a ranking to fuse)."""
     query, count_query, params = listing
     connection = session.connection()
-    # The matches are sorted carrying only their id, score and the total, then the page's rows
+    # The matches are sorted carrying only their id, score and the totals, then the page's rows
     # are read by id: sorting thousands of matches with their content (as one statement would)
     # cost as much again as finding them, for a common word.
-    found = query.with_only_columns(Post.id, query.selected_columns[SCORE], query.selected_columns[TOTAL])
-    page = connection.execute(found.offset(offset).limit(limit), params).all()
+    page = connection.execute(query.offset(offset).limit(limit), params).all()
     if not page:
-        return [], 0 if offset == 0 else int(connection.execute(count_query, params).scalar() or 0)
-    by_id = {row.id: row for row in connection.execute(_SEARCH_ROWS, {"ids": [row.id for row in page]})}
-    rows = [_SearchRow(*by_id[post_id], score, total) for post_id, score, total in page]
-    return rows, int(page[0].total)
+        first = connection.execute(count_query, params).first()
+        return (
+            SearchResults([], 0, False) if first is None else SearchResults([], int(first[0]), bool(first[1]))
+        )
+    if not read_rows:
+        return SearchResults(
+            [(post_id, score) for post_id, score, _, _ in page], int(page[0][2]), bool(page[0][3])
+        )
+    by_id = {row.id: row for row in connection.execute(_SEARCH_ROWS, {"ids": [row[0] for row in page]})}
+    rows = [_SearchRow(*by_id[post_id], score, total) for post_id, score, total, _ in page]
+    return SearchResults(rows, int(page[0].total), bool(page[0][3]))
 
 
 _SEARCH_ROWS = (

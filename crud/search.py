@@ -27,6 +27,7 @@ from sqlalchemy import (
     column,
     func,
     literal,
+    null,
     or_,
     select,
     table,
@@ -42,14 +43,21 @@ from crud import table_of
 from models import Comment, CommentSearch, Post, PostSearch
 from search_text import Query
 
-# Relevance: a match in the title counts above one in the content, which counts above one in a
-# comment (how much above is each database's own scale).
+# Relevance: a match in the title counts above one in the content (how much above is each
+# database's own scale); a comment's adds a small fixed amount (scored_matches).
 TITLE_WEIGHT = 4.0
 CONTENT_WEIGHT = 1.0
-COMMENT_WEIGHT = 0.5
+COMMENT_SCORE = 1e-3
 
-# The bind parameter of the matching statements (match_params fills it).
+# The bind parameters of the matching statements: the query (match_params fills it), and how many
+# of the newest matches of each side (posts, comments) a windowed search ranks.
 MATCH = "search_match"
+WINDOW = "search_window"
+# How many of the newest matches of each side a search ranks at first (search_page widens it when
+# the readable ones among them do not fill the page).
+FIRST_WINDOW = 1000
+# The column that says a window held fewer than all the matches.
+OVERFLOW = "overflow"
 
 
 def database_kind(session: Session) -> str:
@@ -147,6 +155,12 @@ class Keywords:
         return match_params(self.kind, self.query)
 
 
+def window_params(matches: int | None) -> dict[str, int]:
+    """The WINDOW parameter for ranking the newest `matches` of each side (None: every match, the
+    window's statements are not used then)."""
+    return {} if matches is None else {WINDOW: matches + 1}
+
+
 def match_params(kind: str, query: Query) -> dict[str, str]:
     """The matching statements' parameters for this query: FTS5's query syntax (every term, a
     lone paired character as a prefix) or InnoDB's boolean mode (+ for required, * for a prefix).
@@ -195,58 +209,80 @@ def _post_hits(kind: str, *, scored: bool) -> Select[*tuple[Any, ...]]:
     return hits.add_columns(((TITLE_WEIGHT - CONTENT_WEIGHT) * title + CONTENT_WEIGHT * text).label("score"))
 
 
-def _comment_hits(kind: str, *, scored: bool) -> Select[*tuple[Any, ...]]:
-    """post_id (and score) of each visible comment that holds the query."""
-    visible = Comment.is_visible == true()
-    score: ColumnElement[float]
+def _comment_hits(kind: str) -> Select[*tuple[Any, ...]]:
+    """comment_id of each comment (visible or not) that holds the query."""
     if kind == "sqlite":
-        hits = (
-            select(Comment.post_id)
-            .select_from(_FTS_COMMENT)
-            .join(Comment, Comment.id == _FTS_COMMENT.c.rowid)
-            .where(_fts_match(_FTS_COMMENT), visible)
-        )
-        score = -_FTS_COMMENT.c.rank
-    else:
-        hits = (
-            select(Comment.post_id)
-            .select_from(CommentSearch)
-            .join(Comment, Comment.id == CommentSearch.comment_id)
-            .where(_innodb_match(CommentSearch.terms), visible)
-        )
-        score = _innodb_match(CommentSearch.terms)
-    return hits.add_columns((COMMENT_WEIGHT * score).label("score")) if scored else hits
+        return select(_FTS_COMMENT.c.rowid.label("comment_id")).where(_fts_match(_FTS_COMMENT))
+    return select(CommentSearch.comment_id).where(_innodb_match(CommentSearch.terms))
 
 
-@cache  # one per database: its parameters are match_params'
-def scored_matches(kind: str) -> Subquery:
-    """(post_id, score) of every post the query matches, in its title and content or in a visible
-    comment: the keyword candidates, for ranking. A post's score adds its best comment's to its own."""
-    comments = _comment_hits(kind, scored=True).subquery()
-    best_comments = select(comments.c.post_id, func.max(comments.c.score).label("score")).group_by(
-        comments.c.post_id
+def _newest(hits: Select[*tuple[Any, ...]], *, windowed: bool) -> Subquery:
+    """The hits, newest first (by the id they carry first), at most the WINDOW parameter of them
+    when windowed, and whether there were more (OVERFLOW). The index finds the newest matches of a
+    word without going through its older ones (FTS5 reads a doclist from either end; InnoDB sorts
+    the ids it found), and only those are scored."""
+    window_rows = bindparam(WINDOW, type_=Integer)
+    if windowed:
+        hits = hits.order_by(hits.selected_columns[0].desc()).limit(window_rows)
+    window = hits.subquery()
+    # A full window may have left older matches out (window_params asks for one row more than it
+    # ranks, so a window of exactly all the matches is not taken for one that overflowed).
+    overflow = func.count().over() >= window_rows if windowed else literal(False)
+    return select(window, overflow.label(OVERFLOW)).subquery()
+
+
+@cache  # one per database, with or without the window: the parameters are match_params' and WINDOW
+def scored_matches(kind: str, *, windowed: bool = True) -> Subquery:
+    """(post_id, score, OVERFLOW) of the posts the query matches, in their title and content or in a
+    visible comment: the keyword candidates, for ranking. Windowed: the newest WINDOW matches of the
+    posts and the newest WINDOW of the comments (a common word is in most of a site's posts; scoring
+    them all costs more than a search may). A post's score is its own relevance, plus COMMENT_SCORE
+    when a visible comment holds the query too: a post whose own text holds the words ranks above
+    one that only its comments hold."""
+    posts = _newest(_post_hits(kind, scored=True), windowed=windowed)
+    return _by_post(kind, select(posts.c.post_id, posts.c.score, posts.c[OVERFLOW]), windowed=windowed)
+
+
+@cache
+def matches(kind: str, *, windowed: bool = True) -> Subquery:
+    """(post_id, score: null, OVERFLOW) of the posts the query matches, as scored_matches, unscored:
+    cheaper, for counting and newest-first pages."""
+    posts = _newest(_post_hits(kind, scored=False), windowed=windowed)
+    return _by_post(
+        kind, select(posts.c.post_id, null().label("score"), posts.c[OVERFLOW]), windowed=windowed
     )
-    hits = union_all(_post_hits(kind, scored=True), best_comments).subquery()
+
+
+def _by_post(kind: str, post_side: Select[*tuple[Any, ...]], *, windowed: bool) -> Subquery:
+    """The post side's hits and the visible comments' posts, one row per post."""
+    comments = _newest(_comment_hits(kind), windowed=windowed)
+    comment_side = (
+        select(Comment.post_id, literal(COMMENT_SCORE).label("score"), func.max(comments.c[OVERFLOW]))
+        .select_from(comments)
+        .join(Comment, Comment.id == comments.c.comment_id)
+        .where(Comment.is_visible == true())
+        .group_by(Comment.post_id)
+    )
+    hits = union_all(post_side, comment_side).subquery()
     return (
-        select(hits.c.post_id, func.sum(hits.c.score).label("score"))
+        select(
+            hits.c.post_id, func.sum(hits.c.score).label("score"), func.max(hits.c[OVERFLOW]).label(OVERFLOW)
+        )
         .group_by(hits.c.post_id)
         .subquery("keyword_matches")
     )
 
 
 @cache
-def matches(kind: str) -> Subquery:
-    """(post_id) of every post the query matches, as scored_matches, unscored: cheaper, for
-    counting, filtering and newest-first pages."""
-    return union(_post_hits(kind, scored=False), _comment_hits(kind, scored=False)).subquery(
-        "keyword_matches"
-    )
-
-
-@cache
 def matching_post_ids(kind: str) -> Select[*tuple[Any, ...]]:
-    """The ids of the posts the query matches: a filter (Post.id IN ...)."""
-    return select(matches(kind).c.post_id)
+    """The ids of all the posts the query matches: a filter (Post.id IN ...), for a board list's `q`."""
+    comments = _comment_hits(kind).subquery()
+    in_comments = (
+        select(Comment.post_id)
+        .join(comments, comments.c.comment_id == Comment.id)
+        .where(Comment.is_visible == true())
+    )
+    return select(union(_post_hits(kind, scored=False), in_comments).subquery().c.post_id)
 
 
 def matching_comments(session: Session, *, query: Query, post_ids: Sequence[int]) -> dict[int, str]:

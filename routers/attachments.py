@@ -1,9 +1,9 @@
 """Attachments: upload to a post or a comment, download, delete (docs/api.md, "Attachments")."""
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, status
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Header, status
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from deps import (
     CurrentUser,
@@ -21,6 +21,8 @@ from routers.responses import (
     READABLE_ATTACHMENT,
     WRITABLE_COMMENT,
     WRITABLE_POST,
+    Responses,
+    error_response,
     errors,
     refusal,
 )
@@ -95,7 +97,47 @@ DOWNLOAD_TYPES = tuple(kind.content_type.split(";")[0] for kind in (PNG, JPEG, G
 DOWNLOAD_HEADERS = {
     "Content-Disposition": {"description": "attachment; filename*=UTF-8''...", "schema": {"type": "string"}},
     "X-Content-Type-Options": {"description": "nosniff", "schema": {"type": "string"}},
+    "Accept-Ranges": {"description": "bytes: a Range request is answered", "schema": {"type": "string"}},
+    "ETag": {"description": "The file's sha256, quoted (for If-Range).", "schema": {"type": "string"}},
 }
+DOWNLOAD_CONTENT = {
+    media_type: {"schema": {"type": "string", "format": "binary"}} for media_type in DOWNLOAD_TYPES
+}
+_CONTENT_RANGE = {"description": "bytes first-last/size", "schema": {"type": "string"}}
+RANGE_REFUSED = {
+    **error_response(
+        416,
+        refusal(
+            "The Range asked for lies wholly outside the file; Content-Range gives its size (bytes */size).",
+            range_not_satisfiable="the range asked for lies outside the file's 2048 bytes",
+        ),
+    ),
+    "headers": {"Content-Range": {"description": "bytes */size", "schema": {"type": "string"}}},
+}
+# The object storage failed (services.attachments.storage_answers). 503 is not among the
+# generic statuses of routers.responses, so its entry is written out here.
+STORAGE_UNAVAILABLE: Responses = {
+    status.HTTP_503_SERVICE_UNAVAILABLE: error_response(
+        503,
+        refusal(
+            "The file storage failed (unreachable, timed out, or answered an error of its own); an "
+            "upload keeps nothing of the request. Try again later.",
+            storage_unavailable="the file storage is unavailable; try again later",
+        ),
+    )
+}
+RangeHeader = Annotated[
+    str | None,
+    Header(
+        alias="Range",
+        description="One byte range (bytes=0-1023, bytes=1024-, bytes=-512): answered 206. Several "
+        "ranges, or a header that cannot be read, are ignored: the whole file, 200.",
+    ),
+]
+IfRangeHeader = Annotated[
+    str | None,
+    Header(alias="If-Range", description="The ETag of a download: Range is honoured only while it matches."),
+]
 # Large enough for every file at its limit; the route-level limit replaces the app's small
 # JSON limit. Each file's own limit is enforced while it streams in.
 UPLOAD_BODY_LIMIT = attachments_service.max_request_bytes()
@@ -108,7 +150,10 @@ UPLOAD_BODY_LIMIT = attachments_service.max_request_bytes()
     summary="Attach files to a post (author or administrator)",
     max_body_size=UPLOAD_BODY_LIMIT,
     openapi_extra=UPLOAD_OPENAPI,
-    responses=errors(400, 403, 404, 413, 415, 422, 429, notes={**UPLOAD_NOTES, **WRITABLE_POST}),
+    responses={
+        **errors(400, 403, 404, 413, 415, 422, 429, notes={**UPLOAD_NOTES, **WRITABLE_POST}),
+        **STORAGE_UNAVAILABLE,
+    },
 )
 def attach_to_post(
     post: WritablePost, user: CurrentUser, upload: IncomingFiles, session: SessionDep
@@ -123,7 +168,10 @@ def attach_to_post(
     summary="Attach files to a comment (author or administrator)",
     max_body_size=UPLOAD_BODY_LIMIT,
     openapi_extra=UPLOAD_OPENAPI,
-    responses=errors(400, 403, 404, 413, 415, 422, 429, notes={**UPLOAD_NOTES, **WRITABLE_COMMENT}),
+    responses={
+        **errors(400, 403, 404, 413, 415, 422, 429, notes={**UPLOAD_NOTES, **WRITABLE_COMMENT}),
+        **STORAGE_UNAVAILABLE,
+    },
 )
 def attach_to_comment(
     comment: WritableComment, user: CurrentUser, upload: IncomingFiles, session: SessionDep
@@ -138,18 +186,33 @@ def attach_to_comment(
     responses={
         status.HTTP_200_OK: {
             "description": "The file's bytes, with the media type found at upload.",
-            "content": {
-                media_type: {"schema": {"type": "string", "format": "binary"}}
-                for media_type in DOWNLOAD_TYPES
-            },
+            "content": DOWNLOAD_CONTENT,
             "headers": DOWNLOAD_HEADERS,
         },
+        status.HTTP_206_PARTIAL_CONTENT: {
+            "description": "The byte range asked for (Range).",
+            "content": DOWNLOAD_CONTENT,
+            "headers": {**DOWNLOAD_HEADERS, "Content-Range": _CONTENT_RANGE},
+        },
+        status.HTTP_302_FOUND: {
+            "description": "With S3_PRESIGNED_DOWNLOADS, for a file in S3: a URL of the bucket that "
+            "serves it for 60 seconds, under the same name and type (asked for once access is checked).",
+            "headers": {"Location": {"description": "The presigned URL.", "schema": {"type": "string"}}},
+        },
         **errors(403, 404, 422, notes=READABLE_ATTACHMENT),
+        status.HTTP_416_RANGE_NOT_SATISFIABLE: RANGE_REFUSED,
+        **STORAGE_UNAVAILABLE,
     },
 )
-def download_attachment(attachment: ReadableAttachment) -> StreamingResponse:
-    download = attachments_service.open_download(attachment)
-    return StreamingResponse(download.chunks, media_type=download.media_type, headers=download.headers)
+def download_attachment(
+    attachment: ReadableAttachment, byte_range: RangeHeader = None, if_range: IfRangeHeader = None
+) -> Response:
+    download = attachments_service.open_download(attachment, range_header=byte_range, if_range=if_range)
+    if isinstance(download, attachments_service.Redirect):
+        return RedirectResponse(download.url, status_code=status.HTTP_302_FOUND, headers=download.headers)
+    return StreamingResponse(
+        download.chunks, status_code=download.status, media_type=download.media_type, headers=download.headers
+    )
 
 
 @router.delete(

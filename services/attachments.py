@@ -11,6 +11,14 @@ fit the content gets the type's extension appended (xss.html -> xss.html.txt).
 The received files are then recorded within the uploader's hourly rate (counted in files, in
 the shared rate limiter) and storage quota (summed from the database, under a lock on the
 uploader's row, so parallel uploads on any number of API processes cannot pass it together).
+
+Files go to the configured backend (STORAGE_BACKEND: the local disk or an S3 bucket,
+services/storage.py) and each row records which one; downloads and deletions open the backend
+the row names. A download answers a byte range when asked (Range, RFC 9110), or, with
+S3_PRESIGNED_DOWNLOADS, redirects to a short-lived URL of the bucket once access is checked.
+When the storage fails (a bucket unreachable, timing out, answering 5xx, gone), an upload or a
+download answers 503 storage_unavailable, and an upload leaves no row and discards what it wrote;
+a deletion still removes the row (the object is left for `cli.py storage sweep`).
 """
 
 import codecs
@@ -19,6 +27,7 @@ import logging
 import re
 import unicodedata
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from urllib.parse import quote
@@ -30,10 +39,27 @@ from sqlalchemy.orm import Session
 from config import settings
 from crud import attachments as attachments_crud
 from database import write_turns
-from errors import BadRequest, NotFound, PayloadTooLarge, Unprocessable, UnsupportedMediaType
+from errors import (
+    BadRequest,
+    DomainError,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    Unprocessable,
+    UnsupportedMediaType,
+)
 from models import Attachment, Comment, Post, User
 from services import rate_limit
-from services.storage import ObjectMissing, ObjectWriter, Storage, get_storage
+from services.storage import (
+    ByteRange,
+    ObjectMissing,
+    ObjectWriter,
+    RangeNotSatisfiable,
+    S3Storage,
+    Storage,
+    StorageUnavailable,
+    get_storage,
+)
 
 log = logging.getLogger("madang.attachments")
 
@@ -44,6 +70,20 @@ MAX_FILENAME_CHARS = 255  # Attachment.original_name
 FALLBACK_STEM = "attachment"
 # Room for the multipart framing around the largest request we accept.
 MULTIPART_OVERHEAD_BYTES = MIB
+
+
+@contextmanager
+def storage_answers() -> Iterator[None]:
+    """A storage that fails (StorageUnavailable: the bucket unreachable, timing out, answering
+    5xx, refusing us, gone) as a 503 the client may retry later. The cause goes to the log, not
+    to the client: it names the endpoint and the bucket."""
+    try:
+        yield
+    except StorageUnavailable as exc:
+        log.warning("storage unavailable: %s", exc)
+        raise ServiceUnavailable(
+            "the file storage is unavailable; try again later", code="storage_unavailable"
+        ) from exc
 
 
 def max_request_bytes() -> int:
@@ -298,7 +338,9 @@ class Upload:
         if not boundary:
             raise BadRequest("the multipart body has no boundary", code="bad_multipart")
         self.files: list[IncomingFile] = []
-        self._storage = storage or get_storage()
+        with storage_answers():
+            self._storage = storage or get_storage()
+        self.storage_backend: str = self._storage.name  # recorded on each row
         self._max_bytes = settings.MAX_UPLOAD_MB * MIB
         self._state = _State.RECEIVING
         self._current: IncomingFile | None = None
@@ -326,7 +368,8 @@ class Upload:
     def feed(self, chunk: bytes) -> None:
         assert self._state is _State.RECEIVING, "feed after the body ended"
         try:
-            self._parser.write(chunk)
+            with storage_answers():  # each file part is written to storage as it arrives
+                self._parser.write(chunk)
         except FormParserError as exc:
             raise BadRequest("the multipart body is malformed", code="bad_multipart") from exc
 
@@ -345,8 +388,9 @@ class Upload:
     def commit(self) -> None:
         """Make every file readable in storage (before the database rows are committed)."""
         assert self._state is _State.RECEIVED, "commit before the body was received"
-        for file in self.files:
-            file.writer.commit()
+        with storage_answers():
+            for file in self.files:
+                file.writer.commit()
         self._state = _State.COMMITTED
 
     def abort(self) -> None:
@@ -355,11 +399,15 @@ class Upload:
         for file in self.files:
             try:
                 file.writer.abort()
-            except OSError:
+            except Exception:
+                # A disk or bucket error; the next object may still go. A leftover object has no
+                # row, so nothing serves it (`cli.py storage sweep` finds it).
                 log.exception("could not discard upload object %s", file.writer.key)
 
     def close(self) -> None:
-        if self._state is not _State.COMMITTED:
+        # Aborted already (attach's own cleanup): each object is discarded once, so a bucket that
+        # is down is not waited for twice.
+        if self._state not in (_State.COMMITTED, _State.ABORTED):
             self.abort()
 
     # python-multipart callbacks: they run inside feed(), so their errors end the upload.
@@ -444,6 +492,7 @@ def attach(session: Session, *, owner: Post | Comment, uploader: User, upload: U
             content_type=file.content_type,
             size=file.size,
             sha256=file.sha256,
+            storage_backend=upload.storage_backend,
         )
         for file in upload.files
     ]
@@ -486,40 +535,129 @@ def _megabytes(size: int) -> str:
     return f"{size / MIB:.1f} MB"
 
 
+class RangeRefused(DomainError):
+    """416: the byte range asked for lies outside the file; Content-Range names its size."""
+
+    status = 416
+    code = "range_not_satisfiable"
+
+    def __init__(self, detail: str, *, size: int) -> None:
+        super().__init__(detail)
+        self.size = size
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Content-Range": f"bytes */{self.size}", "Accept-Ranges": "bytes"}
+
+
+# One range: `first-last`, `first-` or `-suffix`. Nineteen digits at most, so a number always
+# fits the 64-bit integers of the services behind us.
+_RANGE = re.compile(r"bytes=([0-9]{0,19})-([0-9]{0,19})", re.IGNORECASE)
+
+
+def requested_range(range_header: str | None, if_range: str | None, etag: str) -> ByteRange | None:
+    """The one byte range a Range header asks for, or None: answer the whole file. RFC 9110
+    lets a server ignore Range (section 14.2), which this does for a header it cannot read
+    (another unit, a range ending before it starts), for several ranges (answering them would
+    take a multipart/byteranges body; clients ask for one) and when If-Range names another
+    version than this one (here only an ETag can match: a date cannot, the file's time is not
+    given out)."""
+    if not range_header:
+        return None
+    if if_range is not None and if_range.strip() != etag:
+        return None
+    match = _RANGE.fullmatch(range_header.strip())
+    if match is None:
+        return None
+    first, last = (int(group) if group else None for group in match.groups())
+    if first is None and last is None:
+        return None
+    if first is not None and last is not None and last < first:
+        return None
+    return ByteRange(first, last)
+
+
 @dataclass
 class Download:
     chunks: Iterator[bytes]
     media_type: str
     headers: dict[str, str]
+    status: int = 200
 
 
-def open_download(attachment: Attachment) -> Download:
+@dataclass
+class Redirect:
+    """A presigned URL of the bucket, to answer 302 with (S3_PRESIGNED_DOWNLOADS)."""
+
+    url: str
+    headers: dict[str, str]
+
+
+def etag(attachment: Attachment) -> str:
+    # A file never changes under its row, so its sha256 is a strong validator.
+    return f'"{attachment.sha256}"'
+
+
+def open_download(
+    attachment: Attachment, *, range_header: str | None = None, if_range: str | None = None
+) -> Download | Redirect:
+    """The attachment's bytes (a byte range of them, for a Range request) from the backend
+    its row names, or, for a row in S3 with S3_PRESIGNED_DOWNLOADS, a presigned URL to them
+    that gives the browser the same name and type. Called once access was checked."""
+    with storage_answers():
+        storage = get_storage(attachment.storage_backend)
+    disposition = content_disposition(served_name(attachment))
+    if settings.S3_PRESIGNED_DOWNLOADS and isinstance(storage, S3Storage):
+        with storage_answers():
+            url = storage.presigned_url(
+                attachment.storage_key, content_type=attachment.content_type, content_disposition=disposition
+            )
+        # The URL is a credential for a minute: no cache may keep the answer that carries it.
+        return Redirect(url=url, headers={"Cache-Control": "no-store"})
+    tag = etag(attachment)
+    byte_range = requested_range(range_header, if_range, tag)
     try:
-        stored = get_storage().open(attachment.storage_key)
+        with storage_answers():
+            stored = storage.open(attachment.storage_key, byte_range)
     except ObjectMissing as exc:
         log.error("attachment %s: object %s is missing from storage", attachment.id, attachment.storage_key)
         raise NotFound("attachment") from exc
+    except RangeNotSatisfiable as exc:
+        raise RangeRefused(
+            f"the range asked for lies outside the file's {exc.size} bytes", size=exc.size
+        ) from exc
+    headers = {
+        "Content-Disposition": disposition,
+        "Content-Length": str(stored.length),
+        "Accept-Ranges": "bytes",
+        "ETag": tag,
+        # Served as stored: never sniffed, never rendered inline, never cached by a shared cache.
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+        "Cache-Control": "private, no-cache",
+    }
+    # A range asked for and honoured is answered 206, even one that spans the whole file.
+    partial = byte_range is not None
+    if partial:
+        headers["Content-Range"] = f"bytes {stored.start}-{stored.end}/{stored.size}"
     return Download(
         chunks=stored.chunks,
         media_type=attachment.content_type,
-        headers={
-            "Content-Disposition": content_disposition(served_name(attachment)),
-            "Content-Length": str(stored.size),
-            # Served as stored: never sniffed, never rendered inline, never cached by a shared cache.
-            "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": "default-src 'none'; sandbox",
-            "Cache-Control": "private, no-cache",
-        },
+        headers=headers,
+        status=206 if partial else 200,
     )
 
 
 def delete(session: Session, *, attachment: Attachment) -> None:
-    """Removes the row (the owner's flag follows in the same transaction), then the file."""
+    """Removes the row (the owner's flag follows in the same transaction), then the file from
+    the backend the row names."""
     attachments_crud.remove(session, attachment.id)
     attachments_crud.refresh_file_flag(session, attachment)
     session.commit()
     try:
-        get_storage().delete(attachment.storage_key)
-    except OSError:
-        # The row is gone, so nothing serves the file any more; it only wastes space.
+        get_storage(attachment.storage_backend).delete(attachment.storage_key)
+    except Exception:
+        # The row is gone, so nothing serves the file any more; it only wastes space until
+        # `cli.py storage sweep` removes it (a disk or bucket error here, StorageUnavailable
+        # included, is logged, not answered: the deletion the user asked for happened).
         log.exception("attachment %s: could not remove object %s", attachment.id, attachment.storage_key)

@@ -12,13 +12,14 @@ its weights load once per process however many apps a test suite starts, and its
 processes are the process's children.
 """
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
 from config import Settings
 from ml.base import AIModel
-from services import broker, metrics
+from services import broker, metrics, storage
 from services.ai import runtime as ai_runtime
 from services.ai.runtime import AIRuntime
 from services.broker import Broker, Hub
@@ -43,6 +44,11 @@ async def running(config: Settings, *, extra_models: Iterable[AIModel] = ()) -> 
     model registry, the embedded runner or Celery, with the recovery of jobs a crash left
     behind), which publish through them; stopped in the reverse order. extra_models: an app a
     test builds with models of its own (main.create_app)."""
+    if config.STORAGE_BACKEND == "s3":
+        # The process's S3 client (services/storage.s3_client) built now, off the event loop:
+        # importing boto3 and building a client take a few tenths of a second, which the first
+        # upload would otherwise spend on the loop.
+        await asyncio.to_thread(storage.s3_client, config)
     async with (
         broker.running(config) as live,
         ai_runtime.running(config, live, extra_models=extra_models) as ai,

@@ -26,7 +26,7 @@ import search_text
 from crud import posts as posts_crud
 from crud import search as search_crud
 from crud.authors import with_author
-from crud.pages import Listing
+from crud.posts import SearchResults
 from crud.search import Keywords
 from errors import Unprocessable
 from models import User
@@ -37,6 +37,11 @@ from services.ai.runtime import NO_APP, AIRuntime
 
 DAY = timedelta(days=1)
 CANDIDATES = search_semantic.CANDIDATES  # the best of each ranking a hybrid answer fuses
+# How many of the newest matches of the posts, and of the comments, a keyword search ranks: a
+# common word is in most posts, and ranking them all would cost a search more than a site's size
+# allows. A wider window when the readable matches in one do not reach the page asked for (a
+# narrow filter, a reader kept out of most boards, a deep page); at last every match.
+WINDOWS = (search_crud.FIRST_WINDOW, 8 * search_crud.FIRST_WINDOW, None)
 
 
 @dataclass(frozen=True)
@@ -89,11 +94,13 @@ def search(
                 limit=limit,
             )
         fallback = f"answered by keyword: {nearest}"
-    listing = _keyword_listing(session, user=user, query=query, filters=filters, sort=request.sort)
-    rows, total = posts_crud.search_page(session, listing, offset=offset, limit=limit)
+    found = _keyword_results(
+        session, user=user, query=query, filters=filters, sort=request.sort, offset=offset, limit=limit
+    )
     return SearchPage(
-        items=hits(session, query=query, rows=rows),
-        total=total,
+        items=hits(session, query=query, rows=found.rows),
+        total=found.total,
+        total_exact=not found.overflow,
         offset=offset,
         limit=limit,
         mode="keyword",
@@ -115,9 +122,12 @@ def _by_meaning(
     """A semantic or hybrid page: the nearest posts by meaning (fused with the best keyword
     matches for hybrid) that meet the filters, best first or newest first."""
     keyword: list[int] = []
+    # Every post near enough was taken, and every keyword match (or there may be more).
+    exact = len(nearest) < CANDIDATES
     if request.mode == "hybrid":
         best = keyword_candidates(session, user=user, query=query, filters=filters, limit=CANDIDATES)
         keyword = [post_id for post_id, _ in best]
+        exact = exact and len(keyword) < CANDIDATES
     ranked = search_semantic.fuse([keyword, nearest]) if keyword else nearest
     rows = posts_crud.search_rows_among(
         session, ranked, readable=access.post_readable_by(user), **_filter_values(filters)
@@ -127,6 +137,7 @@ def _by_meaning(
     return SearchPage(
         items=hits(session, query=query, rows=rows[offset : offset + limit], keyword_ids=set(keyword)),
         total=len(rows),
+        total_exact=exact,
         offset=offset,
         limit=limit,
         mode=request.mode,
@@ -139,20 +150,45 @@ def keyword_candidates(
 ) -> list[tuple[int, float]]:
     """The `limit` best keyword matches the user may read, best first: (post id, score), the score
     on the database's own scale (compare ranks, not scores, across databases or rankings)."""
-    listing = _keyword_listing(session, user=user, query=query, filters=filters, sort="relevance")
-    rows, _ = posts_crud.search_page(session, listing, offset=0, limit=limit)
-    return [(row.id, float(row.score)) for row in rows]
-
-
-def _keyword_listing(
-    session: Session, *, user: User, query: Query, filters: Filters, sort: SearchSort
-) -> Listing:
-    return posts_crud.search_listing(
-        Keywords(search_crud.database_kind(session), query),
-        readable=access.post_readable_by(user),
-        sort=sort,
-        **_filter_values(filters),
+    found = _keyword_results(
+        session,
+        user=user,
+        query=query,
+        filters=filters,
+        sort="relevance",
+        offset=0,
+        limit=limit,
+        read_rows=False,
     )
+    return [(post_id, float(score)) for post_id, score in found.rows]
+
+
+def _keyword_results(
+    session: Session,
+    *,
+    user: User,
+    query: Query,
+    filters: Filters,
+    sort: SearchSort,
+    offset: int,
+    limit: int,
+    read_rows: bool = True,
+) -> SearchResults:
+    """A page of the keyword matches the user may read, from the newest matches of the first
+    window, or of a wider one while the readable matches in it do not reach the page."""
+    keywords = Keywords(search_crud.database_kind(session), query)
+    for window in WINDOWS:
+        listing = posts_crud.search_listing(
+            keywords,
+            readable=access.post_readable_by(user),
+            sort=sort,
+            window=window,
+            **_filter_values(filters),
+        )
+        found = posts_crud.search_page(session, listing, offset=offset, limit=limit, read_rows=read_rows)
+        if not found.overflow or found.total >= offset + limit:
+            break
+    return found
 
 
 def _filter_values(filters: Filters) -> dict[str, Any]:
@@ -206,10 +242,9 @@ def hits(
 def _matched_in(query: Query, title: str, content: str) -> str:
     """Where the query matches the post: the title alone, else title and content together (the
     match the index made), else (the index found it in one) a comment."""
-    title_terms = [token.term for token in search_text.tokens(title)]
-    if query.found_in(title_terms):
+    if query.found_in_texts(title):
         return "title"
-    if query.found_in(title_terms + [token.term for token in search_text.tokens(content)]):
+    if query.found_in_texts(title, content):
         return "content"
     return "comment"
 

@@ -50,6 +50,7 @@ def nearest_post_ids(
         np.asarray(vector, dtype=np.float32)[None, :],
         model.vector_model,
         limit=CANDIDATES,
+        min_score=MIN_SCORE,
     )
     return [post["id"] for post in found if post["score"] >= MIN_SCORE]
 

@@ -85,3 +85,25 @@ class CrashModel(AIModel):
     def predict_batch(self, inputs: list[str]) -> list[Any]:
         os.kill(os.getpid(), signal.SIGKILL)
         raise AssertionError("unreachable")
+
+
+class CountRunsModel(AIModel):
+    """Input: "<file> <seconds>". Each run of a job appends this process's id to the file, then,
+    on the job's first run only, takes that long: the file tells how many times, and in which
+    processes, one job ran (tests/test_ai_leases.py)."""
+
+    name = "test-count-runs"
+    information = "Test only: counts its runs in a file."
+
+    def predict_batch(self, inputs: list[str]) -> list[Any]:
+        answers: list[Any] = []
+        for text in inputs:
+            path, seconds = text.rsplit(" ", 1)
+            log = Path(path)
+            runs = len(log.read_text().split()) if log.exists() else 0
+            with log.open("a") as output:
+                output.write(f"{os.getpid()}\n")
+            if runs == 0:
+                time.sleep(float(seconds))
+            answers.append({"run": runs + 1})
+        return answers

@@ -45,7 +45,7 @@ from alembic import command  # noqa: E402
 from alembic.config import Config  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
-from sqlalchemy import create_engine, delete, text, update  # noqa: E402
+from sqlalchemy import Engine, create_engine, delete, text, update  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 from sqlalchemy.exc import OperationalError  # noqa: E402
 
@@ -56,6 +56,8 @@ from database import SessionLocal, engine  # noqa: E402
 from main import app, create_app  # noqa: E402
 from ml.base import AIModel  # noqa: E402
 from services import rate_limit, security  # noqa: E402
+from services.storage import ObjectInfo, S3Storage, get_storage  # noqa: E402
+from tests.s3_support import S3Server, in_progress_uploads, s3_server, use_s3  # noqa: E402, F401
 
 # The page tests' `browser` fixture.
 pytest_plugins = ["tests.browser_support"]
@@ -91,6 +93,33 @@ def alembic_config(url: str) -> Config:
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     config.attributes["configure_logging"] = False
     return config
+
+
+def process_database(suffix: str) -> Iterator[Engine]:
+    """A MariaDB database of a module's own for the API processes it starts (they run once,
+    whichever database the suite uses): `<suite database><suffix>`, created empty, migrated to
+    head, dropped afterwards. Skips (fails on CI) without MariaDB."""
+    suite_url = os.environ.get("TEST_DATABASE_URL", "")
+    name = f"{make_url(suite_url).database if suite_url.startswith('mysql') else 'madang_test'}{suffix}"
+    url = make_url(f"mysql+pymysql://root@127.0.0.1:3306/{name}?charset=utf8mb4")
+    server = create_engine(url.set(database=""))
+    try:
+        with server.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+            conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    except OperationalError as exc:
+        server.dispose()
+        skip_unless_ci(f"MariaDB is not reachable: {exc.orig}")
+    url_text = url.render_as_string(hide_password=False)
+    command.upgrade(alembic_config(url_text), "head")
+    engine = create_engine(url_text)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with server.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        server.dispose()
 
 
 def recreate_mariadb_database(url: str) -> None:
@@ -293,6 +322,29 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture(params=["local", "s3"])
+def storage_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The attachment tests run on each backend (STORAGE_BACKEND): "local" under UPLOAD_DIR,
+    "s3" in a new bucket of the session's S3 server (tests/s3_support.py), so each test
+    starts with an empty one."""
+    backend = str(request.param)
+    if backend == "s3":
+        server: S3Server = request.getfixturevalue("s3_server")
+        use_s3(monkeypatch, server)
+    else:
+        monkeypatch.setattr(settings, "STORAGE_BACKEND", "local")
+    return backend
+
+
+def stored_objects() -> dict[str, ObjectInfo]:
+    """The committed objects of the configured backend, by key (whichever backend the test runs
+    on); for S3 it also checks that no multipart upload was left in progress."""
+    storage = get_storage()
+    if isinstance(storage, S3Storage):
+        assert in_progress_uploads(storage.client, storage.bucket) == []
+    return {info.key: info for info in storage.iter_objects()}
 
 
 @dataclass

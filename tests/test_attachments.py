@@ -20,10 +20,12 @@ from config import settings
 from database import SessionLocal
 from errors import PayloadTooLarge
 from services.attachments import MIB, Upload
-from services.storage import LocalStorage
-from tests.conftest import Person
+from services.storage import LocalStorage, get_storage
+from tests.conftest import Person, stored_objects
 
-pytestmark = pytest.mark.db  # file rows and their marks on posts and comments; names beyond ASCII stored
+# File rows and their marks on posts and comments; names beyond ASCII stored. Every test runs on
+# each storage backend (tests/conftest.storage_backend: the local disk, an S3 bucket).
+pytestmark = [pytest.mark.db, pytest.mark.usefixtures("storage_backend")]
 
 API = settings.API_PREFIX
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 8
@@ -36,9 +38,13 @@ ELF = b"\x7fELF\x02\x01\x01\x00" + b"\x00" * 8 + b"\x02\x00\x3e\x00" + bytes(ran
 FileSpec = tuple[str, bytes]
 
 
-def stored_files() -> set[Path]:
-    root = Path(settings.UPLOAD_DIR)
-    return {path for path in root.rglob("*") if path.is_file()} if root.exists() else set()
+def stored_files() -> set[str]:
+    """The keys of the objects in the backend the test runs on."""
+    return set(stored_objects())
+
+
+def stored_bytes(key: str) -> bytes:
+    return b"".join(get_storage().open(key).chunks)
 
 
 def attachment_count() -> int:
@@ -107,7 +113,8 @@ def uploaded(client: TestClient, user: Person, post_url: str) -> dict[str, objec
 
 @pytest.fixture
 def nothing_written() -> Iterator[None]:
-    """The test's refused upload must leave UPLOAD_DIR and the attachment table as they were."""
+    """The test's refused upload must leave the storage (and, on S3, no multipart upload in
+    progress) and the attachment table as they were."""
     before = stored_files()
     yield
     assert stored_files() == before
@@ -142,10 +149,10 @@ def test_file_is_stored_under_a_random_key_not_its_name(
     before = stored_files()
     response = upload(client, post_url, user, [("cat.png", PNG)])
 
-    [new_file] = stored_files() - before
-    assert new_file.name == stored_attachment(response.json()[0]["id"]).storage_key
-    assert re.fullmatch(r"[0-9a-f]{32}", new_file.name)
-    assert new_file.read_bytes() == PNG
+    [new_key] = stored_files() - before
+    assert new_key == stored_attachment(response.json()[0]["id"]).storage_key
+    assert re.fullmatch(r"[0-9a-f]{32}", new_key)
+    assert stored_bytes(new_key) == PNG
 
 
 def test_several_files_are_attached_in_one_request(client: TestClient, user: Person, post_url: str) -> None:
@@ -615,7 +622,7 @@ def _attachment_row(
 ) -> models.Attachment:
     """An attachment stored as the API would, for owners the API no longer lets anyone upload to
     (or as an older version of it did)."""
-    storage = LocalStorage(Path(settings.UPLOAD_DIR))
+    storage = get_storage()
     writer = storage.create()
     writer.write(content)
     writer.commit()
@@ -629,6 +636,7 @@ def _attachment_row(
             content_type="image/png" if content == PNG else "text/plain; charset=utf-8",
             size=len(content),
             sha256=hashlib.sha256(content).hexdigest(),
+            storage_backend=storage.name,
         )
         session.add(attachment)
         session.commit()
@@ -641,14 +649,13 @@ def _attachment_row(
 def test_uploader_deletes_an_attachment_and_its_file(
     client: TestClient, user: Person, uploaded: dict[str, object]
 ) -> None:
-    path = LocalStorage(Path(settings.UPLOAD_DIR)).path(
-        stored_attachment(int(str(uploaded["id"]))).storage_key
-    )
+    key = stored_attachment(int(str(uploaded["id"]))).storage_key
+    assert get_storage().exists(key)
 
     response = client.delete(str(uploaded["url"]), headers=user.headers)
 
     assert response.status_code == 204
-    assert not path.exists()
+    assert not get_storage().exists(key)
 
 
 def test_deleted_attachment_is_404(client: TestClient, user: Person, uploaded: dict[str, object]) -> None:
@@ -767,3 +774,122 @@ def test_an_oversized_file_is_refused_as_it_streams_in_never_written_past_the_li
     assert fed <= MIB + 2 * chunk  # stopped reading at the limit, not after 4 MB
     assert on_disk <= MIB
     assert [path for path in tmp_path.rglob("*") if path.is_file()] == []
+
+
+# --- byte ranges (Range, RFC 9110), on each backend --------------------------------------------
+
+
+def ranged(
+    client: TestClient, user: Person, uploaded: dict[str, object], value: str, **headers: str
+) -> Response:
+    return client.get(str(uploaded["url"]), headers={**user.headers, "Range": value, **headers})
+
+
+def test_a_download_advertises_byte_ranges(
+    client: TestClient, user: Person, uploaded: dict[str, object]
+) -> None:
+    response = client.get(str(uploaded["url"]), headers=user.headers)
+
+    assert response.status_code == 200
+    assert response.headers["accept-ranges"] == "bytes"
+    assert response.headers["etag"] == f'"{hashlib.sha256(PNG).hexdigest()}"'
+    assert "content-range" not in response.headers
+
+
+def test_the_first_bytes_are_answered_206(
+    client: TestClient, user: Person, uploaded: dict[str, object]
+) -> None:
+    response = ranged(client, user, uploaded, "bytes=0-15")
+
+    assert response.status_code == 206
+    assert response.content == PNG[:16]
+    assert response.headers["content-range"] == f"bytes 0-15/{len(PNG)}"
+    assert response.headers["content-length"] == "16"
+    assert response.headers["content-type"] == "image/png"
+    assert download_name(response) == "cat.png"
+
+
+def test_a_middle_range_is_answered(client: TestClient, user: Person, uploaded: dict[str, object]) -> None:
+    response = ranged(client, user, uploaded, "bytes=100-199")
+
+    assert (response.status_code, response.content) == (206, PNG[100:200])
+    assert response.headers["content-range"] == f"bytes 100-199/{len(PNG)}"
+
+
+def test_a_suffix_range_is_the_last_bytes(
+    client: TestClient, user: Person, uploaded: dict[str, object]
+) -> None:
+    response = ranged(client, user, uploaded, "bytes=-10")
+
+    assert (response.status_code, response.content) == (206, PNG[-10:])
+    assert response.headers["content-range"] == f"bytes {len(PNG) - 10}-{len(PNG) - 1}/{len(PNG)}"
+
+
+def test_an_open_ended_range_runs_to_the_end(
+    client: TestClient, user: Person, uploaded: dict[str, object]
+) -> None:
+    response = ranged(client, user, uploaded, "bytes=2000-")
+
+    assert (response.status_code, response.content) == (206, PNG[2000:])
+    assert response.headers["content-length"] == str(len(PNG) - 2000)
+
+
+def test_a_range_past_the_end_is_cut_at_the_end(
+    client: TestClient, user: Person, uploaded: dict[str, object]
+) -> None:
+    response = ranged(client, user, uploaded, f"bytes={len(PNG) - 5}-{len(PNG) + 500}")
+
+    assert (response.status_code, response.content) == (206, PNG[-5:])
+    assert response.headers["content-range"] == f"bytes {len(PNG) - 5}-{len(PNG) - 1}/{len(PNG)}"
+
+
+@pytest.mark.parametrize("value", ["bytes=999999-", "bytes=-0"])
+def test_a_range_outside_the_file_is_416(
+    client: TestClient, user: Person, uploaded: dict[str, object], value: str
+) -> None:
+    response = ranged(client, user, uploaded, value)
+
+    assert response.status_code == 416
+    assert response.json()["code"] == "range_not_satisfiable"
+    assert response.headers["content-range"] == f"bytes */{len(PNG)}"
+
+
+@pytest.mark.parametrize(
+    "value", ["bytes=0-1,5-6", "bytes=10-5", "items=0-1", "bytes=abc", "bytes=-", "bytes=" + "9" * 30 + "-"]
+)
+def test_several_ranges_or_an_unreadable_header_get_the_whole_file(
+    client: TestClient, user: Person, uploaded: dict[str, object], value: str
+) -> None:
+    response = ranged(client, user, uploaded, value)
+
+    assert (response.status_code, response.content) == (200, PNG)
+    assert "content-range" not in response.headers
+
+
+def test_if_range_with_another_etag_gets_the_whole_file(
+    client: TestClient, user: Person, uploaded: dict[str, object]
+) -> None:
+    stale = ranged(client, user, uploaded, "bytes=0-9", **{"If-Range": '"an-older-version"'})
+    current = ranged(
+        client, user, uploaded, "bytes=0-9", **{"If-Range": f'"{hashlib.sha256(PNG).hexdigest()}"'}
+    )
+
+    assert (stale.status_code, stale.content) == (200, PNG)
+    assert (current.status_code, current.content) == (206, PNG[:10])
+
+
+def test_a_range_is_asked_for_only_after_the_access_check(
+    client: TestClient,
+    make_user: Callable[..., Person],
+    make_board: Callable[..., models.Board],
+    make_post: Callable[..., models.Post],
+    user: Person,
+) -> None:
+    restricted = make_board("비밀게시판", is_public=False, members=(user,))
+    post = make_post(restricted, user)
+    [item] = upload(client, f"{API}/posts/{post.id}/attachments", user, [("cat.png", PNG)]).json()
+    outsider = make_user("outsider")
+
+    response = ranged(client, outsider, item, "bytes=0-9")
+
+    assert response.status_code == 403

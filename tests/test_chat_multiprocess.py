@@ -13,47 +13,23 @@ from dataclasses import dataclass
 
 import httpx2
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from websockets.exceptions import ConnectionClosed
 
 from models import User
 from services import security
 from tests.chat_support import ApiProcess, next_event, running_api
-from tests.conftest import TEST_REDIS_URL, alembic_config, redis_or_skip, skip_unless_ci
+from tests.conftest import TEST_REDIS_URL, process_database, redis_or_skip
 
 pytestmark = pytest.mark.db  # two API processes sharing the database
 
 REDIS_URL = TEST_REDIS_URL
 
 
-def database_url() -> str:
-    suite_url = os.environ.get("TEST_DATABASE_URL", "")
-    name = f"{make_url(suite_url).database}_mp" if suite_url.startswith("mysql") else "madang_test_mp"
-    return f"mysql+pymysql://root@127.0.0.1:3306/{name}?charset=utf8mb4"
-
-
 @pytest.fixture(scope="module")
 def database() -> Iterator[Engine]:
-    url = make_url(database_url())
-    server = create_engine(url.set(database=""))
-    try:
-        with server.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS `{url.database}`"))
-            conn.execute(text(f"CREATE DATABASE `{url.database}` CHARACTER SET utf8mb4"))
-    except OperationalError as exc:
-        skip_unless_ci(f"MariaDB is not reachable: {exc.orig}")
-    finally:
-        server.dispose()
-    url_text = url.render_as_string(hide_password=False)
-    from alembic import command
-
-    command.upgrade(alembic_config(url_text), "head")
-    engine = create_engine(url_text)
-    yield engine
-    engine.dispose()
+    yield from process_database("_mp")
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ OPERATIONS = [
     if method in METHODS
 ]
 OPERATION_NAMES = [f"{method} {path}" for method, path, _ in OPERATIONS]
-ERROR_STATUSES = {"400", "401", "403", "404", "409", "413", "415", "422", "429"}
+ERROR_STATUSES = {"400", "401", "403", "404", "409", "413", "415", "416", "422", "429", "503"}
 MakeBoard = Callable[..., models.Board]
 
 
@@ -243,7 +243,11 @@ def declared_codes(operation: dict[str, Any], status: str) -> set[str]:
 
 
 def error_statuses(operation: dict[str, Any]) -> list[str]:
-    return [status for status in operation["responses"] if status in ERROR_STATUSES]
+    # GET /ready's 503 is its readiness report (what failed), not an error body.
+    readiness = operation_of("GET", "/ready")
+    return [
+        status for status in operation["responses"] if status in ERROR_STATUSES and operation is not readiness
+    ]
 
 
 @cache

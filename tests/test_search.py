@@ -226,6 +226,7 @@ def test_a_hidden_comment_finds_nothing(
     assert search(client, admin, "김치") == {
         "items": [],
         "total": 0,
+        "total_exact": True,
         "offset": 0,
         "limit": 20,
         "mode": "keyword",
@@ -345,6 +346,71 @@ def test_pages_walk_every_match_once_and_total_counts_them(
     assert [page["total"] for page in pages] == [5, 5, 5]
     seen = [item["id"] for page in pages for item in page["items"]]
     assert seen == sorted(ids, reverse=True)
+
+
+# --- words in more posts than a search ranks -------------------------------------------------------
+
+
+@pytest.fixture
+def window_of_three(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A search ranks the newest 3 matches of each side first (1,000 in the app)."""
+    monkeypatch.setattr(search_service, "WINDOWS", (3, 24, None))
+
+
+@pytest.mark.usefixtures("window_of_three")
+def test_a_word_in_more_posts_than_the_window_is_ranked_among_its_newest_and_total_says_more(
+    client: TestClient, user: Person, board: models.Board, make_post: MakePost
+) -> None:
+    oldest = make_post(board, user, name="apple apple apple", content="the best title of all")
+    newer = [make_post(board, user, name=f"note {n}", content="an apple").id for n in range(4)]
+    page = search(client, user, "apple", limit=2)
+    # The oldest would rank first (the word in its title); the window holds the newest only.
+    assert oldest.id not in [item["id"] for item in page["items"]]
+    assert {item["id"] for item in page["items"]} <= set(newer)
+    assert (page["total"], page["total_exact"]) == (4, False)
+    assert search(client, user, "title")["total_exact"] is True
+
+
+@pytest.mark.usefixtures("window_of_three")
+def test_a_window_without_enough_readable_matches_is_widened(
+    client: TestClient, make_board: MakeBoard, make_post: MakePost, member: Person, outsider: Person
+) -> None:
+    public, staff = make_board("public"), make_board("staff", is_public=False, members=(member,))
+    readable = [make_post(public, member, name=f"apple {n}").id for n in range(3)]
+    for n in range(5):  # newer, and out of the outsider's reach
+        make_post(staff, member, name=f"apple staff {n}")
+    page = search(client, outsider, "apple", sort="latest")
+    assert [item["id"] for item in page["items"]] == readable[::-1]
+    assert (page["total"], page["total_exact"]) == (3, True)
+
+
+@pytest.mark.usefixtures("window_of_three")
+def test_a_page_past_the_window_is_answered_from_a_wider_one(
+    client: TestClient, user: Person, board: models.Board, make_post: MakePost
+) -> None:
+    ids = [make_post(board, user, name=f"apple {n}").id for n in range(6)]
+    pages = [search(client, user, "apple", sort="latest", offset=offset, limit=2) for offset in (0, 2, 4)]
+    assert [item["id"] for page in pages for item in page["items"]] == ids[::-1]
+    assert [page["total_exact"] for page in pages] == [False, False, True]
+
+
+@pytest.mark.usefixtures("window_of_three")
+def test_comments_beyond_the_window_are_taken_when_the_page_needs_them(
+    client: TestClient,
+    user: Person,
+    board: models.Board,
+    make_post: MakePost,
+    make_comment: MakeComment,
+) -> None:
+    post = make_post(board, user, name="주말", content="뭐 하지")
+    for n in range(6):
+        make_comment(post, user, content=f"apple {n}")
+    page = search(client, user, "apple")
+    assert ([item["id"] for item in page["items"]], page["total"], page["total_exact"]) == (
+        [post.id],
+        1,
+        True,
+    )
 
 
 def test_keyword_candidates_rank_as_the_relevance_page(

@@ -11,6 +11,7 @@ from config import settings
 from ml.encoder import SentenceEncoder
 from models import Board, Post
 from services.ai import jobs as ai_service
+from services.ai.backends import QueryEmbeddings
 from services.ai.similar_posts import SimilarPosts
 from services.search_semantic import fuse
 from tests.conftest import Person
@@ -135,3 +136,28 @@ def test_a_search_by_meaning_answers_by_keyword_when_the_model_cannot_run_and_sa
     assert body["mode"] == "keyword"
     assert body["fallback"] == "answered by keyword: the embedding model cannot load here"
     assert [item["id"] for item in body["items"]] == [post.id]
+
+
+@pytest.mark.db
+def test_a_question_asked_again_is_not_embedded_again(
+    ready_client: TestClient,
+    make_board: MakeBoard,
+    make_post: MakePost,
+    user: Person,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    write_embedded(make_post, make_board("생활"), user, [RICE_COOKER, *OTHERS])
+    embedded: list[str] = []
+    embed = QueryEmbeddings._computed
+
+    def counted(self: QueryEmbeddings, text: str, *, timeout: float) -> Any:
+        embedded.append(text)
+        return embed(self, text, timeout=timeout)
+
+    monkeypatch.setattr(QueryEmbeddings, "_computed", counted)
+    first = search(ready_client, user, "밥솥 고장")
+    again = search(ready_client, user, "밥솥 고장", offset=1)
+    assert (first["mode"], again["mode"]) == ("hybrid", "hybrid")
+    assert again["items"] == first["items"][1:]
+    search(ready_client, user, "밥솥이 고장났어요")
+    assert embedded == ["밥솥 고장", "밥솥이 고장났어요"]

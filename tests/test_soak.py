@@ -1,6 +1,7 @@
 """The soak test (bench/soak.py) in small: two API processes and a Celery worker on MariaDB and
-Redis under ten seconds of mixed load, then every check of the database against the writes
-the load generator saw acknowledged. It runs in its own MariaDB database, whichever database
+Redis, attachments in an S3 bucket (moto's server), under ten seconds of mixed load, then every
+check of the database against the writes the load generator saw acknowledged, and of the bucket
+against the attachment rows. It runs in its own MariaDB database, whichever database
 the rest of the suite uses."""
 
 import json
@@ -68,11 +69,19 @@ def test_a_short_soak_loses_no_write_and_answers_no_5xx(tmp_path: Path) -> None:
     failed = [check["name"] for check in report["checks"] if not check["ok"]]
     assert failed == []
     names = " / ".join(check["name"] for check in report["checks"])
-    for checked in ("no 5xx", "every post as last written", "UPLOAD_DIR", "chat message reached", "AI job"):
+    checked_names = (
+        "no 5xx",
+        "every post as last written",
+        "every object its row",
+        "chat message reached",
+        "AI job",
+    )
+    for checked in checked_names:
         assert checked in names
     assert report["server_errors"] == {}
     assert report["requests"] > 0
     assert report["chat"]["deliveries_across_processes"] > 0
+    assert report["storage"] == "s3"  # the API processes stored their uploads in moto's bucket
 
 
 # The checks themselves: each must fail when the database lacks what was acknowledged.
@@ -103,18 +112,41 @@ def test_the_soak_flags_a_view_counter_that_disagrees_with_the_view_rows() -> No
     assert "post 2: 1 != 0 + 0" in check.detail
 
 
-def test_the_soak_flags_an_orphaned_upload_and_a_row_without_its_file(tmp_path: Path) -> None:
-    kept, orphan, lost = "a" * 32, "b" * 32, "c" * 32
-    for key in (kept, orphan):
-        (tmp_path / key[:2]).mkdir()
-        (tmp_path / key[:2] / key).write_bytes(b"bytes")
-    rows = {1: Row(storage_key=kept), 2: Row(storage_key=lost)}
-    check = soak.check_upload_dir(rows, tmp_path)
+def test_the_soak_flags_an_orphaned_object_and_a_row_without_its_object() -> None:
+    kept, orphan, lost, local = "a" * 32, "b" * 32, "c" * 32, "d" * 32
+    rows = {
+        1: Row(storage_backend="s3", storage_key=kept),
+        2: Row(storage_backend="s3", storage_key=lost),
+        3: Row(storage_backend="local", storage_key=local),
+    }
+    listed = {"s3": {kept, orphan}, "local": {local}}
+    check = soak.check_stored_objects(rows, listed, unfinished=[])
     assert not check.ok
-    assert check.detail == "1 orphaned files, 1 rows without a file, 0 partial files"
-    assert soak.check_upload_dir({1: Row(storage_key=kept)}, tmp_path).ok is False  # the orphan stays
-    (tmp_path / orphan[:2] / orphan).unlink()
-    assert soak.check_upload_dir({1: Row(storage_key=kept)}, tmp_path).ok
+    assert check.detail.startswith(
+        "1 objects without a row, 1 rows without their object, 0 uploads left unfinished"
+    )
+    assert "s3 object bbbb" in check.detail
+    assert "attachment 2" in check.detail
+
+    rows.pop(2)
+    listed["s3"].discard(orphan)
+    check = soak.check_stored_objects(rows, listed, unfinished=[])
+    assert check.ok
+    assert check.detail == "local: 1 objects = 1 rows; s3: 1 objects = 1 rows"
+
+
+def test_the_soak_flags_an_object_under_another_backend_than_its_row_names() -> None:
+    key = "e" * 32
+    check = soak.check_stored_objects(
+        {1: Row(storage_backend="s3", storage_key=key)}, {"local": {key}, "s3": set()}, unfinished=[]
+    )
+    assert not check.ok
+
+
+def test_the_soak_flags_an_upload_left_unfinished() -> None:
+    check = soak.check_stored_objects({}, {"s3": set()}, unfinished=["s3 multipart upload of f00"])
+    assert not check.ok
+    assert "0 objects without a row, 0 rows without their object, 1 uploads left unfinished" in check.detail
 
 
 def test_the_soak_flags_a_job_left_queued() -> None:

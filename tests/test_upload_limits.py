@@ -6,7 +6,6 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -21,9 +20,11 @@ from services import rate_limit
 from services.attachments import MIB
 from services.rate_limit import RedisRateLimiter
 from services.redis_client import connect as connect_to_redis
-from tests.conftest import TEST_REDIS_URL, Person, redis_or_skip
+from tests.conftest import TEST_REDIS_URL, Person, redis_or_skip, stored_objects
 
-pytestmark = pytest.mark.db  # the quota summed in SQL under a row lock, parallel uploads
+# The quota summed in SQL under a row lock, parallel uploads; on each storage backend
+# (tests/conftest.storage_backend: the local disk, an S3 bucket).
+pytestmark = [pytest.mark.db, pytest.mark.usefixtures("storage_backend")]
 
 API = settings.API_PREFIX
 KIB = 1024
@@ -41,9 +42,9 @@ def upload(client: TestClient, url: str, person: Person, *sizes: int) -> Respons
     return client.post(url, headers=person.headers, files=files)
 
 
-def stored_files() -> set[Path]:
-    root = Path(settings.UPLOAD_DIR)
-    return {path for path in root.rglob("*") if path.is_file()} if root.exists() else set()
+def stored_files() -> set[str]:
+    """The keys of the objects in the backend the test runs on."""
+    return set(stored_objects())
 
 
 def stored_bytes(person: Person) -> int:
@@ -193,7 +194,7 @@ def test_parallel_uploads_by_one_user_never_take_more_than_the_quota(
     assert statuses == [201] * 3 + [413] * 5, [response.text for response in responses]
     assert {r.json()["code"] for r in responses if r.status_code == 413} == {"quota_exceeded"}
     assert stored_bytes(user) == 3 * 300 * KIB
-    assert {path.name for path in stored_files() - before} == stored_keys()
+    assert stored_files() - before == stored_keys()
 
 
 def test_parallel_uploads_by_several_users_to_one_post_all_succeed(

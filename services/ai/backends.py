@@ -6,6 +6,7 @@ import itertools
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -20,11 +21,12 @@ from crud import ai as ai_crud
 from ml.embedding import one_blas_thread
 from ml.post_index import PostIndex
 from ml.runner import BatchRunner, Lane, QueueFull
-from ml.training import TrainingExecutor
+from ml.training import TrainingExecutor, TrainingProcesses
 from services.ai import registry, worker
 from services.ai.events import Publisher
+from services.ai.leases import Leases
 from services.ai.registry import Registry
-from services.ai.training_run import run_training
+from services.ai.training_run import run_training, settle
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +39,14 @@ INDEX_TASK_PRIORITY = 9
 
 class Backend(Protocol):
     # Whether jobs left queued or running at startup are this process's to run again: true
-    # for the embedded runner (they died with the last process); Celery's broker keeps them.
+    # for the embedded runner (they died with the last process, or with another one whose
+    # lease ran out); Celery's broker keeps them.
     recovers_at_startup: bool
+
+    @property
+    def leases(self) -> Leases | None:
+        """The embedded runner's hold on the jobs it queued or runs, which tells the other API
+        processes on the database to leave them (services/ai/leases.py); None on Celery."""
 
     def start(self) -> None: ...
 
@@ -81,6 +89,8 @@ class ThreadBackend:
         self.config = config
         self.events = events  # where the runner's threads tell of the jobs they run
         self.models = models  # the app's, which the runner's threads run
+        # This app's owner id and heartbeat: its jobs carry them from submission to their end.
+        self.leases = Leases(config.AI_LEASE_SECONDS)
         self.runner = BatchRunner(
             workers=config.ai_workers,
             max_batch=config.AI_MAX_BATCH,
@@ -90,7 +100,7 @@ class ThreadBackend:
             timeout_seconds=config.AI_JOB_TIMEOUT_SECONDS,
         )
         self.trainer = TrainingExecutor(
-            workers=config.AI_TRAIN_WORKERS, run=partial(run_training, events=events)
+            workers=config.AI_TRAIN_WORKERS, run=partial(_run_leased_training, self.leases, events=events)
         )
         self._loader: threading.Thread | None = None
         self.queries = QueryEmbeddings(self.runner, models)
@@ -128,8 +138,10 @@ class ThreadBackend:
         log.info("models loaded in %.1f s", time.perf_counter() - started)
 
     def stop(self) -> None:
+        self.leases.stop_sweeping()  # renewed through the grace: the running batches hold them
         self.trainer.stop()
         self.runner.stop(grace=self.config.AI_SHUTDOWN_GRACE_SECONDS)
+        self.leases.stop()  # what is still queued or running here is another process's to take
 
     def reserve(self, session: Session) -> None:
         self.runner.reserve()
@@ -151,7 +163,10 @@ class ThreadBackend:
             log.warning("post index queue full; %d post(s) wait for `cli.py reindex`", len(post_ids) - queued)
 
     def submit_training(self, job_id: int) -> None:
-        self.trainer.submit(job_id)
+        # Stored without a lease (services/ai/training.py): queued here only if no other
+        # process took it meanwhile (its sweep), else there it runs.
+        if self.leases.take([job_id]):
+            self.trainer.submit(job_id)
 
     def embed_query(self, text: str, *, timeout: float) -> np.ndarray | str:
         model = self.models.builtin(SIMILAR_POSTS)
@@ -166,14 +181,27 @@ class ThreadBackend:
         return self.runner.retry_after()
 
     def _job_lane(self, model_name: str) -> Lane:
-        return self.runner.lane(model_name, partial(_job_lane, model_name, self.models, self.events))
+        return self.runner.lane(
+            model_name, partial(_job_lane, model_name, self.models, self.events, self.leases)
+        )
 
 
-def _job_lane(model_name: str, models: Registry, events: Publisher) -> Lane:
+def _run_leased_training(
+    leases: Leases, job_id: int, processes: TrainingProcesses, *, events: Publisher
+) -> None:
+    """A training job of this process's queue runs if this process still holds it (its lease
+    ran out meanwhile and another process took it over: there it runs)."""
+    if leases.take([job_id]):
+        run_training(job_id, processes, events=events)
+    else:
+        settle()  # canceled meanwhile: its version takes the job's ending, as run_training would
+
+
+def _job_lane(model_name: str, models: Registry, events: Publisher, leases: Leases) -> Lane:
     return Lane(
         name=model_name,
         run=lambda job_ids, computed: worker.run_jobs(
-            model_name, job_ids, models=models, events=events, computed=computed
+            model_name, job_ids, models=models, events=events, computed=computed, leases=leases
         ),
         timed_out=lambda job_ids, seconds: worker.fail_jobs(
             job_ids, error=worker.timed_out_error(seconds), events=events
@@ -202,6 +230,7 @@ class CeleryBackend:
     services.ai.celery_app worker`) runs it and writes the result to the shared database."""
 
     recovers_at_startup = False
+    leases: None = None  # the broker redelivers a dead worker's message
 
     def __init__(self, config: Settings) -> None:
         self.config = config
@@ -263,7 +292,10 @@ QUERY_LANE = "search queries"
 class QueryEmbeddings:
     """Search questions embedded in the model processes: several waiting at once go through one
     forward, on a runner lane of their own, beside the jobs (a search is a request, not a job:
-    nothing is stored)."""
+    nothing is stored). The last RECENT_QUERIES questions' vectors are kept: a question asked
+    again (a popular one, the next page of one) costs no forward."""
+
+    RECENT_QUERIES = 1024  # 1.5 MiB of 384-float vectors
 
     def __init__(self, runner: BatchRunner, models: Registry) -> None:
         self.runner = runner
@@ -271,8 +303,26 @@ class QueryEmbeddings:
         self._waiting: dict[int, tuple[str, Future[np.ndarray]]] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        # By the model's name too: a test (or a reload) may put another model in its place.
+        self._recent: OrderedDict[tuple[str | None, str], np.ndarray] = OrderedDict()
 
     def embed(self, text: str, *, timeout: float) -> np.ndarray | str:
+        model = self.models.builtin(SIMILAR_POSTS)
+        key = (getattr(model, "vector_model", None), text)
+        with self._lock:
+            if (vector := self._recent.get(key)) is not None:
+                self._recent.move_to_end(key)
+                return vector
+        found = self._computed(text, timeout=timeout)
+        if isinstance(found, np.ndarray):
+            found.setflags(write=False)  # shared by every search that asks the same
+            with self._lock:
+                self._recent[key] = found
+                if len(self._recent) > self.RECENT_QUERIES:
+                    self._recent.popitem(last=False)
+        return found
+
+    def _computed(self, text: str, *, timeout: float) -> np.ndarray | str:
         future: Future[np.ndarray] = Future()
         with self._lock:
             item = next(self._ids)

@@ -200,6 +200,9 @@ def _store_in(
         except QueueFull as exc:
             raise _queue_full(exc.retry_after) from exc
     now = utcnow()
+    # The embedded runner's lease, from the first moment: another API process starting now
+    # leaves the job to this one's queue.
+    leases = backend.leases if backend is not None else None
     try:
         with write_turns.turn():  # SQLite: writers queue here, not in its sleeping busy handler
             job_id = ai_crud.add_job(
@@ -209,6 +212,7 @@ def _store_in(
                 content=text,
                 idempotency_key=idempotency_key,
                 now=now,
+                lease=(leases.owner, leases.until(now)) if leases is not None else None,
             )
             session.commit()
     except IntegrityError:

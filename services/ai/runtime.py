@@ -1,7 +1,8 @@
 """The AI side of the app's lifetime (main.py's lifespan, through services/runtime.py): the model
-registry, the AI table's rows for its models, the job events, the backend, and the recovery of
-jobs a crash left. What it builds is an AIRuntime, kept in the app's Runtime and handed to the
-code that needs it (never found in a module global)."""
+registry, the AI table's rows for its models, the job events, the backend, the recovery of jobs
+a crash left, and, with the embedded runner, the heartbeat of its job leases. What it builds is
+an AIRuntime, kept in the app's Runtime and handed to the code that needs it (never found in a
+module global)."""
 
 import contextlib
 import logging
@@ -63,6 +64,10 @@ async def running(
         reembedding = Reembedding(config, backend, models)
         try:
             await to_thread.run_sync(partial(recover, backend, job_events))
+            if backend.leases is not None:
+                # The heartbeat: this process's leases renewed, and the jobs of another process
+                # that stopped renewing its own taken over (backend.stop stops it).
+                backend.leases.keep(sweep=partial(recover, backend, job_events, at_start=False))
             reembedding.start()
             yield AIRuntime(
                 backend=backend, events=job_events, models=models, config=config, reembedding=reembedding

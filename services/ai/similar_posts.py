@@ -101,12 +101,14 @@ def search(
     model_name: str,
     *,
     limit: int = RESULT_LIMIT,
+    min_score: float = -np.inf,
 ) -> list[list[dict[str, Any]]]:
-    """Each question's `limit` best readable posts (of the scope's boards, meeting `condition`),
-    best first: the best checked against the rule, 4 x limit at first, eight times more for a
-    question that kept too few."""
+    """Each question's `limit` best readable posts (of the scope's boards, meeting `condition`,
+    none scoring below min_score), best first: the best checked against the rule, 4 x limit at
+    first, eight times more for a question that kept too few."""
     scores = snapshot.vectors @ queries.T  # (posts, questions): cosines, the rows being unit
     scores[~np.isin(snapshot.board_ids, scope[1])] = -np.inf
+    scores[scores < min_score] = -np.inf  # never checked against the rule: a search drops them anyway
     found: list[list[dict[str, Any]] | None] = [None] * len(queries)
     checked: dict[int, Any] = {}  # post id -> (id, board_id, title) if readable, else None
     open_questions, count = list(range(len(queries))), max(FIRST_CHECK, 4 * limit)

@@ -27,6 +27,7 @@ from schemas import JobPublic
 from services.ai import apps
 from services.ai.events import Publisher, publish_jobs, publish_public
 from services.ai.job_view import job_public
+from services.ai.leases import Leases
 from services.ai.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ def run_jobs(
     redelivered: bool = False,
     interrupts: tuple[type[BaseException], ...] = (),
     computed: Callable[[], None] = lambda: None,
+    leases: Leases | None = None,
 ) -> None:
     """Runs these jobs of one model (looked up in `models`) as one batch, telling `events` how
     they go.
@@ -57,12 +59,20 @@ def run_jobs(
     failed, so a job that kills its worker cannot loop forever.
     computed: called once the model is done with the batch (the embedded runner then lets the
     next batch compute while this one stores its results).
+    leases: the embedded runner's (services/ai/leases.py): it takes only jobs no other process
+    holds, they carry its lease while they run, and an ending stores only while they do.
     """
     now = utcnow()
+    lease = (leases.owner, leases.until(now)) if leases is not None else None
     with session_scope() as session:
         with write_turns.turn():  # SQLite: writers queue here, not in its sleeping busy handler
             taken = ai_crud.claim_with_owners(
-                session, job_ids, now=now, also_running=redelivered, max_attempts=settings.AI_MAX_ATTEMPTS
+                session,
+                job_ids,
+                now=now,
+                also_running=redelivered,
+                max_attempts=settings.AI_MAX_ATTEMPTS,
+                lease=lease,
             )
             claimed = [job.id for job, _ in taken]
             gave_up: list[int] = []
@@ -104,7 +114,9 @@ def run_jobs(
         endings = [_ending(model_name, job, result) for job, result in zip(running, results, strict=True)]
         done = utcnow()
         with write_turns.turn():
-            changed = ai_crud.finish_running(session, endings, now=done)
+            changed = ai_crud.finish_running(
+                session, endings, now=done, lease_owner=lease[0] if lease is not None else None
+            )
             session.commit()
         if changed == len(endings):
             publish_public(
@@ -151,7 +163,8 @@ def fail_jobs(job_ids: Sequence[int], *, error: str, events: Publisher) -> None:
 
 def give_back(job_ids: Sequence[int]) -> None:
     """Jobs whose batch was cut short by the process stopping go back to the queue, the attempt
-    not counted (the job did nothing wrong), for the next start's recovery."""
+    not counted (the job did nothing wrong), their lease given back, for the next start's
+    recovery or another live process's."""
     with session_scope() as session:
         returned = ai_crud.unclaim(session, job_ids)
         session.commit()
