@@ -43,8 +43,13 @@ class Leases:
         self._stopping = threading.Event()
         self._sweeping = True
         self._thread: threading.Thread | None = None
+        # Whether this process ever took a lease: one that never did has none to give back (an
+        # app started and stopped with no job, as most tests' apps are, writes nothing).
+        self._dated = False
 
     def until(self, now: datetime) -> datetime:
+        """When a lease taken now runs out (every lease this process takes is dated here)."""
+        self._dated = True
         return now + timedelta(seconds=self.seconds)
 
     def take(self, job_ids: Sequence[int]) -> list[int]:
@@ -91,6 +96,8 @@ class Leases:
         if self._thread is not None:
             self._thread.join(max(self.seconds, 5))
             self._thread = None
+        if not self._dated:
+            return
         try:
             released = self.release()
         except Exception:
