@@ -8,6 +8,10 @@ import pytest
 from bench.eval_ai import Scores, all_minilm_l6_v2, evaluate, load_set, multilingual_e5_small
 from ml.language import ENGLISH, KOREAN, language_of
 
+# Database-independent (the models over a fixed set) and slow: `make test` runs it in its MariaDB
+# pass, the shorter one (the Makefile's `test`); `make test-sqlite` alone runs it too.
+pytestmark = pytest.mark.either_pass
+
 
 @pytest.fixture(scope="module")
 def eval_set() -> dict:

@@ -16,6 +16,10 @@ from config import settings
 from tests.chat_support import ApiProcess, running_api, sleep_until
 from tests.conftest import PASSWORD
 
+# Database-independent (a page in a browser) and slow: `make test` runs it in its MariaDB pass, which is
+# the shorter one (the Makefile's `test`); `make test-sqlite` alone runs it too.
+pytestmark = pytest.mark.either_pass
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiProcess]:

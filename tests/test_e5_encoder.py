@@ -11,6 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+# Database-independent (the model alone) and slow: `make test` runs it in its MariaDB pass, which is
+# the shorter one (the Makefile's `test`); `make test-sqlite` alone runs it too.
+pytestmark = pytest.mark.either_pass
+
 EVAL_SET = Path(__file__).resolve().parent.parent / "bench" / "ai_eval_set.json"
 
 
