@@ -233,6 +233,13 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _leases_outlive_their_heartbeat(self) -> "Settings":
+        # Renewed every third of it: a shorter lease runs out between beats of a busy process.
+        if self.AI_LEASE_SECONDS < 1:
+            raise ValueError("AI_LEASE_SECONDS must be at least 1 second")
+        return self
+
+    @model_validator(mode="after")
     def _s3_needs_a_bucket(self) -> "Settings":
         if self.STORAGE_BACKEND == "s3" and not self.S3_BUCKET.strip():
             raise ValueError("S3_BUCKET must name the bucket when STORAGE_BACKEND=s3")

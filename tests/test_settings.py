@@ -55,6 +55,13 @@ def test_unknown_environment_name_is_refused() -> None:
         make_settings(ENV="staging")
 
 
+@pytest.mark.parametrize("seconds", ["0", "-5", "0.5"])
+def test_a_job_lease_too_short_to_renew_is_refused(seconds: str) -> None:
+    # A lease that runs out before its heartbeat renews it hands running jobs to another process.
+    with pytest.raises(ValidationError, match="AI_LEASE_SECONDS must be at least 1 second"):
+        make_settings(AI_LEASE_SECONDS=seconds)
+
+
 def test_production_without_an_smtp_host_refuses_to_start() -> None:
     # Else every mail, password reset codes included, would be written to the log.
     with pytest.raises(ValidationError, match="SMTP_HOST must be set"):
