@@ -177,14 +177,9 @@ def _keyword_results(
     """A page of the keyword matches the user may read, from the newest matches of the first
     window, or of a wider one while the readable matches in it do not reach the page."""
     keywords = Keywords(search_crud.database_kind(session), query)
+    readable, values = access.post_readable_by(user), _filter_values(filters)
     for window in WINDOWS:
-        listing = posts_crud.search_listing(
-            keywords,
-            readable=access.post_readable_by(user),
-            sort=sort,
-            window=window,
-            **_filter_values(filters),
-        )
+        listing = posts_crud.search_listing(keywords, readable=readable, sort=sort, window=window, **values)
         found = posts_crud.search_page(session, listing, offset=offset, limit=limit, read_rows=read_rows)
         if not found.overflow or found.total >= offset + limit:
             break

@@ -403,7 +403,22 @@ def test_an_upload_to_an_unreachable_bucket_is_503_and_leaves_no_row(
     assert_bucket_empty(s3)
 
 
-def test_an_upload_to_a_bucket_answering_5xx_is_503(
+def break_bucket(
+    monkeypatch: pytest.MonkeyPatch, failure: str, *, failing_server: str, silent_server: str
+) -> None:
+    """Points the app at a bucket that fails as named: unreachable, answering 5xx, missing, or
+    taking the connection and never answering (timeout)."""
+    if failure == "missing-bucket":
+        monkeypatch.setattr(settings, "S3_BUCKET", "madang-no-such-bucket")
+    else:
+        point_at(
+            monkeypatch,
+            {"unreachable": closed_port_url(), "5xx": failing_server, "timeout": silent_server}[failure],
+        )
+
+
+@pytest.mark.parametrize("failure", ["5xx", "missing-bucket", "timeout"])
+def test_an_upload_to_a_failing_bucket_is_503(
     impatient: None,
     answering: TestClient,
     user: Person,
@@ -411,50 +426,17 @@ def test_an_upload_to_a_bucket_answering_5xx_is_503(
     post_url: str,
     s3: S3Storage,
     failing_server: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    point_at(monkeypatch, failing_server)
-
-    response = upload(answering, post_url, user, [("a.png", png(1000))])
-
-    assert_storage_unavailable(response)
-    assert rows_of(post) == []
-
-
-def test_an_upload_to_a_missing_bucket_is_503(
-    impatient: None,
-    answering: TestClient,
-    user: Person,
-    post: models.Post,
-    post_url: str,
-    s3: S3Storage,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(settings, "S3_BUCKET", "madang-no-such-bucket")
-
-    response = upload(answering, post_url, user, [("a.png", png(1000))])
-
-    assert_storage_unavailable(response)
-    assert rows_of(post) == []
-
-
-def test_an_upload_to_a_bucket_that_does_not_answer_times_out_as_503(
-    impatient: None,
-    answering: TestClient,
-    user: Person,
-    post: models.Post,
-    post_url: str,
-    s3: S3Storage,
     silent_server: str,
     monkeypatch: pytest.MonkeyPatch,
+    failure: str,
 ) -> None:
-    point_at(monkeypatch, silent_server)
+    break_bucket(monkeypatch, failure, failing_server=failing_server, silent_server=silent_server)
     started = time.monotonic()
 
     response = upload(answering, post_url, user, [("a.png", png(1000))])
 
     assert_storage_unavailable(response)
-    assert time.monotonic() - started < 5  # the test's 0.5 s read timeout, once
+    assert time.monotonic() - started < 5  # at most the test's 0.5 s read timeout, once
     assert rows_of(post) == []
 
 
@@ -517,13 +499,7 @@ def test_a_download_from_a_failing_bucket_is_503(
     failure: str,
 ) -> None:
     [item] = upload(answering, post_url, user, [("a.png", png(1000))]).json()
-    if failure == "missing-bucket":
-        monkeypatch.setattr(settings, "S3_BUCKET", "madang-no-such-bucket")
-    else:
-        point_at(
-            monkeypatch,
-            {"unreachable": closed_port_url(), "5xx": failing_server, "timeout": silent_server}[failure],
-        )
+    break_bucket(monkeypatch, failure, failing_server=failing_server, silent_server=silent_server)
 
     whole = answering.get(item["url"], headers=user.headers)
     ranged = answering.get(item["url"], headers={**user.headers, "Range": "bytes=0-9"})
