@@ -96,11 +96,14 @@ def alembic_config(url: str) -> Config:
 
 
 def process_database(suffix: str) -> Iterator[Engine]:
-    """A MariaDB database of a module's own for the API processes it starts (they run once,
-    whichever database the suite uses): `<suite database><suffix>`, created empty, migrated to
+    """A MariaDB database of a module's own for the API processes it starts (they need a server
+    database whichever the suite uses): `<suite database><suffix>`, created empty, migrated to
     head, dropped afterwards. Skips (fails on CI) without MariaDB."""
     suite_url = os.environ.get("TEST_DATABASE_URL", "")
-    name = f"{make_url(suite_url).database if suite_url.startswith('mysql') else 'madang_test'}{suffix}"
+    # The SQLite pass's own name: `make test` runs it beside the MariaDB pass (on madang_test), and
+    # one pass dropping the database the other's processes use would fail them.
+    base = make_url(suite_url).database if suite_url.startswith("mysql") else "madang_test_sqlite_pass"
+    name = f"{base}{suffix}"
     url = make_url(f"mysql+pymysql://root@127.0.0.1:3306/{name}?charset=utf8mb4")
     server = create_engine(url.set(database=""))
     try:
