@@ -22,7 +22,7 @@ from schemas import MAX_DB_ID, JobPublic
 from services import access, admin, attachments, chat
 from services.ai import jobs as ai
 from services.runtime import Runtime
-from services.security import authenticate
+from services.security import AccessClaims, authenticate, token_claims
 
 
 def request_slots(request: Request) -> RequestSlots:
@@ -81,6 +81,16 @@ T = TypeVar("T")
 # auto_error=False: a missing token gets our own 401 body ({"detail", "code"}).
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl=f"{settings.API_PREFIX}/auth/login", auto_error=False)
 BearerToken = Annotated[str | None, Depends(oauth2_scheme)]
+
+
+async def bearer_claims(token: BearerToken) -> AccessClaims:
+    """The bearer token's claims, checked before the route's parameters are (a call without a
+    valid token is a 401, whatever else is wrong with it), with no trip to the database: a route
+    that loads the user itself (security.claimed_user) in its one trip takes these."""
+    return token_claims(token)
+
+
+TokenClaims = Annotated[AccessClaims, Depends(bearer_claims)]
 
 
 # The request's user, once loaded and vetted, is kept in its session's info: a loader that loads

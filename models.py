@@ -395,9 +395,9 @@ class PostEmbedding(Base):
 
 
 # The search index (search_text.py makes the terms, crud/search.py reads them). Each database reads
-# these two tables through a full-text index of its own, made by migration 0007 and named with
-# FULL_TEXT_PREFIX: SQLite's FTS5 tables (kept in step by triggers), InnoDB's FULLTEXT indexes. They
-# are no models (SQLAlchemy describes neither), and the migrations' comparison leaves them out.
+# these two tables through a full-text index of its own, named with FULL_TEXT_PREFIX: SQLite's FTS5
+# tables (migration 0007, kept in step by triggers), MariaDB's posting tables (0009, written by
+# crud/search.py). They are no models, and the migrations' comparison leaves them out.
 FULL_TEXT_PREFIX = "fts_"
 # Terms are compared exactly on MariaDB (its _ci collation would take "qwcafe" for "qwcafé", which
 # SQLite's tokenizer keeps apart): the analyzer has folded case already.

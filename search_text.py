@@ -29,7 +29,9 @@ import re
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from html import escape
+from typing import NamedTuple
 
 WORD_PREFIX = "qw"  # words and pairs of Hangul, Chinese characters or kana
 SYMBOL_PREFIX = "qs"  # any other character, as its code point in hexadecimal
@@ -47,6 +49,10 @@ _PAIRED_RANGES = (
 )
 
 
+def _is_paired(char: str) -> bool:
+    return any(low <= ord(char) <= high for low, high in _PAIRED_RANGES)
+
+
 def _character_classes() -> dict[str, str]:
     """Regular-expression classes of the Basic Multilingual Plane: word characters, paired
     characters, marks (kept inside a word, left out of its term) and spaces (including control
@@ -58,7 +64,7 @@ def _character_classes() -> dict[str, str]:
         if 0xD800 <= point <= 0xDFFF:
             members["space"].append(point)
         elif unicodedata.ucd_3_2_0.category(char)[0] in "LN":
-            paired = any(low <= point <= high for low, high in _PAIRED_RANGES)
+            paired = _is_paired(char)
             members["paired" if paired else "word"].append(point)
         elif category[0] == "M":
             members["mark"].append(point)
@@ -91,8 +97,7 @@ _TOKENS = re.compile(
 _MARKS = re.compile(f"[{_CLASSES['mark']}]")
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
+class Token(NamedTuple):  # a tuple: a snippet makes hundreds, and a frozen dataclass costs 3x as much
     """A term of a text and where it stands in normalized(text): [start, end)."""
 
     term: str
@@ -198,14 +203,43 @@ class Query:
     def found_in_texts(self, *texts: str) -> bool:
         """found_in for the terms of these texts together, read only as far as it takes to find
         every term (a long post holding a common word early is not read to its end)."""
+        return self.found_by(*texts) is not None
+
+    def found_by(self, *texts: str) -> int | None:
+        """How many of these texts, read in order, it takes to find every term (1: the first
+        holds them all; 2: the first two together; ...); None when all of them together do not
+        match. Each text is read only as far as it takes."""
         wanted, prefixes = set(self.terms), list(self.prefixes)
-        for text in texts:
+        if not self:
+            return 0  # asks for nothing
+        if self._runs:  # a quick no: a post found by its comments is not read to its end
+            folded = " ".join(_folded(normalized(text))[0] for text in texts)
+            if any(run not in folded for run in self._runs):
+                return None
+        for read, text in enumerate(texts, start=1):
             for token in _tokens(normalized(text)):
                 wanted.discard(token.term)
-                prefixes = [prefix for prefix in prefixes if not token.term.startswith(prefix)]
+                if prefixes:
+                    prefixes = [prefix for prefix in prefixes if not token.term.startswith(prefix)]
                 if not wanted and not prefixes:
-                    return True
-        return not wanted and not prefixes
+                    return read
+        return None
+
+    @cached_property
+    def _runs(self) -> tuple[str, ...]:
+        """Strings a matching text holds, once normalized and case-folded: the characters of each
+        pair or lone character (Hangul, Chinese characters, kana), and of each English word or
+        number all but the last letter (which a plural or a final e or y may have changed)."""
+        runs = []
+        for term in (*self.terms, *self.prefixes):
+            if not term.startswith(WORD_PREFIX):
+                continue
+            word = term[len(WORD_PREFIX) :]
+            if all(_is_paired(char) for char in word):
+                runs.append(word)
+            elif word.isascii() and word.isalnum():
+                runs.append(word[:-1] if word.isalpha() else word)
+        return tuple(run for run in runs if run)
 
     def span(self, token: Token) -> tuple[int, int] | None:
         """What of the token the query matches: all of it for one of its terms, its first

@@ -93,7 +93,10 @@ def seed(url: str, *, password_hash: str, sizes: Sizes = Sizes(), rng_seed: int 
             # do it now so the first measured query does not race it.
             with engine.begin() as conn:
                 conn.execute(
-                    text("ANALYZE TABLE `user`, board, post, comment, post_like, post_search, comment_search")
+                    text(
+                        "ANALYZE TABLE `user`, board, post, comment, post_like, post_search, comment_search, "
+                        "fts_post_term, fts_comment_term"
+                    )
                 )
         with engine.connect() as conn:
             _check_counts(conn)

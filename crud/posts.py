@@ -4,9 +4,9 @@ the session's connection, as in crud/pages.py: the same rows and row counts with
 execution machinery, which costs more CPU than the statement's round trip (~100 µs each)."""
 
 from collections import namedtuple
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -31,8 +31,8 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from crud import search as search_crud
 from crud.authors import AUTHOR_NAME
 from crud.inserts import insert_if_absent
-from crud.pages import Listing
-from crud.search import Keywords
+from crud.pages import PAGE_LIMIT, PAGE_OFFSET, Listing
+from crud.search import Keywords, Shape
 from database import UTCDateTime
 from models import Board, Post, PostLike, PostView, User
 from schemas import PostSort, SearchSort
@@ -116,17 +116,17 @@ def listing(*, board_id: int, include_hidden: bool, sort: PostSort, keywords: Ke
     """A board's posts as list rows (no content, author joined) in a stable order: ties broken
     by id, newest first. Hidden posts only when include_hidden. keywords: only the posts the
     search index matches (crud/search.py)."""
-    kind = None if keywords is None else keywords.kind
-    query, count_query = _listing_statements(sort, include_hidden, kind)
+    shape = None if keywords is None else keywords.shape
+    query, count_query = _listing_statements(sort, include_hidden, shape)
     params: dict[str, Any] = {"board_id": board_id}
     if keywords is not None:
         params.update(keywords.params)
     return Listing(query, count_query, params)
 
 
-@cache  # 4 sorts x 2 x (no search, or the database's search): built on first use
+@lru_cache(maxsize=256)  # 4 sorts x 2 x (no search, or a search's shape): built on first use
 def _listing_statements(
-    sort: PostSort, include_hidden: bool, searching_in: str | None
+    sort: PostSort, include_hidden: bool, searching_in: Shape | None
 ) -> tuple[Select[*tuple[Any, ...]], Select[int]]:
     filters: list[ColumnElement[bool]] = [Post.board_id == bindparam("board_id")]
     if not include_hidden:
@@ -152,6 +152,7 @@ def search_listing(
     keywords: Keywords,
     *,
     readable: ColumnElement[bool],
+    readable_params: Mapping[str, Any],
     sort: SearchSort,
     window: int | None,
     board_id: int | None = None,
@@ -160,50 +161,77 @@ def search_listing(
     before: datetime | None = None,
 ) -> Listing:
     """The posts the search index matches (crud/search.py) that meet `readable` (a condition on
-    Post and Board: the access rule) and the filters, as list rows with their board's name
-    (BOARD_NAME), content and SCORE: best first (ties newest first), or newest first (no score).
+    Post and Board: the access rule, the same object for every reader of a kind, its
+    readable_params making it this reader's) and the filters, as (post_id, SCORE, TOTAL, OVERFLOW)
+    rows for search_page: best first (a post whose own text matches before one found by its
+    comments; ties newest first), or newest first (no score).
     window: how many of the newest matches of the posts and of the comments are taken (None:
     all). author: the author's name (as names compare: ignoring case); since / before: the creation
     date's bounds, the first included."""
-    ranked = sort == "relevance"
-    windowed = window is not None
+    given = _given_filters(board_id=board_id, author=author, since=since, before=before)
+    query, count_query = _search_statements(
+        keywords.shape,
+        readable,
+        ranked=sort == "relevance",
+        windowed=window is not None,
+        filters=frozenset(given),
+    )
+    params = {**readable_params, **given, **keywords.params, **search_crud.window_params(window)}
+    return Listing(query, count_query, params)
+
+
+# Built once per database, kind of reader, sort, window and set of filters (a statement built
+# anew, and keyed anew for SQLAlchemy's compiled cache, cost a search more than 1 ms). Bounded:
+# a caller handing a fresh condition per request would otherwise grow it without end.
+@lru_cache(maxsize=256)
+def _search_statements(
+    shape: Shape, readable: ColumnElement[bool], *, ranked: bool, windowed: bool, filters: frozenset[str]
+) -> tuple[Select[*tuple[Any, ...]], Select[*tuple[Any, ...]]]:
     # Newest first needs no score (a relevance costs a little per match), and neither does the count.
     if ranked:
-        matches = search_crud.scored_matches(keywords.kind, windowed=windowed)
+        matches = search_crud.scored_matches(shape, windowed=windowed)
     else:
-        matches = search_crud.matches(keywords.kind, windowed=windowed)
-    filters, params = _search_filters(readable, board_id=board_id, author=author, since=since, before=before)
-    params.update(keywords.params)
-    params.update(search_crud.window_params(window))
-
-    # Every match in the window is joined to its post, board and author, and whether the reader
-    # may read it is a column (not a filter), so the total of the readable ones and whether the
-    # window left matches out come with every row (window functions: a full-text search is the
-    # costly part, and a separate COUNT would run it again), and the second even when none is
-    # readable (the count_query, for a page past the end, reads them from any row).
-    readable_here = and_(*filters)
+        matches = search_crud.matches(shape, windowed=windowed)
+    # Every match in the window is joined to its post and board, and whether the reader may read
+    # it is a column (not a filter), so the total of the readable ones and whether the window
+    # left matches out come with every row (window functions: a full-text search is the costly
+    # part, and a separate COUNT would run it again), and the second even when none is readable
+    # (the count_query, for a page past the end, reads them from any row).
+    readable_here = and_(readable, *_filter_conditions(filters))
     judged = (
         select(
             matches.c.post_id,
             matches.c.score.label(SCORE),
+            matches.c[search_crud.OWN],
             readable_here.label(READABLE),
             func.count(case((readable_here, 1))).over().label(TOTAL),
-            func.max(matches.c[search_crud.OVERFLOW]).over().label(search_crud.OVERFLOW),
+            # SUM, not MAX: MariaDB recomputes a MAX over the whole window for every row (60 ms
+            # for a common word's 1,300 matches, against 1 ms).
+            (func.sum(matches.c[search_crud.OVERFLOW]).over() > 0).label(search_crud.OVERFLOW),
         )
         .select_from(matches)
         .join(Post, Post.id == matches.c.post_id)
         .join(Board, Board.id == Post.board_id)
-        .join(User, User.id == Post.user_id)
-        .subquery("judged")
     )
-    order = (judged.c[SCORE].desc(), judged.c.post_id.desc()) if ranked else (judged.c.post_id.desc(),)
+    if "author" in filters:  # the only filter on the author's row
+        judged = judged.join(User, User.id == Post.user_id)
+    ranking = judged.subquery("judged")
+    own, score, newest = ranking.c[search_crud.OWN].desc(), ranking.c[SCORE].desc(), ranking.c.post_id.desc()
+    order = (own, score, newest) if ranked else (newest,)
     query = (
-        select(judged.c.post_id, judged.c[SCORE], judged.c[TOTAL], judged.c[search_crud.OVERFLOW])
-        .where(judged.c[READABLE] == true())
+        select(ranking.c.post_id, ranking.c[SCORE], ranking.c[TOTAL], ranking.c[search_crud.OVERFLOW])
+        .where(ranking.c[READABLE] == true())
         .order_by(*order)
+        .offset(bindparam(PAGE_OFFSET, type_=Integer))
+        .limit(bindparam(PAGE_LIMIT, type_=Integer))
     )
-    count_query = select(judged.c[TOTAL], judged.c[search_crud.OVERFLOW]).limit(1)
-    return Listing(query, count_query, params)
+    count_query = select(ranking.c[TOTAL], ranking.c[search_crud.OVERFLOW]).limit(1)
+    return query, count_query
+
+
+def search_statements_built() -> int:
+    """How many search statements have been built so far (each kind is built once)."""
+    return _search_statements.cache_info().misses
 
 
 def search_rows_among(
@@ -211,52 +239,55 @@ def search_rows_among(
     post_ids: Sequence[int],
     *,
     readable: ColumnElement[bool],
+    readable_params: Mapping[str, Any],
     board_id: int | None = None,
     author: str | None = None,
     since: datetime | None = None,
     before: datetime | None = None,
 ) -> list[Any]:
-    """Of these posts (found some other way: by meaning), those that meet `readable` and the
-    filters, as search_listing's rows (no score), in the order of post_ids."""
+    """Of these posts (found some other way: by meaning), those that meet `readable` (as in
+    search_listing) and the filters, as search_page's rows (no score), in the order of post_ids."""
     if not post_ids:
         return []
-    filters, params = _search_filters(readable, board_id=board_id, author=author, since=since, before=before)
-    query = (
-        select(*LISTING_COLUMNS, Board.name.label(BOARD_NAME), Post.content, null().label(SCORE))
-        .join(Board, Board.id == Post.board_id)
-        .join(User, User.id == Post.user_id)
-        .where(Post.id.in_(list(post_ids)), *filters)
-    )
+    given = _given_filters(board_id=board_id, author=author, since=since, before=before)
+    query = _rows_among(readable, frozenset(given))
+    params = {**readable_params, **given, "ids": list(post_ids)}
     rows = {row.id: row for row in session.connection().execute(query, params)}
     return [rows[post_id] for post_id in post_ids if post_id in rows]
 
 
-def _search_filters(
-    readable: ColumnElement[bool],
-    *,
-    board_id: int | None,
-    author: str | None,
-    since: datetime | None,
-    before: datetime | None,
-) -> tuple[list[ColumnElement[bool]], dict[str, Any]]:
-    """The access rule and a search's filters, as conditions on Post, Board and User, and their
-    parameters. author: the author's name (as names compare: ignoring case); since / before: the
-    creation date's bounds, the first included."""
-    filters = [readable]
-    params: dict[str, Any] = {}
-    if board_id is not None:
-        filters.append(Post.board_id == bindparam("board_id"))
-        params["board_id"] = board_id
-    if author is not None:
-        filters.append(User.name == bindparam("author"))
-        params["author"] = author
-    if since is not None:
-        filters.append(Post.create_date >= bindparam("since", type_=UTCDateTime()))
-        params["since"] = since
-    if before is not None:
-        filters.append(Post.create_date < bindparam("before", type_=UTCDateTime()))
-        params["before"] = before
-    return filters, params
+@lru_cache(maxsize=64)
+def _rows_among(readable: ColumnElement[bool], filters: frozenset[str]) -> Select[*tuple[Any, ...]]:
+    return (
+        select(*LISTING_COLUMNS, Board.name.label(BOARD_NAME), Post.content, null().label(SCORE))
+        .join(Board, Board.id == Post.board_id)
+        .join(User, User.id == Post.user_id)
+        .where(Post.id.in_(bindparam("ids", expanding=True)), readable, *_filter_conditions(filters))
+    )
+
+
+def _given_filters(
+    *, board_id: int | None, author: str | None, since: datetime | None, before: datetime | None
+) -> dict[str, Any]:
+    """A search's filters that are set, by the names of their bind parameters."""
+    values = {"board_id": board_id, "author": author, "since": since, "before": before}
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def _filter_conditions(names: frozenset[str]) -> list[ColumnElement[bool]]:
+    """The conditions (on Post, and User for the author) of the filters named (_given_filters'),
+    with bind parameters of the same names. author: the author's name (as names compare: ignoring
+    case); since / before: the creation date's bounds, the first included."""
+    conditions: list[ColumnElement[bool]] = []
+    if "board_id" in names:
+        conditions.append(Post.board_id == bindparam("board_id"))
+    if "author" in names:
+        conditions.append(User.name == bindparam("author"))
+    if "since" in names:
+        conditions.append(Post.create_date >= bindparam("since", type_=UTCDateTime()))
+    if "before" in names:
+        conditions.append(Post.create_date < bindparam("before", type_=UTCDateTime()))
+    return conditions
 
 
 class SearchResults(NamedTuple):
@@ -276,7 +307,7 @@ def search_page(
     # The matches are sorted carrying only their id, score and the totals, then the page's rows
     # are read by id: sorting thousands of matches with their content (as one statement would)
     # cost as much again as finding them, for a common word.
-    page = connection.execute(query.offset(offset).limit(limit), params).all()
+    page = connection.execute(query, {**params, PAGE_OFFSET: offset, PAGE_LIMIT: limit}).all()
     if not page:
         first = connection.execute(count_query, params).first()
         return (

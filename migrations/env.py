@@ -27,7 +27,7 @@ def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
 
 def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
     """The search index's full-text structures (models.FULL_TEXT_PREFIX: SQLite's FTS5 tables,
-    InnoDB's FULLTEXT indexes) are made by their migration for one database each and described by
+    MariaDB's posting tables) are made by their migration for one database each and described by
     no model: they are left out of the comparison with models.py."""
     return not (name or "").startswith(models.FULL_TEXT_PREFIX)
 

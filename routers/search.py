@@ -2,7 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from deps import CurrentUser, Pagination, RuntimeDep, SessionDep
+from deps import DatabaseDep, Pagination, RuntimeDep, TokenClaims
 from routers.responses import AUTHENTICATED, errors, refusal
 from schemas import SearchPage, SearchRequest
 from services import search as search_service
@@ -24,13 +24,13 @@ REFUSED_QUERY = refusal(
     summary="Search the posts I may read",
     responses=errors(422, notes={422: REFUSED_QUERY}),
 )
-def search_posts(
+async def search_posts(
     request: Annotated[SearchRequest, Query()],
     page: Pagination,
-    user: CurrentUser,
-    session: SessionDep,
+    database: DatabaseDep,
+    claims: TokenClaims,
     runtime: RuntimeDep,
 ) -> SearchPage:
-    return search_service.search(
-        session, user=user, request=request, offset=page.offset, limit=page.limit, ai=runtime.ai
+    return await search_service.answer(
+        database, claims=claims, request=request, offset=page.offset, limit=page.limit, ai=runtime.ai
     )

@@ -3,7 +3,7 @@ pages, posts, comments, attachments, search, AI) goes through these functions.""
 
 from collections.abc import Callable, Collection
 from functools import cache, partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     ColumnElement,
@@ -255,10 +255,29 @@ def post_readable_by(user: User) -> ColumnElement[bool]:
     """SQL condition on Post joined to its Board, for lists across boards (similar-posts): the
     post's board is usable by the user and the post is visible, unless the user sees hidden
     posts. Single posts are checked by readable_post, which applies the same rule."""
-    board_usable = board_usable_by(user)
-    if sees_hidden(user):
-        return board_usable
-    return and_(board_usable, Post.is_visible.is_(True))
+    return _post_rule(board_usable_by(user), sees_hidden=sees_hidden(user))
+
+
+def _post_rule(board_usable: ColumnElement[bool], *, sees_hidden: bool) -> ColumnElement[bool]:
+    return board_usable if sees_hidden else and_(board_usable, Post.is_visible.is_(True))
+
+
+class ReaderRule(NamedTuple):
+    """post_readable_by for statements built once per kind of reader (the search's): the
+    condition, the same object for every reader of a kind, with the reader's id as a bind
+    parameter (READER_ID); and the parameters that make it this reader's."""
+
+    condition: ColumnElement[bool]
+    params: dict[str, int]
+
+
+def post_reader_rule(user: User) -> ReaderRule:
+    return ReaderRule(_post_reader_rule(user.is_superuser, sees_hidden(user)), {READER_ID: user.id})
+
+
+@cache
+def _post_reader_rule(administrator: bool, sees_hidden: bool) -> ColumnElement[bool]:
+    return _post_rule(_reader_rule(administrator), sees_hidden=sees_hidden)
 
 
 _POST, _BOARD = "post", "board"  # still_readable's rows say which they are

@@ -34,7 +34,7 @@ def create(session: Session, *, post: Post, user: User, data: CommentCreate) -> 
         comment = Comment(post_id=post.id, user_id=user.id, content=data.content)
         session.add(comment)
         session.flush()  # its id, for its search terms
-        search_crud.index_comment(session, comment_id=comment.id, content=comment.content)
+        search_crud.index_comment(session, comment_id=comment.id, content=comment.content, new=True)
         session.commit()
     # Every field of the answer is known here (its id and times were set on insert): nothing to
     # read back, and the transaction has ended with the commit.

@@ -157,7 +157,7 @@ def create(
     post = Post(board_id=board.id, user_id=user.id, name=data.name, content=data.content)
     session.add(post)
     session.flush()  # its id, for its search terms
-    search_crud.index_post(session, post_id=post.id, title=post.name, content=post.content)
+    search_crud.index_post(session, post_id=post.id, title=post.name, content=post.content, new=True)
     session.commit()
     ai.post_changed(ai_backend, post.id)  # similar-posts: its embedding is computed in the background
     return describe(session, post_id=post.id, viewer_id=user.id)

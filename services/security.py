@@ -97,7 +97,11 @@ def vetted_user(user: User | None, claims: AccessClaims) -> User:
 def authenticate(session: Session, token: str | None) -> User:
     """The user a bearer token names, checked with one query: the token must be signed, unexpired,
     of the user's current token version, and the user neither banned nor deleted."""
-    claims = token_claims(token)
+    return claimed_user(session, token_claims(token))
+
+
+def claimed_user(session: Session, claims: AccessClaims) -> User:
+    """The user checked claims name, as authenticate lets them through."""
     return vetted_user(users_crud.get(session, claims.user_id), claims)
 
 

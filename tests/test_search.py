@@ -3,7 +3,7 @@ before particles, English ignoring case and plurals, every word of the query req
 title above content above comment, or newest first; a snippet with the words marked and the rest
 escaped; only what the reader may read, by the one access rule, not even counted otherwise; and an
 index that follows every write in the write's own transaction, rebuilt by `cli.py search reindex`
-and filled by its migration. The same cases run on SQLite (FTS5) and on MariaDB (InnoDB FULLTEXT).
+and filled by its migration. The same cases run on SQLite (FTS5) and on MariaDB (posting tables).
 """
 
 from collections.abc import Callable, Iterator
@@ -25,6 +25,7 @@ import models
 import search_text
 from cli import app as cli_app
 from config import settings as app_settings
+from crud import posts as posts_crud
 from crud import search as search_crud
 from database import SessionLocal, make_engine
 from schemas import PostUpdate
@@ -131,6 +132,22 @@ def test_every_term_is_a_token_neither_database_drops() -> None:
     assert not {"a", "i", "the", "www"} & set(words)
 
 
+@pytest.mark.parametrize(
+    ("query", "texts", "needed"),
+    [
+        ("김치", ("김치찌개", "본문"), 1),
+        ("김치 찌개", ("김치", "찌개 끓이기"), 2),
+        ("밥", ("제목", "김밥"), 2),  # a prefix, in the second text
+        ("김치", ("제목", "본문"), None),
+    ],
+)
+def test_found_by_says_how_many_texts_it_takes_to_match(
+    query: str, texts: tuple[str, ...], needed: int | None
+) -> None:
+    """What `matched_in` is told from (the title; the title and the content; neither: a comment)."""
+    assert search_text.query(query).found_by(*texts) == needed
+
+
 def test_a_snippet_marks_the_words_and_escapes_everything_else() -> None:
     query = search_text.query("김치")
     snippet = search_text.snippet('<script>alert("김치")</script> 김치찌개 & 밥', query)
@@ -200,6 +217,23 @@ def test_a_title_match_ranks_above_a_content_match(
         (in_title.id, "title"),
         (in_content.id, "content"),
     ]
+
+
+def test_one_syllable_finds_the_words_it_begins_or_ends_title_first_and_with_other_words(
+    client: TestClient, user: Person, board: models.Board, make_post: MakePost, make_comment: MakeComment
+) -> None:
+    in_content = make_post(board, user, name="점심", content="김밥 한 줄")
+    in_title = make_post(board, user, name="밥솥 추천", content="고장났어요")
+    in_comment = make_post(board, user, name="저녁", content="국수")
+    make_comment(in_comment, user, content="밥은요?")
+    make_post(board, user, name="추천", content="국수")
+    body = search(client, user, "밥")
+    assert [(item["id"], item["matched_in"]) for item in body["items"]] == [
+        (in_title.id, "title"),
+        (in_content.id, "content"),
+        (in_comment.id, "comment"),
+    ]
+    assert found(client, user, "추천 밥") == [in_title.id]
 
 
 def test_a_visible_comment_finds_its_post(
@@ -275,6 +309,19 @@ def test_a_restricted_boards_post_is_found_by_its_members_only(
     assert search(client, outsider, "김치")["total"] == 0
     assert found(client, outsider, "김치", board_id=restricted.id) == []
     assert found(client, member, "김치") == [post.id]
+
+
+def test_readers_of_one_kind_share_the_statement_and_each_gets_their_own_answer(
+    client: TestClient, make_board: MakeBoard, make_post: MakePost, member: Person, outsider: Person
+) -> None:
+    restricted = make_board("staff", is_public=False, members=(member,))
+    post = make_post(restricted, member, name="김치찌개 회식", content="금요일")
+    assert search(client, member, "김치")["total"] == 1
+    built = posts_crud.search_statements_built()
+    assert search(client, outsider, "김치")["total"] == 0
+    assert found(client, member, "김치") == [post.id]
+    # The reader is a parameter of the statement, not part of it: nothing was built for them.
+    assert posts_crud.search_statements_built() == built
 
 
 def test_a_hidden_boards_post_is_found_by_administrators_only(
@@ -563,6 +610,9 @@ def test_an_edit_rolled_back_leaves_the_index_as_it_was(
 
 def empty_the_index() -> None:
     with SessionLocal() as session:
+        if IS_MARIADB:  # its posting tables (migration 0009) are the index proper
+            session.execute(text("DELETE FROM fts_comment_term"))
+            session.execute(text("DELETE FROM fts_post_term"))
         session.execute(delete(models.CommentSearch))
         session.execute(delete(models.PostSearch))
         session.commit()
@@ -639,10 +689,14 @@ def test_the_migration_indexes_the_posts_and_comments_there_are(migration_databa
             kind = search_crud.database_kind(session)
             for q in ("김치", "돼지", "파이썬"):
                 keywords = search_crud.Keywords(kind, search_text.query(q))
-                ids = session.execute(search_crud.matching_post_ids(kind), keywords.params).scalars().all()
+                ids = (
+                    session.execute(search_crud.matching_post_ids(keywords.shape), keywords.params)
+                    .scalars()
+                    .all()
+                )
                 assert ids == [post_id], q
             assert session.scalar(select(func.count()).select_from(models.PostSearch)) == 1
-        assert full_text_names(migration_database)  # FTS5 tables, or FULLTEXT indexes
+        assert full_text_names(migration_database)  # FTS5 tables, or the posting tables
         command.downgrade(config, "0006")
         assert full_text_names(migration_database) == set()
     finally:
