@@ -100,6 +100,17 @@ def ids_by_user(
     return found
 
 
+def ids_meeting(session: Session, condition: ColumnElement[bool], params: dict[str, Any]) -> list[int]:
+    """The ids (ascending) of the boards meeting a condition built once (its bind parameters in
+    `params`): no ORM objects, for a reader's scope asked on every search."""
+    return list(session.connection().execute(_ids_meeting(condition), params).scalars())
+
+
+@lru_cache(maxsize=16)
+def _ids_meeting(condition: ColumnElement[bool]) -> Select[int]:
+    return select(Board.id).where(condition).order_by(Board.id)
+
+
 def select_where(condition: ColumnElement[bool]) -> Select[Board]:
     return select(Board).where(condition).order_by(Board.id)
 

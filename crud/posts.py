@@ -21,7 +21,6 @@ from sqlalchemy import (
     delete,
     exists,
     func,
-    null,
     select,
     true,
     update,
@@ -234,7 +233,7 @@ def search_statements_built() -> int:
     return _search_statements.cache_info().misses
 
 
-def search_rows_among(
+def readable_ids_among(
     session: Session,
     post_ids: Sequence[int],
     *,
@@ -244,26 +243,37 @@ def search_rows_among(
     author: str | None = None,
     since: datetime | None = None,
     before: datetime | None = None,
-) -> list[Any]:
-    """Of these posts (found some other way: by meaning), those that meet `readable` (as in
-    search_listing) and the filters, as search_page's rows (no score), in the order of post_ids."""
+) -> list[int]:
+    """Of these posts (found some other way: by meaning), the ids of those that meet `readable`
+    (as in search_listing) and the filters, in the order of post_ids. Ids only: a search by
+    meaning weighs hundreds of candidates and shows a page of them (search_rows)."""
     if not post_ids:
         return []
     given = _given_filters(board_id=board_id, author=author, since=since, before=before)
-    query = _rows_among(readable, frozenset(given))
+    query = _ids_among(readable, frozenset(given))
     params = {**readable_params, **given, "ids": list(post_ids)}
-    rows = {row.id: row for row in session.connection().execute(query, params)}
-    return [rows[post_id] for post_id in post_ids if post_id in rows]
+    kept = set(session.connection().execute(query, params).scalars())
+    return [post_id for post_id in post_ids if post_id in kept]
 
 
 @lru_cache(maxsize=64)
-def _rows_among(readable: ColumnElement[bool], filters: frozenset[str]) -> Select[*tuple[Any, ...]]:
-    return (
-        select(*LISTING_COLUMNS, Board.name.label(BOARD_NAME), Post.content, null().label(SCORE))
+def _ids_among(readable: ColumnElement[bool], filters: frozenset[str]) -> Select[int]:
+    query = (
+        select(Post.id)
         .join(Board, Board.id == Post.board_id)
-        .join(User, User.id == Post.user_id)
         .where(Post.id.in_(bindparam("ids", expanding=True)), readable, *_filter_conditions(filters))
     )
+    return query.join(User, User.id == Post.user_id) if "author" in filters else query
+
+
+def search_rows(session: Session, ranked: Sequence[tuple[int, float | None]], *, total: int) -> list[Any]:
+    """search_page's rows (list columns, board name, content, SCORE, TOTAL) of these posts, in
+    their order: (id, score) each, every one known to exist."""
+    if not ranked:
+        return []
+    rows = session.connection().execute(_SEARCH_ROWS, {"ids": [post_id for post_id, _ in ranked]})
+    by_id = {row.id: row for row in rows}
+    return [_SearchRow(*by_id[post_id], score, total) for post_id, score in ranked]
 
 
 def _given_filters(
@@ -317,9 +327,9 @@ def search_page(
         return SearchResults(
             [(post_id, score) for post_id, score, _, _ in page], int(page[0][2]), bool(page[0][3])
         )
-    by_id = {row.id: row for row in connection.execute(_SEARCH_ROWS, {"ids": [row[0] for row in page]})}
-    rows = [_SearchRow(*by_id[post_id], score, total) for post_id, score, total, _ in page]
-    return SearchResults(rows, int(page[0].total), bool(page[0][3]))
+    total = int(page[0].total)
+    rows = search_rows(session, [(post_id, score) for post_id, score, _, _ in page], total=total)
+    return SearchResults(rows, total, bool(page[0][3]))
 
 
 _SEARCH_ROWS = (

@@ -305,7 +305,8 @@ def reading_scope(session: Session, *, user: User) -> tuple[bool, tuple[int, ...
     """A key equal for any two users who may read exactly the same posts: whether they see hidden
     posts, and the boards they may use (post_readable_by depends on nothing else). Lets work
     done for one user be shared with others in the same position (AI batches)."""
-    return sees_hidden(user), tuple(board.id for board in usable_boards(session, user=user))
+    board_ids = boards_crud.ids_meeting(session, _reader_rule(user.is_superuser), {READER_ID: user.id})
+    return sees_hidden(user), tuple(board_ids)
 
 
 def reading_scopes(session: Session, *, users: Collection[User]) -> dict[int, tuple[bool, tuple[int, ...]]]:

@@ -153,14 +153,17 @@ def _by_meaning(
         exact = exact and len(keyword) < CANDIDATES
     ranked = search_semantic.fuse([keyword, nearest]) if keyword else nearest
     rule = access.post_reader_rule(user)
-    rows = posts_crud.search_rows_among(
+    found = posts_crud.readable_ids_among(
         session, ranked, readable=rule.condition, readable_params=rule.params, **_filter_values(filters)
     )
     if request.sort == "latest":
-        rows.sort(key=lambda row: row.id, reverse=True)
+        found.sort(reverse=True)
+    page = posts_crud.search_rows(
+        session, [(post_id, None) for post_id in found[offset : offset + limit]], total=len(found)
+    )
     return SearchPage(
-        items=hits(session, query=query, rows=rows[offset : offset + limit], keyword_ids=set(keyword)),
-        total=len(rows),
+        items=hits(session, query=query, rows=page, keyword_ids=set(keyword)),
+        total=len(found),
         total_exact=exact,
         offset=offset,
         limit=limit,

@@ -301,21 +301,25 @@ def outsider(make_user: Callable[..., Person]) -> Person:
     return make_user("outsider")
 
 
-def test_a_restricted_boards_post_is_found_by_its_members_only(
-    client: TestClient, make_board: MakeBoard, make_post: MakePost, member: Person, outsider: Person
-) -> None:
+@pytest.fixture
+def staff_post(make_board: MakeBoard, make_post: MakePost, member: Person) -> models.Post:
+    """A post on a restricted board, whose access list has `member` only."""
     restricted = make_board("staff", is_public=False, members=(member,))
-    post = make_post(restricted, member, name="김치찌개 회식", content="금요일")
+    return make_post(restricted, member, name="김치찌개 회식", content="금요일")
+
+
+def test_a_restricted_boards_post_is_found_by_its_members_only(
+    client: TestClient, staff_post: models.Post, member: Person, outsider: Person
+) -> None:
     assert search(client, outsider, "김치")["total"] == 0
-    assert found(client, outsider, "김치", board_id=restricted.id) == []
-    assert found(client, member, "김치") == [post.id]
+    assert found(client, outsider, "김치", board_id=staff_post.board_id) == []
+    assert found(client, member, "김치") == [staff_post.id]
 
 
 def test_readers_of_one_kind_share_the_statement_and_each_gets_their_own_answer(
-    client: TestClient, make_board: MakeBoard, make_post: MakePost, member: Person, outsider: Person
+    client: TestClient, staff_post: models.Post, member: Person, outsider: Person
 ) -> None:
-    restricted = make_board("staff", is_public=False, members=(member,))
-    post = make_post(restricted, member, name="김치찌개 회식", content="금요일")
+    post = staff_post
     assert search(client, member, "김치")["total"] == 1
     built = posts_crud.search_statements_built()
     assert search(client, outsider, "김치")["total"] == 0

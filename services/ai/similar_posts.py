@@ -107,7 +107,7 @@ def search(
     none scoring below min_score), best first: the best checked against the rule, 4 x limit at
     first, eight times more for a question that kept too few."""
     scores = snapshot.vectors @ queries.T  # (posts, questions): cosines, the rows being unit
-    scores[~np.isin(snapshot.board_ids, scope[1])] = -np.inf
+    scores[~_of_boards(snapshot.board_ids, scope[1])] = -np.inf
     scores[scores < min_score] = -np.inf  # never checked against the rule: a search drops them anyway
     found: list[list[dict[str, Any]] | None] = [None] * len(queries)
     checked: dict[int, Any] = {}  # post id -> (id, board_id, title) if readable, else None
@@ -140,6 +140,17 @@ def search(
         for position, column in enumerate(open_questions):
             found[column] = _best(candidates, fallback[:, position], limit)
     return [posts or [] for posts in found]
+
+
+def _of_boards(board_ids: np.ndarray, boards: tuple[int, ...]) -> np.ndarray:
+    """Which rows' board is one of `boards`, by a table indexed by board id (np.isin sorts both
+    sides: 5% of a search by meaning's time at 20,000 posts)."""
+    if not len(board_ids):
+        return np.zeros(0, dtype=bool)
+    table = np.zeros(max(int(board_ids.max()), *boards, 0) + 1, dtype=bool)
+    table[list(boards)] = True
+    kept: np.ndarray = table[board_ids]
+    return kept
 
 
 def _post(row: Any, score: float) -> dict[str, Any]:
