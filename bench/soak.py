@@ -418,6 +418,13 @@ def database_checks(url: str, world: World, writes: dict[str, Any]) -> list[Chec
                 name: conn.execute(text(query)).scalar_one() for name, query in COUNT_CHECKS.items()
             }
             embeddings_missing = unembedded(conn, [int(post_id) for post_id in writes["posts"]])
+            index_rows = {
+                "post_search": rows("SELECT post_id, title_terms, content_terms FROM post_search"),
+                "comment_search": rows("SELECT comment_id, terms FROM comment_search"),
+            }
+            if conn.dialect.name != "sqlite":  # MariaDB's posting tables (SQLite's FTS5 follows by triggers)
+                index_rows["fts_post_term"] = rows("SELECT term, post_id, weight FROM fts_post_term")
+                index_rows["fts_comment_term"] = rows("SELECT term, comment_id FROM fts_comment_term")
     finally:
         engine.dispose()
 
@@ -438,6 +445,7 @@ def database_checks(url: str, world: World, writes: dict[str, Any]) -> list[Chec
     checks.append(check_file_flags(posts, comments, attachments))
     checks.append(check_stored_objects(attachments, listed_objects(), unfinished_uploads()))
     checks.append(check_jobs(jobs, writes["ai_jobs"]))
+    checks.append(check_search_index(posts, comments, index_rows))
     checks.append(
         Check(
             "every post written has a current embedding (index tasks drained)",
@@ -448,6 +456,47 @@ def database_checks(url: str, world: World, writes: dict[str, Any]) -> list[Chec
         )
     )
     return checks
+
+
+def check_search_index(posts: dict[int, Any], comments: dict[int, Any], index: dict[str, list[Any]]) -> Check:
+    """The search index holds every post's and comment's terms as their text is now, and (on
+    MariaDB) their posting rows exactly those terms: an edit's old terms gone, nothing left of
+    a deleted row."""
+    import search_text
+    from crud.search import post_term_weights
+
+    problems = []
+    post_terms = {row.post_id: (row.title_terms, row.content_terms) for row in index["post_search"]}
+    comment_terms = {row.comment_id: row.terms for row in index["comment_search"]}
+    for post in posts.values():
+        if post_terms.get(post.id) != (search_text.terms(post.name), search_text.terms(post.content)):
+            problems.append(f"post {post.id}: stale terms")
+    for comment in comments.values():
+        if comment_terms.get(comment.id) != search_text.terms(comment.content):
+            problems.append(f"comment {comment.id}: stale terms")
+    if "fts_post_term" in index:
+        posted: dict[int, dict[str, int]] = {}
+        for row in index["fts_post_term"]:
+            posted.setdefault(row.post_id, {})[row.term] = row.weight
+        commented: dict[int, set[str]] = {}
+        for row in index["fts_comment_term"]:
+            commented.setdefault(row.comment_id, set()).add(row.term)
+        for post_id, (title, content) in post_terms.items():
+            if posted.pop(post_id, {}) != post_term_weights(title, content):
+                problems.append(f"post {post_id}: posting rows differ from its terms")
+        for comment_id, terms in comment_terms.items():
+            if commented.pop(comment_id, set()) != set(terms.split()):
+                problems.append(f"comment {comment_id}: posting rows differ from its terms")
+        problems += [f"posting rows of post {post_id}, which has no terms row" for post_id in posted]
+        problems += [
+            f"posting rows of comment {comment_id}, which has no terms row" for comment_id in commented
+        ]
+    total = len(posts) + len(comments)
+    return Check(
+        "the search index holds every post's and comment's current terms (and on MariaDB its posting rows)",
+        not problems,
+        problems_text(problems, total, "posts and comments"),
+    )
 
 
 def check_users(users: dict[int, Any], written: dict[str, Any]) -> Check:

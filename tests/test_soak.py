@@ -18,8 +18,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
+import search_text
 from bench import soak
 from config import BASE_DIR
+from crud.search import post_term_weights
 from tests.conftest import skip_unless_ci
 
 # On MariaDB whatever the pass: `make test-sqlite` leaves the module out, the MariaDB pass runs it.
@@ -154,3 +156,31 @@ def test_the_soak_flags_a_job_left_queued() -> None:
     check = soak.check_jobs(jobs, {"1": {}, "2": {}})
     assert not check.ok
     assert "1 rows still queued or running" in check.detail
+
+
+def test_the_soak_flags_a_search_index_that_kept_an_edits_old_words() -> None:
+    post = Row(id=1, name="김치찌개", content="돼지고기")
+    comment = Row(id=5, content="맛있어요")
+    title, content = search_text.terms(post.name), search_text.terms(post.content)
+    index = {
+        "post_search": [Row(post_id=1, title_terms=title, content_terms=content)],
+        "comment_search": [Row(comment_id=5, terms=search_text.terms(comment.content))],
+        "fts_post_term": [
+            Row(post_id=1, term=term, weight=weight)
+            for term, weight in post_term_weights(title, content).items()
+        ],
+        "fts_comment_term": [
+            Row(comment_id=5, term=term) for term in search_text.terms(comment.content).split()
+        ],
+    }
+    assert soak.check_search_index({1: post}, {5: comment}, index).ok
+
+    index["fts_comment_term"].append(Row(comment_id=5, term="qw없던"))  # an edit's old word left behind
+    check = soak.check_search_index({1: post}, {5: comment}, index)
+    assert not check.ok
+    assert "comment 5: posting rows differ from its terms" in check.detail
+
+    index["fts_comment_term"].pop()
+    edited = Row(id=1, name="김치찌개", content="참치")  # the post changed, its terms did not
+    check = soak.check_search_index({1: edited}, {5: comment}, index)
+    assert "post 1: stale terms" in check.detail
