@@ -200,11 +200,6 @@ class Query:
             any(term.startswith(prefix) for term in present) for prefix in self.prefixes
         )
 
-    def found_in_texts(self, *texts: str) -> bool:
-        """found_in for the terms of these texts together, read only as far as it takes to find
-        every term (a long post holding a common word early is not read to its end)."""
-        return self.found_by(*texts) is not None
-
     def found_by(self, *texts: str) -> int | None:
         """How many of these texts, read in order, it takes to find every term (1: the first
         holds them all; 2: the first two together; ...); None when all of them together do not

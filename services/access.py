@@ -137,10 +137,6 @@ def _check_board(*, visible: bool, usable: bool) -> None:
         raise Forbidden("you have no access to this board", code="no_board_access")
 
 
-def usable_boards(session: Session, *, user: User) -> list[Board]:
-    return list(session.scalars(boards_crud.select_where(board_usable_by(user))))
-
-
 def usable_boards_listing(user: User) -> Listing:
     """The boards the user may use, by id, as a page to fetch: statements built once per kind
     of user, the user's id a bind parameter."""

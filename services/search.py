@@ -236,16 +236,18 @@ def hits(
 ) -> list[SearchHit]:
     """Search results from crud/posts.search_listing's rows: where each matched (its title, its
     content, or else one of its comments: one more query for those) and a snippet of it.
-    keyword_ids: the posts the keywords matched, when the rows were found by meaning too; a post
-    not among them whose title and content lack the words matched by meaning alone ("meaning",
-    the snippet its beginning)."""
+    keyword_ids: the posts the keywords matched, when the rows were found by meaning too (None:
+    all of them were)."""
     found = with_author(rows)
-    matched_in = [_matched_in(query, fields["name"], fields["content"]) for fields in found]
-    if keyword_ids is not None:
-        matched_in = [
-            "meaning" if where == "comment" and fields["id"] not in keyword_ids else where
-            for fields, where in zip(found, matched_in, strict=True)
-        ]
+    matched_in = [
+        _matched_in(
+            query,
+            fields["name"],
+            fields["content"],
+            by_keywords=keyword_ids is None or fields["id"] in keyword_ids,
+        )
+        for fields in found
+    ]
     in_comments = [
         fields["id"] for fields, where in zip(found, matched_in, strict=True) if where == "comment"
     ]
@@ -263,11 +265,14 @@ def hits(
     return results
 
 
-def _matched_in(query: Query, title: str, content: str) -> str:
+def _matched_in(query: Query, title: str, content: str, *, by_keywords: bool) -> str:
     """Where the query matches the post: the title alone, else title and content together (the
-    match the index made), else (the index found it in one) a comment."""
+    match the index made), else a comment (the index found the post by one), or, for a post the
+    keywords did not find, its meaning (the snippet its beginning)."""
     texts_needed = query.found_by(title, content)
-    return "comment" if texts_needed is None else ("title", "content")[texts_needed - 1]
+    if texts_needed is None:
+        return "comment" if by_keywords else "meaning"
+    return ("title", "content")[texts_needed - 1]
 
 
 def board_keywords(session: Session, q: str | None) -> Keywords | None:
