@@ -13,7 +13,7 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal
 
-from pydantic import ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BASE_DIR = Path(__file__).resolve().parent
@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     # DATABASE_POOL_SIZE, since each works for a request holding a connection.
     WORKER_THREADS: int = 8
     SQLITE_BUSY_TIMEOUT_MS: int = 5000
+    # SQLite reads the database file through a memory map of this many MiB (0: through reads into
+    # each connection's own page cache). Address space, not memory: the pages are the OS's file
+    # cache, shared by every connection, where read() copied them into each connection's cache.
+    SQLITE_MMAP_MIB: int = Field(default=1024, ge=0)
 
     # Empty means: development keeps a random key in SECRET_KEY_FILE; production refuses to start.
     SECRET_KEY: str = ""

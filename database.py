@@ -74,6 +74,8 @@ def make_engine(url: str) -> Engine:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(settings.SQLITE_BUSY_TIMEOUT_MS)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # Searches read the same index pages from many connections: mapped, not copied into each.
+        cursor.execute(f"PRAGMA mmap_size={int(settings.SQLITE_MMAP_MIB) * 1024 * 1024}")
         cursor.close()
 
     return engine

@@ -95,6 +95,7 @@ _TOKENS = re.compile(
     re.DOTALL,
 )
 _MARKS = re.compile(f"[{_CLASSES['mark']}]")
+_BREAKS = (" ", "\n", "\t")  # spaces no term runs across (a search for each is quick)
 
 
 class Token(NamedTuple):  # a tuple: a snippet makes hundreds, and a frozen dataclass costs 3x as much
@@ -121,8 +122,13 @@ def terms(text: str) -> str:
 
 
 def _tokens(text: str) -> Iterator[Token]:
-    folded, origin = _folded(text)
-    for match in _TOKENS.finditer(folded):
+    return _tokens_from(*_folded(text))
+
+
+def _tokens_from(folded: str, origin: list[int] | None, start: int = 0) -> Iterator[Token]:
+    """The terms of a folded text (_folded's) from `start`, a position no term runs across (the
+    text's start, or just past a space)."""
+    for match in _TOKENS.finditer(folded, start):
         kind, found = match.lastgroup, match.group()
         start, end = match.span()
         if kind == "word":
@@ -203,16 +209,18 @@ class Query:
     def found_by(self, *texts: str) -> int | None:
         """How many of these texts, read in order, it takes to find every term (1: the first
         holds them all; 2: the first two together; ...); None when all of them together do not
-        match. Each text is read only as far as it takes."""
+        match. Each text is read only from where a match may begin and as far as it takes."""
         wanted, prefixes = set(self.terms), list(self.prefixes)
         if not self:
             return 0  # asks for nothing
-        if self._runs:  # a quick no: a post found by its comments is not read to its end
-            folded = " ".join(_folded(normalized(text))[0] for text in texts)
-            if any(run not in folded for run in self._runs):
-                return None
-        for read, text in enumerate(texts, start=1):
-            for token in _tokens(normalized(text)):
+        folded_texts = [_folded(normalized(text)) for text in texts]
+        joined = " ".join(folded for folded, _ in folded_texts)
+        # A quick no (a post found by its comments is not read to its end), unless a mark in the
+        # text, which its word's term drops, stands between the letters of a run.
+        if self._runs and not _MARKS.search(joined) and any(run not in joined for run in self._runs):
+            return None
+        for read, (folded, origin) in enumerate(folded_texts, start=1):
+            for token in _tokens_from(folded, origin, self.reading_start(folded)):
                 wanted.discard(token.term)
                 if prefixes:
                     prefixes = [prefix for prefix in prefixes if not token.term.startswith(prefix)]
@@ -220,21 +228,38 @@ class Query:
                     return read
         return None
 
+    def reading_start(self, folded: str) -> int:
+        """Where reading a folded text's terms (_folded's) may begin without missing any match of
+        this query: just past the last space before the first place where one of its runs stands
+        (a term the query has cannot begin earlier). 0 when that cannot be told: a term without a
+        run (a symbol, a word outside ASCII), or a mark in the text (a word drops its marks, so
+        its term need not stand in the text as it is)."""
+        runs = self._term_runs
+        if not runs or None in runs or _MARKS.search(folded):
+            return 0
+        first = min((at for run in runs if run and (at := folded.find(run)) != -1), default=len(folded))
+        return max(folded.rfind(space, 0, first) for space in _BREAKS) + 1
+
     @cached_property
     def _runs(self) -> tuple[str, ...]:
         """Strings a matching text holds, once normalized and case-folded: the characters of each
         pair or lone character (Hangul, Chinese characters, kana), and of each English word or
         number all but the last letter (which a plural or a final e or y may have changed)."""
-        runs = []
+        return tuple(run for run in self._term_runs if run)
+
+    @cached_property
+    def _term_runs(self) -> tuple[str | None, ...]:
+        """Each term's and prefix's run (see _runs), None for one that has none."""
+        runs: list[str | None] = []
         for term in (*self.terms, *self.prefixes):
-            if not term.startswith(WORD_PREFIX):
-                continue
-            word = term[len(WORD_PREFIX) :]
-            if all(_is_paired(char) for char in word):
+            word = term[len(WORD_PREFIX) :] if term.startswith(WORD_PREFIX) else ""
+            if word and all(_is_paired(char) for char in word):
                 runs.append(word)
             elif word.isascii() and word.isalnum():
-                runs.append(word[:-1] if word.isalpha() else word)
-        return tuple(run for run in runs if run)
+                runs.append((word[:-1] if word.isalpha() else word) or None)  # "a": no run
+            else:
+                runs.append(None)
+        return tuple(runs)
 
     def span(self, token: Token) -> tuple[int, int] | None:
         """What of the token the query matches: all of it for one of its terms, its first
@@ -302,7 +327,8 @@ def _marked_spans(text: str, query: Query) -> list[tuple[int, int]]:
     """Where the query matches in the (normalized) text, overlapping and touching spans merged, up
     to SNIPPET_CHARS past the first."""
     spans: list[tuple[int, int]] = []
-    for token in _tokens(text):
+    folded, origin = _folded(text)
+    for token in _tokens_from(folded, origin, query.reading_start(folded)):
         if spans and token.start >= spans[0][0] + SNIPPET_CHARS:
             break  # past any window around the first match: the rest is not shown
         span = query.span(token)

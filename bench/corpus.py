@@ -247,6 +247,8 @@ def comment_content(rng: random.Random) -> str:
     return text[:256]
 
 
+NO_MATCH_QUERY = "우주선"  # in no post: the "nothing" scenario's, a search's cost before any match
+
 # The search scenario's queries, taken in turn at random (the same list every run): topic words in
 # Korean and English (each in a few percent of the posts), two-word queries, words inside compounds
 # and behind particles, a word no post holds, and common words that most posts and comments hold
@@ -265,7 +267,7 @@ SEARCH_QUERIES = [
     "job interviews",
     "film cameras",
     "에러 메시지",
-    "우주선",  # in no post
+    NO_MATCH_QUERY,
     "추천",  # common: in most posts' sentences and many comments
     "사진",  # common
     "the",  # common English

@@ -50,7 +50,7 @@ class Spec:
     paths: list[str] = field(default_factory=list)
     list_pages: int = 5
     list_limit: int = 20
-    watch_pids: dict[str, int] = field(default_factory=dict)
+    watch_pids: dict[str, int | list[int]] = field(default_factory=dict)  # a list: their CPU summed
     seed: int = 1
     keep_latencies: bool = False  # also return every measured latency (ms), to merge runs
 
@@ -147,12 +147,13 @@ class Measurements:
     statuses: Counter[str] = field(default_factory=Counter)
     cpu_marks: dict[str, list[float]] = field(default_factory=dict)
 
-    def mark_cpu(self, watch_pids: dict[str, int]) -> None:
+    def mark_cpu(self, watch_pids: dict[str, int | list[int]]) -> None:
         self.cpu_marks.setdefault("machine", []).append(machine_busy_seconds())
         self.cpu_marks.setdefault("loadgen", []).append(time.process_time())
-        for name, pid in watch_pids.items():
+        for name, pids in watch_pids.items():
             with contextlib.suppress(OSError):  # a watched process that is gone is left out
-                self.cpu_marks.setdefault(name, []).append(cpu_seconds(pid))
+                used = [cpu_seconds(pid) for pid in ([pids] if isinstance(pids, int) else pids)]
+                self.cpu_marks.setdefault(name, []).append(sum(used))
 
 
 def machine_busy_seconds() -> float:

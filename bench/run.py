@@ -17,6 +17,7 @@ Nothing is written into the repository; the temporary folder is removed at the e
 """
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -53,9 +54,9 @@ CAPTURE_PAGE = {"board_id": 3, "offset": 60, "limit": 20}
 LIST_TARGET = 0.5
 READ_P99_TARGET_MS = 100.0
 SEARCH_P99_TARGET_MS = {"search": 100.0, "hybrid": 150.0}
-SCENARIOS = ("ceiling", "list", "read", "comment", "floor", "search", "like", "hybrid")
+SCENARIOS = ("ceiling", "list", "read", "comment", "floor", "search", "nothing", "like", "hybrid")
 # hybrid needs the sentence encoder loaded and every post embedded: asked for by name only.
-DEFAULT_SCENARIOS = ("ceiling", "list", "read", "comment", "floor", "search", "like")
+DEFAULT_SCENARIOS = ("ceiling", "list", "read", "comment", "floor", "search", "nothing", "like")
 SCENARIO_TITLES = {
     "floor": "GET /health (floor)",
     "ceiling": "list page, ceiling",
@@ -63,6 +64,7 @@ SCENARIO_TITLES = {
     "read": "read post",
     "comment": "create comment",
     "search": "search, keyword",
+    "nothing": "search, no match",
     "hybrid": "search, hybrid",
     "like": "LIKE search (old)",
 }
@@ -76,6 +78,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "created again); default: a SQLite file in a temporary folder",
     )
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="the app's uvicorn worker processes (default 1, as `make run` serves; the ceiling stays "
+        "one): its CPU is theirs and their parent's, summed",
+    )
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds per scenario, not measured")
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per scenario")
     parser.add_argument(
@@ -114,6 +123,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
     unknown = set(args.scenarios.split(",")) - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
@@ -139,10 +150,16 @@ class Server:
     process: subprocess.Popen[bytes]
     port: int
     log: Path
+    workers: int = 1
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def pids(self) -> list[int]:
+        """The server's process and, under `--workers`, the worker processes it started (not the
+        model processes a single server starts: they are measured apart, as before)."""
+        return [self.process.pid, *(child_pids(self.process.pid) if self.workers > 1 else [])]
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -154,15 +171,26 @@ class Server:
                 self.process.wait()
 
 
-def start_server(name: str, target: str, workdir: Path, env: dict[str, str]) -> Server:
+def child_pids(pid: int) -> list[int]:
+    """The processes `pid` started that still run (Linux's /proc/PID/task/TID/children)."""
+    found: list[int] = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            found += [int(child) for child in children.read_text().split()]
+    return found
+
+
+def start_server(name: str, target: str, workdir: Path, env: dict[str, str], *, workers: int = 1) -> Server:
     port = free_port()
     log = workdir / f"{name}.log"
     command = [PYTHON, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port)]
     command += ["--no-access-log", "--log-level", "warning"]  # one process: uvicorn's default
+    if workers > 1:
+        command += ["--workers", str(workers)]
     command += UVICORN_FLAGS  # as `make run` serves
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    server = Server(name, process, port, log)
+    server = Server(name, process, port, log, workers)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -513,10 +541,15 @@ def total_views(url: str) -> int:
 def load_spec(args: argparse.Namespace, setup: Setup, scenario: str, server: Server) -> dict[str, Any]:
     from bench import corpus
 
-    watch = {"server": server.process.pid}
+    watch: dict[str, int | list[int]] = {"server": server.pids()}
     if setup.backend == "MariaDB" and (pid := process_id_of("mariadbd") or process_id_of("mysqld")):
         watch["mariadbd"] = pid
-    paths = {"search": search_paths("keyword"), "hybrid": search_paths("hybrid"), "like": like_paths()}
+    paths = {
+        "search": search_paths("keyword"),
+        "nothing": search_paths("keyword", [corpus.NO_MATCH_QUERY]),
+        "hybrid": search_paths("hybrid"),
+        "like": like_paths(),
+    }
     return {
         "port": server.port,
         "scenario": "get" if scenario in ("floor", *paths) else {"ceiling": "list"}.get(scenario, scenario),
@@ -533,13 +566,14 @@ def load_spec(args: argparse.Namespace, setup: Setup, scenario: str, server: Ser
     }
 
 
-def search_paths(mode: str) -> list[str]:
-    """GET /search for each of the bench's queries (bench/corpus.py), the first page of 20, best first."""
+def search_paths(mode: str, queries: list[str] | None = None) -> list[str]:
+    """GET /search for each of the bench's queries (bench/corpus.py) or these, the first page of 20,
+    best first."""
     from bench import corpus
 
     return [
         f"/api/v1/search?{urllib.parse.urlencode({'q': q, 'mode': mode, 'limit': 20})}"
-        for q in corpus.SEARCH_QUERIES
+        for q in queries or corpus.SEARCH_QUERIES
     ]
 
 
@@ -643,6 +677,7 @@ def profile_list(args: argparse.Namespace, setup: Setup, app: Server) -> str:
         [
             *(py_spy, "record", "--pid", str(app.process.pid), "--duration", str(seconds)),
             *("--rate", str(PROFILE_RATE), "--gil", "--format", "raw", "--output", str(output)),
+            *(["--subprocesses"] if args.workers > 1 else []),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -715,7 +750,7 @@ def main(argv: list[str] | None = None) -> int:
         list_sql = capture_list_sql(setup.tokens[0])
         sql_file = workdir / "list_sql.json"
         sql_file.write_text(json.dumps(list_sql))
-        app = start_server("app", "main:app", workdir, environment)
+        app = start_server("app", "main:app", workdir, environment, workers=args.workers)
         servers.append(app)
         ceiling = start_server(
             "ceiling", "bench.ceiling:app", workdir, environment | {"BENCH_LIST_SQL": str(sql_file)}
@@ -777,13 +812,18 @@ def measure(args: argparse.Namespace, setup: Setup, app: Server, ceiling: Server
     return {scenario: merged(runs) for scenario, runs in slices.items()}
 
 
+def processes(workers: int) -> str:
+    return "one process" if workers == 1 else f"{workers} worker processes (--workers {workers})"
+
+
 def print_header(args: argparse.Namespace, setup: Setup, list_sql: dict[str, Any]) -> None:
     import sqlalchemy
 
     where = setup.workdir / "bench.sqlite3" if setup.backend == "SQLite" else setup.database_url
     print(
         f"setup   {setup.backend} ({where}) through {driver_name(setup.database_url)}, the app's and the "
-        "ceiling's alike; app: uvicorn main:app as `make run` serves it, one process, --no-access-log, "
+        f"ceiling's alike; app: uvicorn main:app as `make run` serves it, {processes(args.workers)}, "
+        "--no-access-log, "
         f"ENV=production, rate limits off; Python {sys.version.split()[0]}, SQLAlchemy "
         f"{sqlalchemy.__version__}, {os.cpu_count()} CPUs"
     )
@@ -878,6 +918,13 @@ def print_verdicts(results: dict[str, dict[str, Any]]) -> dict[str, bool]:
                 f"{SCENARIO_TITLES[scenario]}: p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms "
                 f"(target p99 < {target:.0f} ms: {'met' if verdicts[scenario] else 'MISSED'}){old}"
             )
+    if "nothing" in results:
+        nothing = results["nothing"]
+        print(
+            f"{SCENARIO_TITLES['nothing']} (a word in no post): p50 {nothing['p50_ms']:.1f} ms, p99 "
+            f"{nothing['p99_ms']:.1f} ms, {cpu_per_request_ms(nothing):.2f} ms of server CPU per request: "
+            "what a search costs before it finds anything (token, user, one statement, an empty page)"
+        )
     if "read" in results:
         p99 = results["read"]["p99_ms"]
         verdicts["read"] = p99 < READ_P99_TARGET_MS

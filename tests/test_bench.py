@@ -90,6 +90,26 @@ def test_search_scenarios_ask_for_every_bench_query() -> None:
     assert all("mode=keyword" in path for path in run.search_paths("keyword"))
 
 
+def test_the_no_match_scenario_searches_a_word_in_no_post_nor_comment(
+    client: TestClient, seeded: seed.SeededData
+) -> None:
+    """The "nothing" scenario measures what a search costs before it finds anything."""
+    headers = {"Authorization": f"Bearer {security.create_access_token(seeded.user_ids[0], 0)}"}
+    [path] = run.search_paths("keyword", [corpus.NO_MATCH_QUERY])
+    answer = client.get(path, headers=headers)
+    assert answer.status_code == 200
+    assert answer.json()["total"] == 0 and answer.json()["mode"] == "keyword"
+    with engine.connect() as conn:
+        holding = conn.execute(
+            text(
+                "SELECT (SELECT count(*) FROM post WHERE content LIKE :p OR name LIKE :p)"
+                " + (SELECT count(*) FROM comment WHERE content LIKE :p)"
+            ),
+            {"p": f"%{corpus.NO_MATCH_QUERY}%"},
+        ).scalar_one()
+    assert holding == 0
+
+
 def test_reusing_a_seeded_database_keeps_its_search_index(seeded: seed.SeededData) -> None:
     reused = seed.reuse(TEST_DATABASE_URL, sizes=SMALL)
     assert reused is not None

@@ -148,6 +148,48 @@ def test_found_by_says_how_many_texts_it_takes_to_match(
     assert search_text.query(query).found_by(*texts) == needed
 
 
+# Korean runs and a prefix, English plurals, a one-letter word, symbols, accents NFKC composes and one
+# it keeps as a mark (a word drops it), and ß (case-folds to two letters: positions move).
+PIECES = [
+    "김치",
+    "찌개",
+    "파이썬은",
+    "밥",
+    "cat",
+    "Cats",
+    "keyboards",
+    "a",
+    "100%",
+    "😀",
+    "é",
+    "e\u0301",
+    "c\u0353at",  # a mark NFKC keeps (no letter c with it): the word's term is "cat"
+    "ß",
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.sampled_from([*PIECES, " ", " ", "\n", "\t", "\u3000", ".", "-"]), max_size=30),
+    st.lists(st.sampled_from(PIECES), min_size=1, max_size=3),
+)
+def test_reading_from_where_a_match_may_begin_misses_no_match(pieces: list[str], asked: list[str]) -> None:
+    """Snippets and `matched_in` skip a text's terms before the first place the query's words
+    could stand: no term they skip matches, and they answer as reading the whole text does."""
+    text, query = "".join(pieces), search_text.query(" ".join(asked))
+    normalized = search_text.normalized(text)
+    folded = normalized.casefold()
+    start = query.reading_start(folded)
+    assert start == 0 or folded[start - 1] in " \n\t"
+    every = search_text.tokens(text)
+    if len(folded) == len(normalized):  # else the tokens' positions are not the folded text's
+        assert not [token for token in every if token.start < start and query.span(token)]
+    terms = [token.term for token in every]
+    assert query.found_by(text) == (1 if query.found_in(terms) else None)
+    title = [token.term for token in search_text.tokens("제목")]  # holds none of the pieces
+    assert query.found_by("제목", text) == (2 if query.found_in([*title, *terms]) else None)
+
+
 def test_a_snippet_marks_the_words_and_escapes_everything_else() -> None:
     query = search_text.query("김치")
     snippet = search_text.snippet('<script>alert("김치")</script> 김치찌개 & 밥', query)

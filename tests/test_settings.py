@@ -62,6 +62,11 @@ def test_a_job_lease_too_short_to_renew_is_refused(seconds: str) -> None:
         make_settings(AI_LEASE_SECONDS=seconds)
 
 
+def test_a_negative_sqlite_memory_map_is_refused() -> None:
+    with pytest.raises(ValidationError, match="SQLITE_MMAP_MIB"):
+        make_settings(SQLITE_MMAP_MIB="-1")
+
+
 def test_production_without_an_smtp_host_refuses_to_start() -> None:
     # Else every mail, password reset codes included, would be written to the log.
     with pytest.raises(ValidationError, match="SMTP_HOST must be set"):
