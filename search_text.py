@@ -125,10 +125,10 @@ def _tokens(text: str) -> Iterator[Token]:
     return _tokens_from(*_folded(text))
 
 
-def _tokens_from(folded: str, origin: list[int] | None, start: int = 0) -> Iterator[Token]:
-    """The terms of a folded text (_folded's) from `start`, a position no term runs across (the
+def _tokens_from(folded: str, origin: list[int] | None, begin: int = 0) -> Iterator[Token]:
+    """The terms of a folded text (_folded's) from `begin`, a position no term runs across (the
     text's start, or just past a space)."""
-    for match in _TOKENS.finditer(folded, start):
+    for match in _TOKENS.finditer(folded, begin):
         kind, found = match.lastgroup, match.group()
         start, end = match.span()
         if kind == "word":

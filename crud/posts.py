@@ -187,10 +187,7 @@ def _search_statements(
     shape: Shape, readable: ColumnElement[bool], *, ranked: bool, windowed: bool, filters: frozenset[str]
 ) -> tuple[Select[*tuple[Any, ...]], Select[*tuple[Any, ...]]]:
     # Newest first needs no score (a relevance costs a little per match), and neither does the count.
-    if ranked:
-        matches = search_crud.scored_matches(shape, windowed=windowed)
-    else:
-        matches = search_crud.matches(shape, windowed=windowed)
+    matches = search_crud.keyword_matches(shape, scored=ranked, windowed=windowed)
     # Every match in the window is joined to its post and board, and whether the reader may read
     # it is a column (not a filter), so the total of the readable ones and whether the window
     # left matches out come with every row (window functions: a full-text search is the costly

@@ -55,7 +55,7 @@ from search_text import Query
 
 # Relevance: a match in the title counts above one in the content (how much above is each
 # database's own scale); a post whose own text holds the words ranks above one that only its
-# comments hold (OWN, scored_matches).
+# comments hold (OWN, keyword_matches).
 TITLE_WEIGHT = 4.0
 CONTENT_WEIGHT = 1.0
 OWN = "own"
@@ -361,31 +361,21 @@ def _newest(hits: Select[*tuple[Any, ...]], *, windowed: bool) -> Subquery:
     return select(window, overflow.label(OVERFLOW)).subquery()
 
 
-@cache  # one per shape, with or without the window: the parameters are match_params' and WINDOW
-def scored_matches(shape: Shape, *, windowed: bool = True) -> Subquery:
+@cache  # per shape, scored or not, windowed or not: the parameters are match_params' and WINDOW
+def keyword_matches(shape: Shape, *, scored: bool, windowed: bool = True) -> Subquery:
     """(post_id, score, OWN, OVERFLOW) of the posts the query matches, in their title and content or
-    in a visible comment: the keyword candidates, for ranking. Windowed: the newest WINDOW matches of
-    the posts and the newest WINDOW of the comments (a common word is in most of a site's posts;
-    scoring them all costs more than a search may). A post's score is its own relevance (0 when only
-    its comments hold the words); OWN (1 or 0) says whether its own text holds them, which ranks
-    first: a BM25 of a word in most posts is near 0 (its IDF), so no fixed amount for a comment's
-    match could stay below every post's own."""
-    posts = _newest(_post_hits(shape, scored=True), windowed=windowed)
+    in a visible comment: the keyword candidates. Windowed: the newest WINDOW matches of the posts
+    and the newest WINDOW of the comments (a common word is in most of a site's posts; scoring them
+    all costs more than a search may). Scored, a post's score is its own relevance (0 when only its
+    comments hold the words); unscored (cheaper: counting, newest-first pages), every score is 0.
+    OWN (1 or 0) says whether its own text holds them, which ranks first: a BM25 of a word in most
+    posts is near 0 (its IDF), so no fixed amount for a comment's match could stay below every
+    post's own."""
+    posts = _newest(_post_hits(shape, scored=scored), windowed=windowed)
+    score = posts.c.score if scored else literal(0.0).label("score")
     return _by_post(
         shape,
-        select(posts.c.post_id, posts.c.score, literal(1).label(OWN), posts.c[OVERFLOW]),
-        windowed=windowed,
-    )
-
-
-@cache
-def matches(shape: Shape, *, windowed: bool = True) -> Subquery:
-    """(post_id, score: 0, OWN, OVERFLOW) of the posts the query matches, as scored_matches,
-    unscored: cheaper, for counting and newest-first pages."""
-    posts = _newest(_post_hits(shape, scored=False), windowed=windowed)
-    return _by_post(
-        shape,
-        select(posts.c.post_id, literal(0.0).label("score"), literal(1).label(OWN), posts.c[OVERFLOW]),
+        select(posts.c.post_id, score, literal(1).label(OWN), posts.c[OVERFLOW]),
         windowed=windowed,
     )
 

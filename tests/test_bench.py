@@ -116,3 +116,13 @@ def test_reusing_a_seeded_database_keeps_its_search_index(seeded: seed.SeededDat
     with engine.connect() as conn:
         indexed = [conn.execute(text(f"SELECT count(*) FROM {name}")).scalar_one() for name in SEARCH_TABLES]
     assert indexed == [600, 2_000]
+
+
+@pytest.mark.parametrize("argv", [["--workers", "0"], ["--rounds", "0"]])
+def test_the_bench_refuses_fewer_than_one_worker_or_round(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as refused:
+        run.parse_args(argv)
+    assert refused.value.code == 2
+    assert "must be at least 1" in capsys.readouterr().err
