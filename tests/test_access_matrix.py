@@ -233,7 +233,9 @@ def add_ai(session: Session, author: User) -> dict[str, dict[str, Any]]:
     ended = {"status": "succeeded", "result": '{"echo": "HELLO"}', "is_finished": True}
     jobs = {
         "finished job": AIlog(**ended, started_date=now, finish_date=now),
-        "queued job": AIlog(),
+        # Leased to a live process elsewhere: the running app's sweep for lost jobs (once per
+        # lease period) would otherwise take this unleased job and run it between cases.
+        "queued job": AIlog(lease_owner="elsewhere:1:live", lease_until=now + timedelta(days=1)),
         "hidden job": AIlog(**ended, started_date=now, finish_date=now, is_visible=False),
     }
     for job in jobs.values():
