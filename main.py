@@ -5,7 +5,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from functools import partial
+from functools import cache, partial
 from http import HTTPStatus
 
 import anyio.to_thread
@@ -54,14 +54,15 @@ async def lifespan(
             app.state.runtime = outer  # the runtime stops from here on: requests no longer reach it
 
 
+@cache  # once per process (tests start the app thousands of times)
 def freeze_startup_objects() -> None:
     """Moves what start-up made (modules, classes, the ORM's and Pydantic's machinery: most
     objects the process will ever hold) out of the garbage collector's reach. Each full pass
     of the collector would otherwise walk all of them and stall every request for ~50 ms,
-    which is what a p99 latency sees. Once per process (tests start the app many times)."""
-    if not gc.get_freeze_count():
-        gc.collect()
-        gc.freeze()
+    which is what a p99 latency sees. Remembered by the cache, not asked of gc:
+    gc.get_freeze_count() walks every frozen object (~13 ms for 177,000)."""
+    gc.collect()
+    gc.freeze()
 
 
 def domain_error_handler(_: Request, exc: Exception) -> JSONResponse:
