@@ -26,6 +26,7 @@ one it does not serve).
 import csv
 import hashlib
 import io
+import os
 import secrets
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -66,7 +67,7 @@ from services.ai.registry import Registry
 from services.storage import LocalStorage, get_storage, new_key
 from tests.ai_models import EchoModel
 from tests.chat_support import live_socket
-from tests.conftest import PASSWORD, Person, empty_tables
+from tests.conftest import IS_MARIADB, PASSWORD, Person, empty_tables
 
 pytestmark = pytest.mark.db  # the access rule is SQL conditions: every answer comes from them
 
@@ -300,16 +301,23 @@ class Kept:
 
 
 def state_of_the_world() -> str:
-    """A digest of every row of every table and of every stored file's name and bytes."""
+    """A digest of every row of every table and of every stored file's name and bytes (taken
+    after each of the ~600 cases: the cheapest reading of both counts)."""
     digest = hashlib.sha256()
     with engine.connect() as conn:
-        for table in Base.metadata.sorted_tables:
-            order = list(table.primary_key.columns) or list(table.columns)
-            for row in conn.execute(select(table).order_by(*order)):
-                digest.update(repr((table.name, tuple(row))).encode())
+        if IS_MARIADB:  # the server checksums each table's rows: one round trip, not one a table
+            tables = ", ".join(f"`{table.name}`" for table in Base.metadata.sorted_tables)
+            digest.update(repr(conn.exec_driver_sql(f"CHECKSUM TABLE {tables}").all()).encode())
+        else:
+            for table in Base.metadata.sorted_tables:
+                order = list(table.primary_key.columns) or list(table.columns)
+                for row in conn.execute(select(table).order_by(*order)):
+                    digest.update(repr((table.name, tuple(row))).encode())
     uploads = Path(settings.UPLOAD_DIR)
-    for path in sorted(uploads.rglob("*")) if uploads.exists() else []:
-        if path.is_file():
+    # os.walk, not Path.rglob: three times faster over the storage's 256 folders, mostly empty.
+    for folder, _, names in sorted(os.walk(uploads)):
+        for name in sorted(names):
+            path = Path(folder, name)
             digest.update(str(path.relative_to(uploads)).encode() + path.read_bytes())
     return digest.hexdigest()
 
