@@ -243,6 +243,41 @@ def test_memory_limiter_starts_a_new_window_when_the_old_one_ends(monkeypatch: p
     assert limiter.hit("k", 2, 60) is None
 
 
+def test_memory_limiter_past_its_size_does_not_walk_every_window_on_each_hit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past 100,000 windows the limiter drops the expired ones. With that many still open (one
+    login from each address of a flood), it built its dict anew on every hit (~15 ms, under the
+    lock every login takes); a sweep now waits until the windows have doubled since the last."""
+    clock = FakeClock()
+    monkeypatch.setattr(rate_limit.time, "monotonic", clock)
+    limiter = MemoryRateLimiter()
+    for i in range(100_001):
+        limiter.hit(f"login:ip:{i}", 30, 60)
+
+    rebuilt = 0
+    for i in range(1000):
+        before = limiter._windows
+        limiter.hit(f"login:ip:more-{i}", 30, 60)
+        rebuilt += limiter._windows is not before
+
+    assert rebuilt == 1
+    assert limiter.hit("login:ip:0", 1, 60) is not None  # the flood's windows are still counted
+
+
+def test_memory_limiter_past_its_size_drops_the_expired_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock()
+    monkeypatch.setattr(rate_limit.time, "monotonic", clock)
+    limiter = MemoryRateLimiter()
+    for i in range(100_001):
+        limiter.hit(f"login:ip:{i}", 30, 60)
+    clock.now += 60
+
+    limiter.hit("login:ip:late", 30, 60)
+
+    assert list(limiter._windows) == ["login:ip:late"]
+
+
 def test_memory_limiter_keeps_keys_apart() -> None:
     limiter = MemoryRateLimiter()
     limiter.hit("a", 1, 60)
