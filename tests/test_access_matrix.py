@@ -301,8 +301,8 @@ class Kept:
 
 
 def state_of_the_world() -> str:
-    """A digest of every row of every table and of every stored file's name and bytes (taken
-    after each of the ~600 cases: the cheapest reading of both counts)."""
+    """A digest of every row of every table and of every stored file's name and bytes. It is
+    taken after each of the ~600 cases, so it reads both the cheapest way each allows."""
     digest = hashlib.sha256()
     with engine.connect() as conn:
         if IS_MARIADB:  # the server checksums each table's rows: one round trip, not one a table
